@@ -1,0 +1,3 @@
+from modularity.cli import main
+
+raise SystemExit(main())
