@@ -367,16 +367,23 @@ def composition_by_bin(per_model: Sequence[pd.DataFrame], n_bins: int = 25) -> p
     """Average neurons per layer in each depth bin over several models (METHOD §11, last step).
 
     ``per_model``: outputs of :func:`layer_composition`. Each bin's summed counts
-    are divided by its number of (model, layer) contributions. Returns n_bins
-    rows: ``bin``, ``n_layers`` (contributions) and one column per category
-    (NaN for a bin nobody reached). Plotting (log10(count + 1) segments) is the
-    chart's job.
+    are divided by its number of (model, layer) contributions. Long format (what
+    :func:`modularity.charts.layer_composition` reads): one row per (bin,
+    category) for the bins that some layer reached, columns ``bin``,
+    ``category`` (:data:`COMPOSITION_CATEGORIES` order), ``count`` (average per
+    layer) and ``n_layers`` (contributions). The log10(count + 1) heights are
+    the chart's job.
     """
     stacked = pd.concat(list(per_model), ignore_index=True)
+    if (stacked["bin"] >= n_bins).any():
+        raise ValueError(f"layer tables use bins beyond n_bins={n_bins}")
     categories = [c for c in COMPOSITION_CATEGORIES if c in stacked.columns]
+    categories += sorted(set(stacked.columns) - set(categories) - {"layer", "bin"})
     grouped = stacked.groupby("bin")
-    summed = grouped[categories].sum()
-    contributions = grouped.size()
-    averaged = summed.div(contributions, axis=0).reindex(range(n_bins))
-    averaged.insert(0, "n_layers", contributions.reindex(range(n_bins)).fillna(0).astype(int))
-    return averaged.rename_axis("bin").reset_index()
+    averaged = grouped[categories].sum().div(grouped.size(), axis=0)
+    long = averaged.rename_axis("bin").reset_index().melt(id_vars="bin", var_name="category", value_name="count")
+    long["n_layers"] = long["bin"].map(grouped.size()).astype(int)
+    long["category"] = pd.Categorical(long["category"], categories=categories, ordered=True)
+    long = long.sort_values(["bin", "category"]).reset_index(drop=True)
+    long["category"] = long["category"].astype(str)
+    return long

@@ -344,17 +344,18 @@ def per_domain_modularity(
 
 # --------------------------------------------------------------------------- ablation bars (§7)
 
-#: Fig 2C bar names, in plotting order.
-BAR_NAMES: tuple[str, ...] = ("within", "to_others", "from_others")
+#: Fig 2C bar kinds, in plotting order (the names modularity.charts.domain_bars reads).
+BAR_KINDS: tuple[str, ...] = ("within", "D→others", "others→D")
 
 
 def domain_bars(ablation_matrix: pd.DataFrame, domains: Domains = None) -> pd.DataFrame:
     """Fig 2C's three bars per domain D on a directed ablation matrix (METHOD §7).
 
-    Rows are sources S, columns targets T. Bars: ``within`` (S, T ∈ D, S ≠ T),
-    ``to_others`` (S ∈ D, T ∉ D: D → Others) and ``from_others`` (S ∉ D, T ∈ D:
-    Others → D). NaN cells are skipped. Long format, one row per (domain, bar):
-    columns domain, bar, mean, sem (= SD(ddof=1)/√n; NaN when n < 2), n.
+    Rows are sources S, columns targets T. Bars (column ``kind``): ``within``
+    (S, T ∈ D, S ≠ T), ``D→others`` (S ∈ D, T ∉ D) and ``others→D`` (S ∉ D,
+    T ∈ D). NaN cells are skipped. Long format, one row per (domain, kind):
+    columns domain, kind, mean, sem (= SD(ddof=1)/√n; NaN when n < 2), n —
+    ready for :func:`modularity.charts.domain_bars`.
     """
     values = _check_square(ablation_matrix)
     codes = resolve_domains(ablation_matrix, domains)
@@ -364,17 +365,17 @@ def domain_bars(ablation_matrix: pd.DataFrame, domains: Domains = None) -> pd.Da
         inside = codes == domain
         masks = {
             "within": inside[:, None] & inside[None, :] & off_diagonal,
-            "to_others": inside[:, None] & ~inside[None, :],
-            "from_others": ~inside[:, None] & inside[None, :],
+            "D→others": inside[:, None] & ~inside[None, :],
+            "others→D": ~inside[:, None] & inside[None, :],
         }
-        for bar in BAR_NAMES:
-            cells = values[masks[bar]]
+        for kind in BAR_KINDS:
+            cells = values[masks[kind]]
             cells = cells[np.isfinite(cells)]
             n = int(cells.size)
             rows.append(
                 {
                     "domain": domain,
-                    "bar": bar,
+                    "kind": kind,
                     "mean": float(cells.mean()) if n else float("nan"),
                     "sem": float(cells.std(ddof=1) / np.sqrt(n)) if n >= 2 else float("nan"),
                     "n": n,

@@ -142,7 +142,7 @@ def _matrix_report(args, directed: bool) -> dict:
     if directed:
         bars = domain_bars(matrix, codes)
         report["bars"] = {
-            domain: {row.bar: {"mean": row.mean, "sem": row.sem, "n": row.n} for row in group.itertuples()}
+            domain: {row.kind: {"mean": row.mean, "sem": row.sem, "n": row.n} for row in group.itertuples()}
             for domain, group in bars.groupby("domain", sort=False)
         }
     return report
@@ -234,7 +234,7 @@ def add_parser(subparsers) -> None:
             "symmetrised matrix (M + Mᵀ)/2. Labels present only as a row or only as a column are\n"
             "dropped (listed as dropped_unpaired), as the study's SI Table 1 script does.\n"
             "Extra output 'bars' (Fig 2C): per domain D the mean, SEM (ddof 1) and n of\n"
-            "within (S,T in D), to_others (S in D, T not) and from_others (S not, T in D).\n\n"
+            "within (S,T in D), D→others (S in D, T not) and others→D (S not, T in D).\n\n"
             + FILE_LAYOUT + "\n" + NUMBERS
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
