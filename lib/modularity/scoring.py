@@ -1,0 +1,273 @@
+"""Evaluation: teacher-forced answer log-probabilities and the inclusion filter (METHOD §2).
+
+For a prompt p and an answer y = y₁..y_m (tokenized separately),
+
+    LP(p, y) = Σ_j log softmax(logits[T−1+j−1])[y_j],   T = len(ids(p)).
+
+Each item gets four scores with the *clean* answers y⁺ (``clean_correct``)
+and y⁻ (``clean_incorrect``): LPcc, LPci (clean prompt) and LPrc, LPri
+(corrupted prompt). An item is *both-correct* when LPcc > LPci **and**
+LPri > LPrc. A task passes the filter when the both-correct fraction of its
+token-aligned items (clean and corrupted prompts of equal length) is at least
+the threshold (0.60 in the study).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .models import LoadedModel
+from .tasks.schema import TaskData, assemble_message
+
+BOS_MODES = ("model", "study")
+
+
+# --------------------------------------------------------------------------
+# Tokenization
+# --------------------------------------------------------------------------
+@dataclass
+class TokenizedTask:
+    """Token ids of one task's items.
+
+    ``clean``/``corrupted``: prompt ids per item; ``correct``/``incorrect``:
+    ids of the clean answers y⁺ / y⁻ per item; ``aligned[n]`` is True when the
+    two prompts of item n have the same length.
+    """
+
+    name: str
+    domain: str
+    clean: list[list[int]]
+    corrupted: list[list[int]]
+    correct: list[list[int]]
+    incorrect: list[list[int]]
+
+    @property
+    def aligned(self) -> np.ndarray:
+        return np.array([len(c) == len(r) for c, r in zip(self.clean, self.corrupted)])
+
+    def __len__(self) -> int:
+        return len(self.clean)
+
+
+def encode_prompt(tokenizer, prompt: str, bos: str = "model") -> list[int]:
+    """Prompt ids. ``bos="model"``: the tokenizer's own special tokens (BOS for
+    models that expect one) unless the chat template already wrote the BOS;
+    ``bos="study"``: never add special tokens (METHOD §1.3, flaw §15.10)."""
+    if bos not in BOS_MODES:
+        raise ValueError(f"bos must be one of {BOS_MODES}, got {bos!r}")
+    bos_token = getattr(tokenizer, "bos_token", None)
+    add_special = bos == "model" and not (bos_token and prompt.startswith(bos_token))
+    return tokenizer(prompt, add_special_tokens=add_special).input_ids
+
+
+def encode_answer(tokenizer, answer: str) -> list[int]:
+    """Answer ids, tokenized on their own without special tokens (METHOD §1.3)."""
+    ids = tokenizer(answer, add_special_tokens=False).input_ids
+    if not ids:
+        raise ValueError(f"answer {answer!r} tokenizes to no tokens")
+    return ids
+
+
+def task_prompts(loaded: LoadedModel, task: TaskData) -> tuple[list[str], list[str]]:
+    """Clean and corrupted prompt strings (chat-formatted unless the task is raw)."""
+    raw = task.config.force_base_evaluation
+    clean = [loaded.format_prompt(assemble_message(task.config, it, "clean"), raw) for it in task.items]
+    corrupted = [
+        loaded.format_prompt(assemble_message(task.config, it, "corrupted"), raw) for it in task.items
+    ]
+    return clean, corrupted
+
+
+def tokenize_task(loaded: LoadedModel, task: TaskData, bos: str = "model") -> TokenizedTask:
+    tok = loaded.tokenizer
+    clean, corrupted = task_prompts(loaded, task)
+    return TokenizedTask(
+        name=task.name,
+        domain=task.domain,
+        clean=[encode_prompt(tok, p, bos) for p in clean],
+        corrupted=[encode_prompt(tok, p, bos) for p in corrupted],
+        correct=[encode_answer(tok, it["clean_correct"]) for it in task.items],
+        incorrect=[encode_answer(tok, it["clean_incorrect"]) for it in task.items],
+    )
+
+
+# --------------------------------------------------------------------------
+# Batching and log-probabilities
+# --------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Right-padded ``prompt ⊕ answer`` sequences.
+
+    ``input_ids``/``attention_mask``: [B, S]; ``last_prompt``: [B] index T−1;
+    ``answer_rows``/``answer_pos``/``answer_ids``: [A] one entry per answer
+    token over the whole batch (row, position predicting it, token id).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    last_prompt: torch.Tensor
+    answer_rows: torch.Tensor
+    answer_pos: torch.Tensor
+    answer_ids: torch.Tensor
+
+    def to(self, device) -> "Batch":
+        return Batch(*(t.to(device) for t in (
+            self.input_ids, self.attention_mask, self.last_prompt,
+            self.answer_rows, self.answer_pos, self.answer_ids)))
+
+
+def make_batch(prompts: list[list[int]], answers: list[list[int]], pad_id: int = 0) -> Batch:
+    """Concatenate each prompt with its answer and right-pad (real positions unchanged)."""
+    lengths = [len(p) + len(a) for p, a in zip(prompts, answers)]
+    width = max(lengths)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    rows, pos, ids = [], [], []
+    for row, (prompt, answer) in enumerate(zip(prompts, answers)):
+        sequence = prompt + answer
+        input_ids[row, : len(sequence)] = torch.tensor(sequence)
+        attention_mask[row, : len(sequence)] = 1
+        start = len(prompt) - 1
+        rows += [row] * len(answer)
+        pos += list(range(start, start + len(answer)))
+        ids += answer
+    return Batch(
+        input_ids,
+        attention_mask,
+        torch.tensor([len(p) - 1 for p in prompts]),
+        torch.tensor(rows),
+        torch.tensor(pos),
+        torch.tensor(ids),
+    )
+
+
+def answer_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Summed answer log-probs per row, [B] (differentiable if grads are on).
+
+    Runs the decoder once and applies the output head only at the answer
+    positions: for large vocabularies the head dominates the cost otherwise.
+    """
+    hidden = model.base_model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).last_hidden_state
+    selected = hidden[batch.answer_rows, batch.answer_pos]  # [A, d_model]
+    logits = model.get_output_embeddings()(selected).float()
+    softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    token_lp = torch.log_softmax(logits, dim=-1).gather(1, batch.answer_ids[:, None])[:, 0]
+    out = torch.zeros(batch.input_ids.shape[0], dtype=token_lp.dtype, device=token_lp.device)
+    return out.index_add(0, batch.answer_rows, token_lp)
+
+
+def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Index batches of similar length (less padding); order restored by the caller."""
+    order = np.argsort(lengths, kind="stable")
+    return [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+
+
+@torch.no_grad()
+def sequence_logprobs(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    answers: list[list[int]],
+    batch_size: int = 16,
+    progress: bool = False,
+    desc: str = "scoring",
+) -> np.ndarray:
+    """LP(prompt_n, answer_n) for every n, float64 array [N]."""
+    pad_id = loaded.tokenizer.pad_token_id or 0
+    result = np.empty(len(prompts))
+    lengths = [len(p) + len(a) for p, a in zip(prompts, answers)]
+    batches = length_sorted_batches(lengths, batch_size)
+    for index in tqdm(batches, desc=desc, disable=not progress, leave=False):
+        batch = make_batch([prompts[i] for i in index], [answers[i] for i in index], pad_id)
+        result[index] = answer_logprobs(loaded.model, batch.to(loaded.device)).double().cpu().numpy()
+    return result
+
+
+# --------------------------------------------------------------------------
+# Evaluation of a task
+# --------------------------------------------------------------------------
+def evaluate_task(
+    loaded: LoadedModel,
+    task: TaskData,
+    batch_size: int = 16,
+    bos: str = "model",
+    progress: bool = False,
+) -> pd.DataFrame:
+    """Per-item scores of one task.
+
+    Returns one row per item: ``item``, ``clean_len``, ``corrupted_len``,
+    ``aligned``, ``lp_cc``, ``lp_ci``, ``lp_rc``, ``lp_ri``, ``clean_correct``,
+    ``corrupted_correct``, ``both_correct``.
+    """
+    tokens = tokenize_task(loaded, task, bos)
+    n = len(tokens)
+    prompts = tokens.clean * 2 + tokens.corrupted * 2
+    answers = tokens.correct + tokens.incorrect + tokens.correct + tokens.incorrect
+    lp = sequence_logprobs(loaded, prompts, answers, batch_size, progress, desc=task.name)
+    lp_cc, lp_ci, lp_rc, lp_ri = lp[:n], lp[n : 2 * n], lp[2 * n : 3 * n], lp[3 * n :]
+    frame = pd.DataFrame(
+        {
+            "item": np.arange(n),
+            "clean_len": [len(p) for p in tokens.clean],
+            "corrupted_len": [len(p) for p in tokens.corrupted],
+            "aligned": tokens.aligned,
+            "lp_cc": lp_cc,
+            "lp_ci": lp_ci,
+            "lp_rc": lp_rc,
+            "lp_ri": lp_ri,
+        }
+    )
+    frame["clean_correct"] = frame.lp_cc > frame.lp_ci
+    frame["corrupted_correct"] = frame.lp_ri > frame.lp_rc
+    frame["both_correct"] = frame.clean_correct & frame.corrupted_correct
+    return frame
+
+
+def binomial_se(p: float, n: int) -> float:
+    """Standard error of a proportion p estimated from n items (NaN for n = 0)."""
+    return math.sqrt(p * (1 - p) / n) if n else float("nan")
+
+
+def summarize_task(items: pd.DataFrame, threshold: float = 0.60) -> dict:
+    """Accuracies over the token-aligned items, baselines C and R, and the filter decision.
+
+    ``passes`` is False with a ``reason`` when the task is excluded; no NaN is
+    left unexplained.
+    """
+    aligned = items[items.aligned]
+    n_aligned = len(aligned)
+    both = aligned[aligned.both_correct]
+    summary = {
+        "n_items": len(items),
+        "n_aligned": n_aligned,
+        "n_misaligned": len(items) - n_aligned,
+        "clean_accuracy": aligned.clean_correct.mean() if n_aligned else float("nan"),
+        "corrupted_accuracy": aligned.corrupted_correct.mean() if n_aligned else float("nan"),
+        "both_correct_accuracy": len(both) / n_aligned if n_aligned else float("nan"),
+        "n_both_correct": len(both),
+        "C": float((both.lp_cc - both.lp_ci).mean()) if len(both) else float("nan"),
+        "R": float((both.lp_rc - both.lp_ri).mean()) if len(both) else float("nan"),
+    }
+    summary["both_correct_se"] = binomial_se(summary["both_correct_accuracy"], n_aligned)
+    if n_aligned == 0:
+        passes, reason = False, "no token-aligned items"
+    elif summary["both_correct_accuracy"] < threshold:
+        passes = False
+        reason = f"both-correct {summary['both_correct_accuracy']:.2f} < {threshold:.2f}"
+    else:
+        passes, reason = True, ""
+    summary.update(passes=passes, reason=reason)
+    return summary
+
+
+def both_correct_indices(items: pd.DataFrame) -> np.ndarray:
+    """Indices of the aligned, both-correct items (used by attribution and ablation)."""
+    return items.loc[items.aligned & items.both_correct, "item"].to_numpy()
