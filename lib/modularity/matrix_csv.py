@@ -18,6 +18,7 @@ per-model ablation CSVs (METHOD §15.4), recording them in
 """
 from __future__ import annotations
 
+import csv
 import os
 import tempfile
 from pathlib import Path
@@ -60,6 +61,36 @@ def domains_of(labels: Sequence[str]) -> list[str]:
     return codes
 
 
+def _read_cells(path: Path) -> pd.DataFrame:
+    """The CSV as a DataFrame of strings, labels as given (no renaming of repeats)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as stream:
+            rows = [row for row in csv.reader(stream) if row]
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a UTF-8 text file; expected a CSV of 'domain/task' labels and numbers") from None
+    except csv.Error as error:
+        raise ValueError(f"{path}: not a well-formed CSV ({error})") from None
+    if not rows:
+        raise ValueError(f"{path}: the file is empty; expected a header row of 'domain/task' labels")
+    header, body = rows[0], rows[1:]
+    if len(header) < 2:
+        raise ValueError(f"{path}: no matrix columns found; the header must be ',' followed by the task labels")
+    width = len(header)
+    for number, row in enumerate(body, start=1):
+        if len(row) != width:
+            label = row[0] if row else ""
+            raise ValueError(
+                f"{path}: row {label!r} (data row {number}) has {len(row) - 1} values but the header "
+                f"names {width - 1} columns; every row needs its label plus one value per column "
+                "(leave a cell empty, not absent, for a missing value)"
+            )
+    return pd.DataFrame(
+        [row[1:] for row in body],
+        index=pd.Index([row[0].strip() for row in body], dtype=object),
+        columns=pd.Index([label.strip() for label in header[1:]], dtype=object),
+    )
+
+
 def read_matrix_csv(
     path: str | os.PathLike,
     *,
@@ -87,15 +118,7 @@ def read_matrix_csv(
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file (expected a task × task matrix CSV)")
-    try:
-        raw = pd.read_csv(path, index_col=0, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty; expected a header row of 'domain/task' labels") from None
-    except pd.errors.ParserError as error:
-        raise ValueError(f"{path}: not a well-formed CSV ({error}); every row needs one label plus one value per column") from None
-    if raw.shape[1] == 0:
-        raise ValueError(f"{path}: no matrix columns found; the header must be ',' followed by the task labels")
-
+    raw = _read_cells(path)
     for position, label in enumerate(raw.columns):
         problem = _label_problem(label)
         if problem:
@@ -131,14 +154,6 @@ def read_matrix_csv(
         row_labels = [label for label in row_labels if label in set(column_labels)]
     raw = raw.loc[row_labels, row_labels]
 
-    missing_cells = raw.isna().to_numpy()
-    if missing_cells.any():
-        row_position, column_position = np.argwhere(missing_cells)[0]
-        raise ValueError(
-            f"{path}: row {raw.index[row_position]!r} has no value for column "
-            f"{raw.columns[column_position]!r} (the row is shorter than the header); "
-            "every row needs one value per column (leave a cell empty, not absent, for missing)"
-        )
     stripped = raw.apply(lambda column: column.str.strip())
     numbers = stripped.apply(pd.to_numeric, errors="coerce")
     bad = numbers.isna() & (stripped != "")
