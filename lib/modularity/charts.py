@@ -306,7 +306,8 @@ def overlap_heatmap(
                             domain=False))
     color = alt.Color("value:Q", title=value_label,
                       scale=alt.Scale(scheme="blues", domain=[vmin, vmax], clamp=True),
-                      legend=alt.Legend(gradientLength=160, orient="right"))
+                      legend=alt.Legend(gradientLength=int(max(50, min(160, len(order) * cell - 30))),
+                                        orient="right"))
     if show_diagonal:
         heat = alt.Chart(d).mark_rect().encode(x=x, y=y, color=color, tooltip=tooltip)
     else:
@@ -740,7 +741,7 @@ def to_html(chart, caption: str | None = None, *, chart_id: str | None = None) -
     cap = ""
     if caption:
         cap = ('<figcaption class="modularity-chart-caption" style="font-size:0.9em;color:#444;'
-               f'margin-top:0.4em;line-height:1.4">{html.escape(caption)}</figcaption>')
+               f'margin-top:0.4em;line-height:1.4;text-align:left">{html.escape(caption)}</figcaption>')
     safe_json = spec_json.replace("</", "<\\/").replace("<!--", "<\\!--")
     js = _EMBED_JS % {"id": json.dumps(chart_id), "bundle": json.dumps(BUNDLE_PATH)}
     label = html.escape(caption or str(spec.get("title", "chart")), quote=True)

@@ -1,0 +1,173 @@
+"""Chart builders: valid Vega-Lite that vl-convert renders offline; show() is offline and interactive."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modularity import charts
+
+REPO = Path(__file__).resolve().parents[1]
+DOMS = {"MD": 3, "ToM": 2, "phys": 2, "Lan": 2}
+
+
+def _labels():
+    return [f"{d}/{d.lower()}_t{i}" for d, n in DOMS.items() for i in range(n)]
+
+
+def _matrix(seed=0):
+    rng = np.random.default_rng(seed)
+    labs = _labels()
+    dom = [x.split("/")[0] for x in labs]
+    m = rng.uniform(0, 0.05, (len(labs), len(labs)))
+    for i in range(len(labs)):
+        for j in range(len(labs)):
+            if dom[i] == dom[j]:
+                m[i, j] += 0.3
+    m = (m + m.T) / 2
+    np.fill_diagonal(m, 1.0)
+    return pd.DataFrame(m, index=labs, columns=labs)
+
+
+def _accuracy():
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"task": t, "model": m, "accuracy": float(rng.uniform(0.3, 1.0))}
+                         for m in ("model-A", "model-B") for t in _labels()])
+
+
+def _bars():
+    return pd.DataFrame([{"domain": d, "kind": k, "mean": 0.2 if k == "within" else 0.02, "sem": 0.01, "n": 6}
+                         for d in DOMS for k in ("within", "D→others", "others→D")])
+
+
+def _layers():
+    return pd.DataFrame([{"bin": b, "category": c, "count": float(b + i)}
+                         for b in range(25) for i, c in enumerate(["Lan", "MD", "phys", "ToM", "shared"])])
+
+
+def _sweep():
+    return pd.DataFrame([{"pct": p, "metric": m, "value": v, "model": "x"}
+                         for m in ("ARI", "Kendall τ") for p, v in zip((0.05, 0.1, 1, 5), (0.5, 0.7, 0.6, 0.4))])
+
+
+CASES = {
+    "accuracy_heatmap": (lambda: charts.accuracy_heatmap(_accuracy()), "Both-correct accuracy"),
+    "overlap_heatmap": (lambda: charts.overlap_heatmap(_matrix()), "Overlap of top-attributed"),
+    "overlap_heatmap_domains_arg": (
+        lambda: charts.overlap_heatmap(
+            _matrix().rename(index=lambda s: s.split("/")[1], columns=lambda s: s.split("/")[1]),
+            {x.split("/")[1]: x.split("/")[0] for x in _labels()}, title="Custom overlap title"),
+        "Custom overlap title"),
+    "chord_diagram": (lambda: charts.chord_diagram(_matrix(), None, 0.1), "Task pairs sharing neurons"),
+    "domain_bars": (lambda: charts.domain_bars(_bars()), "Ablation effect by domain"),
+    "layer_composition": (lambda: charts.layer_composition(_layers()), "layer-wise composition"),
+    "threshold_sweep": (lambda: charts.threshold_sweep(_sweep()), "Sensitivity to the top-k"),
+    "accuracy_bars": (lambda: charts.accuracy_bars(_accuracy()), "Both-correct accuracy per task"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_builder_spec_renders_to_svg(name):
+    build, title = CASES[name]
+    chart = build()
+    spec = chart.to_dict()  # validates against Altair's Vega-Lite schema
+    assert spec["$schema"].startswith("https://vega.github.io/schema/vega-lite/v")
+    svg = charts.to_svg(chart)
+    assert svg.startswith("<svg") and len(svg) > 2000
+    assert title.replace("&", "&amp;") in svg
+    # a reader can hover: some mark carries a tooltip
+    assert '"tooltip"' in json.dumps(spec)
+
+
+def test_overlap_heatmap_orders_domains_and_tooltips_pairs():
+    spec = charts.overlap_heatmap(_matrix()).to_dict()
+    text = json.dumps(spec, ensure_ascii=False)
+    assert "md_t0 ∩ md_t1: " in text
+    # explicit scale domain in MD, ToM, phys, Lan order
+    domains = re.findall(r'"scale": \{"domain": (\[[^\]]*\])', text)
+    order = json.loads(domains[0])
+    assert order[0].startswith("md_") and order[-1].startswith("lan_")
+
+
+def test_accuracy_heatmap_marks_below_threshold_and_sorts_by_domain():
+    df = _accuracy()
+    spec = json.dumps(charts.accuracy_heatmap(df, threshold=60).to_dict(), ensure_ascii=False)
+    assert "datum.below" in spec and "viridis" in spec
+    assert '"domain": [50, 100]' in spec
+    dn = [charts.DOMAIN_NAMES[d] for d in charts.DOMAINS_ACCURACY_ORDER]
+    assert spec.index(json.dumps(dn, ensure_ascii=False)) > 0
+
+
+def test_chord_links_respect_cutoff():
+    m = _matrix()
+    chart = charts.chord_diagram(m, None, cutoff=0.2)
+    links = pd.DataFrame(chart.layer[0].data)
+    vals = links.groupby("link")["value"].first()
+    upper = m.values[np.triu_indices(len(m), 1)]
+    assert len(vals) == int((upper >= 0.2).sum())
+    assert (vals >= 0.2).all()
+
+
+def test_domain_bars_requires_columns():
+    with pytest.raises(ValueError, match="missing column"):
+        charts.domain_bars(pd.DataFrame({"domain": ["Lan"], "mean": [0.1]}))
+
+
+def test_show_html_is_offline_with_svg_fallback_and_caption():
+    html = charts.to_html(charts.domain_bars(_bars()), caption="Figure: a caption <with> markup")
+    assert "<svg" in html and "</svg>" in html  # static fallback, visible without JS
+    assert "modularity-chart-static" in html and 'data-state="static"' in html
+    assert charts.BUNDLE_PATH in html  # interactive chart from the local bundle
+    assert "window.modularityVega" in html
+    assert "cdn.jsdelivr" not in html and "unpkg" not in html
+    assert not re.search(r"<script[^>]*\bsrc=", html)  # no external script tags at all
+    assert not re.search(r"""src=["']?https?:""", html)
+    assert "Figure: a caption &lt;with&gt; markup</figcaption>" in html
+    # the embedded spec cannot close its <script> early
+    body = html.split('type="application/json"', 1)[1].split("</script>", 1)[0]
+    assert "</" not in body
+
+
+def test_show_displays_text_html(monkeypatch):
+    seen = []
+    import IPython.display
+
+    monkeypatch.setattr(IPython.display, "display", lambda obj, raw=False: seen.append((obj, raw)))
+    charts.show(charts.layer_composition(_layers()), caption="Figure: layers")
+    (bundle, raw), = seen
+    assert raw and set(bundle) == {"text/html", "text/plain"}
+    assert "<svg" in bundle["text/html"] and bundle["text/plain"] == "Figure: layers"
+
+
+def test_two_charts_get_distinct_ids_and_svg_ids():
+    a = charts.to_html(charts.domain_bars(_bars()))
+    b = charts.to_html(charts.domain_bars(_bars()))
+    ida = re.search(r'<figure class="modularity-chart" id="([^"]+)"', a).group(1)
+    idb = re.search(r'<figure class="modularity-chart" id="([^"]+)"', b).group(1)
+    assert ida != idb
+    heat = charts.to_html(charts.accuracy_heatmap(_accuracy()), chart_id="mc-x")
+    for ref in re.findall(r'url\(#([^)]+)\)', heat):
+        assert ref.startswith("mc-x-")
+
+
+def test_save_figure_svg_png(tmp_path):
+    chart = charts.domain_bars(_bars())
+    svg = charts.save_figure(chart, tmp_path / "f" / "bars.svg")
+    png = charts.save_figure(chart, tmp_path / "bars.png")
+    assert svg.read_text().startswith("<svg")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError):
+        charts.save_figure(chart, tmp_path / "bars.jpg2")
+
+
+def test_bundle_is_shipped_and_namespaced():
+    bundle = REPO / charts.BUNDLE_PATH
+    text = bundle.read_text(encoding="utf-8")
+    assert bundle.stat().st_size > 500_000
+    assert "window.modularityVega=" in text
+    assert "//# sourceMappingURL" not in text
+    assert "vega@6.2.0 + vega-lite@6.4.1 + vega-embed@7.0.2" in text
