@@ -31,7 +31,7 @@ from sklearn.metrics import (
     v_measure_score,
 )
 
-from modularity.overlap import _check_square, order_labels, resolve_domains, within_cross
+from modularity.overlap import _check_square, resolve_domains, within_cross
 from modularity.tasks.schema import DOMAINS
 
 __all__ = [
