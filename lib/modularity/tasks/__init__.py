@@ -1,0 +1,22 @@
+"""The 46-task minimal-pair suite: seeded generators, the study's file layout, checks.
+
+>>> from modularity.tasks import generate_task, TASK_NAMES
+>>> task = generate_task("code_list", profile="small", n_items=10, seed=0)
+>>> task.label, len(task)
+('MD/code_list', 10)
+"""
+from .base import PROFILES, MinimalPair, TaskSpec
+from .number_words import number_to_words
+from .reports import alignment_rate, chat_formatter, diversity_report, label_balance, option_first_share
+from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, PromptConfig, TaskData,
+                     assemble_message)
+from .study_io import TaskDataError, export_study_layout, load_study_data, validate_items
+from .suite import SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task, task_seed
+
+__all__ = [
+    "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "PROFILES", "REQUIRED_KEYS", "SPECS", "TASK_DOMAINS", "TASK_NAMES",
+    "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
+    "alignment_rate", "assemble_message", "chat_formatter", "describe_tasks", "diversity_report",
+    "export_study_layout", "generate_suite", "generate_task", "label_balance", "load_study_data",
+    "number_to_words", "option_first_share", "task_seed", "validate_items",
+]

@@ -1,0 +1,89 @@
+"""Descriptive checks on a suite: diversity, label balance, token alignment."""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+import pandas as pd
+
+from .schema import TaskData, assemble_message
+
+
+def diversity_report(suite: dict[str, TaskData]) -> pd.DataFrame:
+    """Per task: items, distinct templates, distinct scenario sentences, distinct clean problems."""
+    rows = []
+    for name, task in suite.items():
+        scenarios = set()
+        for item in task.items:
+            scenarios.add(item.get("scenario_clean") or item["clean_problem"])
+            scenarios.add(item.get("scenario_corrupted") or item["corrupted_problem"])
+        rows.append({
+            "task": name, "domain": task.domain, "n_items": len(task.items),
+            "n_templates": len({item.get("template_id", "") for item in task.items}),
+            "n_scenarios": len(scenarios),
+            "n_clean_problems": len({item["clean_problem"] for item in task.items}),
+        })
+    return pd.DataFrame(rows)
+
+
+def label_balance(task: TaskData) -> dict:
+    """How balanced the labels are: share of the most frequent clean-correct answer among those
+    that occur as answers at least twice, and the share of items whose clean side is side ``a``."""
+    counts = Counter(item["clean_correct"] for item in task.items)
+    repeated = {a: c for a, c in counts.items() if c > 1}
+    pair_counts = Counter(tuple(sorted((i["clean_correct"], i["clean_incorrect"]))) for i in task.items)
+    within_pair = []
+    for (first, _second), total in pair_counts.items():
+        if total >= 4:
+            wins = sum(1 for i in task.items if i["clean_correct"] == first
+                       and tuple(sorted((i["clean_correct"], i["clean_incorrect"]))) == (first, _second))
+            within_pair.append(wins / total)
+    return {
+        "side_a_share": sum(i.get("clean_side") == "a" for i in task.items) / len(task.items),
+        "top_answer_share": max(repeated.values()) / sum(repeated.values()) if repeated else None,
+        "worst_pair_share": max((max(s, 1 - s) for s in within_pair), default=None),
+    }
+
+
+def option_first_share(task: TaskData) -> float | None:
+    """Share of items whose clean-correct answer is the first listed option (None if no options)."""
+    hits = []
+    for item in task.items:
+        options = item.get("options")
+        if isinstance(options, dict):  # Option1/Option2 labels
+            hits.append(item["clean_correct"] == "Option1")
+        elif isinstance(options, list) and len(options) == 2:
+            correct = item["clean_correct"]
+            hits.append(options[0] in correct if options[0] not in options[1] else options[0] == correct)
+    return sum(hits) / len(hits) if hits else None
+
+
+def alignment_rate(task: TaskData, tokenizer, format_prompt: Callable[[str, bool], str] | None = None) -> float:
+    """Share of items whose clean and corrupted prompts have the same number of tokens.
+
+    ``format_prompt(message, force_base_evaluation)`` turns a user message into the model's
+    prompt string (e.g. applies its chat template); by default the raw message is used.
+    Tokens are counted with ``add_special_tokens=False``, as in the study (METHOD §1.3).
+    """
+    fmt = format_prompt or (lambda message, _force: message)
+    same = 0
+    for item in task.items:
+        lengths = [
+            len(tokenizer(fmt(assemble_message(task.config, item, cond), task.config.force_base_evaluation),
+                          add_special_tokens=False)["input_ids"])
+            for cond in ("clean", "corrupted")
+        ]
+        same += lengths[0] == lengths[1]
+    return same / len(task.items)
+
+
+def chat_formatter(tokenizer) -> Callable[[str, bool], str]:
+    """The study's prompt formatting: raw text for Language tasks or template-less tokenizers,
+    else the chat template with an empty system message and the generation prompt."""
+    def fmt(message: str, force_base_evaluation: bool) -> str:
+        if force_base_evaluation or not getattr(tokenizer, "chat_template", None):
+            return message
+        return tokenizer.apply_chat_template(
+            [{"role": "system", "content": ""}, {"role": "user", "content": message}],
+            add_generation_prompt=True, tokenize=False)
+    return fmt

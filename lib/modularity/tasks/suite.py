@@ -1,0 +1,81 @@
+"""The 46-task registry and the seeded generators."""
+from __future__ import annotations
+
+import random
+import zlib
+
+from . import formal, language, physical, social
+from .base import PROFILES, TaskSpec, pair_to_item
+from .schema import DOMAINS, TaskData
+
+SPECS: dict[str, TaskSpec] = {**formal.SPECS, **social.SPECS, **physical.SPECS, **language.SPECS}
+
+#: The 46 task keys in the study's CSV order: domains MD, ToM, phys, Lan; alphabetical within each.
+TASK_NAMES: tuple[str, ...] = tuple(
+    name for domain in DOMAINS for name in sorted(n for n, s in SPECS.items() if s.domain == domain)
+)
+TASK_DOMAINS: dict[str, str] = {name: SPECS[name].domain for name in TASK_NAMES}
+
+#: How many draws a generator may spend per requested item before we call the task exhausted.
+_ATTEMPTS_PER_ITEM = 50
+
+
+def task_seed(seed: int, name: str) -> int:
+    """A per-task seed that is stable across Python runs (crc32, not the salted ``hash``)."""
+    return zlib.crc32(f"{seed}:{name}".encode("utf-8"))
+
+
+def _check_name_profile(name: str, profile: str) -> TaskSpec:
+    if name not in SPECS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
+    return SPECS[name]
+
+
+def generate_task(name: str, profile: str = "small", n_items: int = 100, seed: int = 0) -> TaskData:
+    """``n_items`` distinct minimal pairs of task ``name``, deterministic in (name, profile, n_items, seed).
+
+    Half the items (alternating, then shuffled) take side ``a`` of the pair as the clean
+    prompt, so each answer family is the clean-correct answer about half the time.
+    Raises ValueError if the task's content cannot give ``n_items`` distinct pairs.
+    """
+    spec = _check_name_profile(name, profile)
+    if n_items < 1:
+        raise ValueError(f"n_items must be at least 1, got {n_items}")
+    rng = random.Random(task_seed(seed, name) + PROFILES.index(profile))
+    items, seen = [], set()
+    for _ in range(_ATTEMPTS_PER_ITEM * n_items + 100):
+        if len(items) == n_items:
+            break
+        try:
+            pair = spec.build_pair(rng, profile)
+        except ValueError:  # a degenerate draw (e.g. equal outputs); draw again
+            continue
+        key = frozenset(((pair.problem_a, pair.answer_a), (pair.problem_b, pair.answer_b)))
+        if key in seen or pair.problem_a == pair.problem_b or pair.answer_a == pair.answer_b:
+            continue
+        seen.add(key)
+        items.append(pair_to_item(pair, clean_is_a=len(items) % 2 == 0))
+    if len(items) < n_items:
+        raise ValueError(
+            f"task {name!r} ({profile}) yields only {len(items)} distinct items, {n_items} requested; "
+            "ask for fewer items or add content under modularity/tasks/content/"
+        )
+    rng.shuffle(items)
+    return TaskData(name=name, domain=spec.domain, config=spec.config(profile), items=items)
+
+
+def generate_suite(profile: str = "small", n_items: int = 100, seed: int = 0, tasks=None) -> dict[str, TaskData]:
+    """All 46 tasks (or the ones named in ``tasks``), in :data:`TASK_NAMES` order."""
+    wanted = TASK_NAMES if tasks is None else tuple(tasks)
+    unknown = [t for t in wanted if t not in SPECS]
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASK_NAMES)}")
+    return {name: generate_task(name, profile, n_items, seed) for name in TASK_NAMES if name in wanted}
+
+
+def describe_tasks() -> list[dict]:
+    """One row per task: name, domain, study file and a one-line description."""
+    return [{"task": n, "domain": TASK_DOMAINS[n], "file": SPECS[n].config("paper").path,
+             "description": SPECS[n].description} for n in TASK_NAMES]
