@@ -271,3 +271,19 @@ def summarize_task(items: pd.DataFrame, threshold: float = 0.60) -> dict:
 def both_correct_indices(items: pd.DataFrame) -> np.ndarray:
     """Indices of the aligned, both-correct items (used by attribution and ablation)."""
     return items.loc[items.aligned & items.both_correct, "item"].to_numpy()
+
+
+def summarize_suite(item_tables: dict, domains: dict, threshold: float = 0.60) -> pd.DataFrame:
+    """One row per task (``task``, ``domain`` and the fields of :func:`summarize_task`)."""
+    rows = [
+        {"task": name, "domain": domains[name], **summarize_task(items, threshold)}
+        for name, items in item_tables.items()
+    ]
+    return pd.DataFrame(rows)
+
+
+def passing_by_domain(summary: pd.DataFrame) -> pd.DataFrame:
+    """Tasks passing the filter per domain: ``domain``, ``n_tasks``, ``n_passing``, ``share``."""
+    table = summary.groupby("domain", sort=False).agg(n_tasks=("task", "size"), n_passing=("passes", "sum"))
+    table["share"] = table.n_passing / table.n_tasks
+    return table.reset_index()

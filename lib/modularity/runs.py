@@ -1,0 +1,345 @@
+"""Runs: parameters, result locations, atomic writes, manifests and the papermill runner.
+
+A run is one params file (``params/<model>.yaml``) executed through the stage
+notebooks of ``notebooks/``. Executed notebooks and small tables go to
+``book/results/<run_name>/<profile>/`` (committed, rendered by the book);
+heavy tensors go to ``cache/<run_name>/<profile>/`` (ignored by git).
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Stage notebooks run per params file, in order.
+STAGES: tuple[str, ...] = (
+    "01_eval",
+    "02_attribution",
+    "03_overlap",
+    "04_ari_permutation",
+    "05_ablation",
+)
+
+
+@dataclass(frozen=True)
+class Param:
+    default: Any
+    kind: type | tuple[type, ...]
+    help: str
+    choices: tuple | None = None
+    required: bool = False
+
+
+#: Every parameter a run understands. ``required`` ones must be in the params file.
+SCHEMA: dict[str, Param] = {
+    "model": Param(None, str, "embedded alias, local directory/.gguf, or Hugging Face id", required=True),
+    "run_name": Param(None, (str, type(None)), "results folder name; default derived from model"),
+    "profile": Param("small", str, "task difficulty profile", ("small", "paper"), required=True),
+    "data_dir": Param(None, (str, type(None)), "study-layout data directory to use instead of generated tasks"),
+    "tasks": Param("all", (str, list), "'all' or a list of task keys"),
+    "n_items": Param(100, int, "items generated per task", required=True),
+    "seed": Param(0, int, "seed for task generation and random controls", required=True),
+    "dtype": Param("float32", str, "weights/activations dtype", ("float32", "bfloat16", "float16"), required=True),
+    "device": Param("cpu", str, "'cpu', 'cuda', 'cuda:N' or 'auto'", required=True),
+    "batch_size": Param(16, int, "sequences per forward pass", required=True),
+    "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (METHOD §15.10)", ("model", "study")),
+    "threshold": Param(0.60, float, "inclusion filter on both-correct accuracy", required=True),
+    "metric": Param("paper", str, "attribution metric", ("paper", "logit_diff")),
+    "attribution_items": Param(0, int, "max both-correct items per task for attribution, 0 means all"),
+    "verify_tasks": Param(3, int, "tasks on which attribution is checked against exact patching"),
+    "verify_neurons": Param(20, int, "neurons per checked task (top by score, plus as many random)"),
+    "top_pcts": Param([0.05, 0.1, 1.0, 5.0], list, "top-k% thresholds for the overlap sweep"),
+    "main_pct": Param(0.1, float, "top-k% used for overlap statistics and ablation"),
+    "n_permutations": Param(10_000, int, "label permutations for p-values"),
+    "knn": Param(5, int, "k of the kNN graph used for clustering"),
+    "ablation_items": Param(32, int, "max both-correct items per target task for ablation"),
+    "ablation_mode": Param("corrupted", str, "ablation values", ("corrupted", "zero", "mean")),
+    "n_random_controls": Param(3, int, "random neuron sets per control type"),
+}
+
+
+class ParamsError(ValueError):
+    """A params file or notebook parameter is invalid."""
+
+
+def default_run_name(model: str) -> str:
+    """Results folder name of a model: the alias, or the id with '/'→'_' and '.'→'-' (METHOD §14)."""
+    return Path(model).name if Path(model).exists() else model.replace("/", "_").replace(".", "-")
+
+
+def validate_params(params: dict, source: str = "parameters", require: bool = False) -> dict:
+    """Check names, types and choices; fill defaults. Raises :class:`ParamsError`."""
+    unknown = sorted(set(params) - set(SCHEMA))
+    if unknown:
+        raise ParamsError(
+            f"{source}: unknown parameter(s) {unknown}. Known: {sorted(SCHEMA)}. "
+            "Check the spelling (papermill only warns about unknown names)."
+        )
+    if require:
+        missing = [k for k, p in SCHEMA.items() if p.required and k not in params]
+        if missing:
+            raise ParamsError(f"{source}: missing required parameter(s) {missing}; see params/README.md")
+    out = {}
+    for key, spec in SCHEMA.items():
+        value = params.get(key, spec.default)
+        if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if spec.required and value is None:
+            raise ParamsError(f"{source}: parameter {key!r} must be set ({spec.help})")
+        if not isinstance(value, spec.kind) or isinstance(value, bool) and spec.kind is not bool:
+            raise ParamsError(f"{source}: {key}={value!r} should be {spec.kind}: {spec.help}")
+        if spec.choices and value not in spec.choices:
+            raise ParamsError(f"{source}: {key}={value!r} must be one of {list(spec.choices)}")
+        out[key] = value
+    if not 0 < out["threshold"] <= 1:
+        raise ParamsError(f"{source}: threshold={out['threshold']} must lie in (0, 1]")
+    for key in ("n_items", "batch_size", "n_permutations", "knn"):
+        if out[key] < 1:
+            raise ParamsError(f"{source}: {key}={out[key]} must be ≥ 1")
+    if out["main_pct"] not in out["top_pcts"]:
+        raise ParamsError(f"{source}: main_pct={out['main_pct']} must be one of top_pcts={out['top_pcts']}")
+    out["run_name"] = out["run_name"] or default_run_name(out["model"])
+    return out
+
+
+def load_params(path: str | Path) -> dict:
+    """Read and validate a params YAML file (required keys must be present)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: expected a mapping of parameter: value")
+    return validate_params(raw, source=str(path), require=True)
+
+
+_NOTEBOOK_NAMES = {"In", "Out", "get_ipython", "exit", "quit", "open"}
+
+
+def notebook_params(namespace: dict, source: str = "notebook parameters") -> dict:
+    """Validate the parameters a notebook received (call it right after the parameters cell).
+
+    Collects the plain values of ``namespace`` (``globals()``), so a name
+    injected by papermill that the schema does not know is an error here.
+    """
+    values = {
+        k: v
+        for k, v in namespace.items()
+        if not k.startswith("_")
+        and k not in _NOTEBOOK_NAMES
+        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+    }
+    return validate_params(values, source=source)
+
+
+# --------------------------------------------------------------------------
+# Locations and atomic writes
+# --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run's outputs live."""
+
+    results: Path  # committed: executed notebooks, small tables, manifest
+    cache: Path  # ignored: tensors
+
+    @classmethod
+    def of(cls, params: dict, root: str | Path | None = None) -> "RunPaths":
+        # MODULARITY_ROOT lets tests (and users) send outputs somewhere else.
+        root = Path(root or os.environ.get("MODULARITY_ROOT") or REPO_ROOT)
+        sub = Path(params["run_name"]) / params["profile"]
+        return cls(root / "book" / "results" / sub, root / "cache" / sub)
+
+    def table(self, name: str) -> Path:
+        return self.results / name
+
+    def tensor(self, kind: str, task: str) -> Path:
+        return self.cache / kind / f"{task}.safetensors"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename (no torn files)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_table(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    atomic_write_bytes(path, frame.to_csv(index=index).encode())
+    return path
+
+
+def save_json(obj: Any, path: Path) -> Path:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_json_default) + "\n").encode())
+    return path
+
+
+def _json_default(value):
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def save_tensors(path: Path, tensors: dict, metadata: dict) -> Path:
+    """safetensors file with string metadata, written atomically."""
+    from safetensors.torch import save
+
+    meta = {k: json.dumps(v, default=_json_default) for k, v in metadata.items()}
+    atomic_write_bytes(path, save({k: v.contiguous() for k, v in tensors.items()}, metadata=meta))
+    return path
+
+
+def load_tensors(path: Path) -> tuple[dict, dict]:
+    from safetensors import safe_open
+
+    tensors, meta = {}, {}
+    with safe_open(str(path), framework="pt") as handle:
+        for key in handle.keys():
+            tensors[key] = handle.get_tensor(key)
+        meta = {k: json.loads(v) for k, v in (handle.metadata() or {}).items()}
+    return tensors, meta
+
+
+# --------------------------------------------------------------------------
+# Provenance
+# --------------------------------------------------------------------------
+PACKAGES = ("modularity-book", "torch", "transformers", "nnsight", "numpy", "pandas",
+            "scipy", "scikit-learn", "papermill", "jupyter-book")
+
+
+def git_sha(root: Path = REPO_ROOT) -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "notebooks"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def environment_info() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "git_sha": git_sha(),
+    }
+
+
+def update_manifest(paths: RunPaths, params: dict, stage: str, wall_time_s: float, extra: dict | None = None) -> dict:
+    """Record one stage's completion in ``manifest.json`` (params, versions, SHA, wall time)."""
+    path = paths.table("manifest.json")
+    manifest = json.loads(path.read_text()) if path.exists() else {"stages": {}}
+    manifest["params"] = params
+    manifest["environment"] = environment_info()
+    manifest["stages"][stage] = {
+        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": round(wall_time_s, 1),
+        **(extra or {}),
+    }
+    save_json(manifest, path)
+    return manifest
+
+
+# --------------------------------------------------------------------------
+# Runner
+# --------------------------------------------------------------------------
+def execute_stage(stage: str, params: dict, notebooks_dir: Path = REPO_ROOT / "notebooks",
+                  root: Path | None = None, log_output: bool = False) -> Path:
+    """Execute one stage notebook with papermill into the run's results folder."""
+    import papermill
+
+    paths = RunPaths.of(params, root)
+    template = Path(notebooks_dir) / f"{stage}.ipynb"
+    if not template.exists():
+        raise FileNotFoundError(f"stage notebook not found: {template}")
+    output = paths.results / f"{stage}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    papermill.execute_notebook(
+        str(template), str(output), parameters=params, cwd=str(REPO_ROOT),
+        kernel_name="python3", progress_bar=False, log_output=log_output,
+    )
+    update_manifest(paths, params, stage, time.perf_counter() - start)
+    return output
+
+
+def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Path | None = None,
+        log_output: bool = False) -> list[Path]:
+    """Execute the stage notebooks for one params file; returns the executed notebooks."""
+    params = load_params(params_path)
+    chosen = stages or STAGES
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    outputs = []
+    for stage in chosen:
+        print(f"[{params['run_name']}/{params['profile']}] {stage} ...", flush=True)
+        start = time.perf_counter()
+        outputs.append(execute_stage(stage, params, root=root, log_output=log_output))
+        print(f"[{params['run_name']}/{params['profile']}] {stage} done in {time.perf_counter() - start:.0f} s", flush=True)
+    return outputs
+
+
+# --------------------------------------------------------------------------
+# Stage helpers used by the notebooks
+# --------------------------------------------------------------------------
+def load_suite(params: dict) -> dict:
+    """The run's tasks: generated from (profile, n_items, seed), or read from ``data_dir``."""
+    from .tasks import generate_suite, load_study_data
+
+    tasks = None if params["tasks"] == "all" else list(params["tasks"])
+    if params["data_dir"]:
+        return load_study_data(params["data_dir"], tasks=tasks)
+    return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
+
+
+def per_task_cached(folder: Path, names, compute, desc: str = "tasks", progress: bool = True) -> dict:
+    """``{name: compute(name)}`` with one CSV per name under ``folder``.
+
+    Finished names are read back, so a killed stage resumes where it stopped.
+    """
+    from tqdm.auto import tqdm
+
+    out = {}
+    for name in tqdm(list(names), desc=desc, disable=not progress):
+        path = Path(folder) / f"{name}.csv"
+        if path.exists():
+            out[name] = pd.read_csv(path)
+        else:
+            out[name] = compute(name)
+            save_table(out[name], path)
+    return out

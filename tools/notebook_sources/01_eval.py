@@ -1,0 +1,153 @@
+CELLS = [
+    ("md", r"""
+# Stage 1 · Evaluation: which tasks can the model do?
+
+**Question.** Before asking *which neurons* support a task, we must know whether the model solves
+the task at all. Attribution and ablation only ever use items the model gets right in both
+conditions, and a task enters the analysis only if enough of its items are right.
+
+**You will learn**
+
+* how a multi-token answer is scored by teacher forcing (summed log-probability, METHOD §2);
+* what *clean correct*, *corrupted correct* and *both correct* mean for a minimal pair;
+* why items whose clean and corrupted prompts differ in length are dropped;
+* which tasks pass the 60% inclusion filter, per domain, with their binomial standard error.
+
+The cell below holds the parameters; `modularity run params/<model>.yaml` (papermill) replaces them.
+"""),
+    "PARAMETERS",
+    ("md", "Parameters are checked against the schema in `modularity.runs` (papermill itself only warns about unknown names)."),
+    ("code", r"""
+from modularity import runs
+
+P = runs.notebook_params(globals())
+paths = runs.RunPaths.of(P)
+{k: P[k] for k in ("model", "profile", "n_items", "seed", "threshold", "dtype", "device", "bos")}
+"""),
+    ("code", r"""
+import numpy as np
+import pandas as pd
+import torch
+from myst_nb import glue
+
+from modularity import charts, scoring
+from modularity.models import load_model
+from modularity.tasks import DOMAIN_NAMES
+
+torch.manual_seed(P["seed"])
+pd.set_option("display.precision", 3)
+"""),
+    ("md", "## 1. The model and the tasks\n\nWe load the model (an embedded alias resolves to files installed from PyPI; no network) and the task suite of the chosen profile."),
+    ("code", r"""
+loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
+suite = runs.load_suite(P)
+domains = {name: task.domain for name, task in suite.items()}
+pd.Series({
+    "family": loaded.family.name,
+    "layers": loaded.n_layers,
+    "MLP neurons per layer": loaded.d_ff,
+    "MLP neurons in all": loaded.n_neurons,
+    "chat template": loaded.has_chat_template,
+    "tasks": len(suite),
+    "items per task": int(np.median([len(t) for t in suite.values()])),
+}, name=P["model"]).to_frame()
+"""),
+    ("md", "## 2. Scoring one minimal pair by hand\n\nFor the first item of the first task, here are the two prompts exactly as the model reads them (chat template applied unless the task is a raw-text Language task) and the four teacher-forced scores."),
+    ("code", r"""
+example_task = next(iter(suite.values()))
+example = example_task.items[0]
+clean_prompt, corrupted_prompt = (p[0] for p in scoring.task_prompts(loaded, example_task))
+tokens = scoring.tokenize_task(loaded, example_task, P["bos"])
+lp = scoring.sequence_logprobs(
+    loaded,
+    [tokens.clean[0], tokens.clean[0], tokens.corrupted[0], tokens.corrupted[0]],
+    [tokens.correct[0], tokens.incorrect[0], tokens.correct[0], tokens.incorrect[0]],
+)
+print(f"task: {example_task.label}\n--- clean prompt ---\n{clean_prompt}\n--- corrupted prompt ---\n{corrupted_prompt}")
+print(f"y+ = {example['clean_correct']!r}   y- = {example['clean_incorrect']!r}")
+pd.DataFrame({"prompt": ["clean", "clean", "corrupted", "corrupted"],
+              "answer": ["y+", "y-", "y+", "y-"], "summed log-prob": lp})
+"""),
+    ("md", "The item is *clean correct* when the clean prompt prefers y⁺, and *corrupted correct* when the corrupted prompt prefers y⁻, i.e. the corruption really flipped the model's answer."),
+    ("code", r"""
+clean_ok, corrupted_ok = lp[0] > lp[1], lp[3] > lp[2]
+assert np.all(lp < 0), "log-probabilities of real tokens are negative"
+print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {clean_ok and corrupted_ok}")
+"""),
+    ("md", "## 3. Scoring every item of every task\n\nEach task's per-item scores are cached, so an interrupted run resumes where it stopped."),
+    ("code", r"""
+items = runs.per_task_cached(
+    paths.cache / "eval",
+    suite,
+    lambda name: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"]),
+    desc="evaluating",
+)
+summary = scoring.summarize_suite(items, domains, P["threshold"])
+"""),
+    ("md", "Sanity checks: accuracies are fractions, *both correct* cannot exceed either condition, and on the both-correct items the baselines satisfy C > 0 > R by construction."),
+    ("code", r"""
+acc = summary[["clean_accuracy", "corrupted_accuracy", "both_correct_accuracy"]].dropna()
+assert ((acc >= 0) & (acc <= 1)).all().all()
+assert (acc.both_correct_accuracy <= acc[["clean_accuracy", "corrupted_accuracy"]].min(axis=1) + 1e-12).all()
+assert (summary.n_aligned <= summary.n_items).all()
+kept = summary[summary.n_both_correct > 0]
+assert (kept.C > 0).all() and (kept.R < 0).all()
+assert summary.passes.sum() == (summary.both_correct_accuracy >= P["threshold"]).sum()
+"""),
+    ("md", "## 4. Accuracy per task"),
+    ("code", r"""
+charts.show(
+    charts.accuracy_bars(summary.rename(columns={"both_correct_accuracy": "accuracy"}),
+                         threshold=100 * P["threshold"],
+                         title=f"Both-correct accuracy, {P['model']} ({P['profile']} profile)"),
+    caption=f"Figure 1. Both-correct accuracy of {P['model']} on each task of the {P['profile']} profile "
+            f"(fraction of token-aligned items; hover for values). Bars below the dashed "
+            f"{100 * P['threshold']:.0f}% line are excluded from all later stages.",
+)
+"""),
+    ("md", "The full table, with the binomial standard error of each both-correct accuracy (√(p(1−p)/n) over the aligned items):"),
+    ("code", r"""
+columns = ["task", "domain", "n_items", "n_aligned", "clean_accuracy", "corrupted_accuracy",
+           "both_correct_accuracy", "both_correct_se", "n_both_correct", "C", "R", "passes", "reason"]
+summary[columns]
+"""),
+    ("md", "## 5. Which tasks pass, per domain"),
+    ("code", r"""
+by_domain = scoring.passing_by_domain(summary)
+by_domain["domain name"] = by_domain.domain.map(DOMAIN_NAMES)
+n_pass, n_tasks = int(summary.passes.sum()), len(summary)
+glue("n_pass", n_pass, display=False)
+glue("n_tasks", n_tasks, display=False)
+glue("median_se", f"{summary.both_correct_se.median():.3f}", display=False)
+by_domain
+"""),
+    ("md", r"""
+**{glue:text}`n_pass` of {glue:text}`n_tasks` tasks** pass the filter. The median binomial standard
+error of a task's both-correct accuracy is {glue:text}`median_se`: tasks within about two standard
+errors of the threshold could fall either way with a different sample of items.
+
+Excluded tasks and why:
+"""),
+    ("code", r"""
+excluded = summary.loc[~summary.passes, ["task", "domain", "both_correct_accuracy", "both_correct_se", "reason"]]
+excluded if len(excluded) else "no task was excluded"
+"""),
+    ("md", "## 6. Saving the results\n\nSmall tables are committed next to this notebook; the manifest records parameters, versions and the git SHA."),
+    ("code", r"""
+all_items = pd.concat([df.assign(task=name) for name, df in items.items()], ignore_index=True)
+runs.save_table(summary, paths.table("eval_summary.csv"))
+runs.save_table(all_items, paths.table("eval_items.csv"))
+assert runs.git_sha() != ""
+sorted(p.name for p in paths.results.iterdir())
+"""),
+    ("md", r"""
+## Interpretation notes
+
+* Both-correct accuracy is measured on **token-aligned** items only (METHOD §2); the table shows how
+  many items were aligned. A low alignment rate means the accuracy describes a subset.
+* A task below the filter is not "unsolvable": it may pass with more items, another profile or a
+  larger model. Later stages simply have nothing reliable to attribute for it.
+* Scores are computed in the model's dtype on the embedded model's dequantized 4-bit weights; near
+  ties between LP(c, y⁺) and LP(c, y⁻) can flip under another precision (METHOD §15.15).
+"""),
+]
