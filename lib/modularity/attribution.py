@@ -183,3 +183,44 @@ def patch_effect(
                     patched = answer_logprobs(model, batch)
                 effects[s] += sign * float((patched - base).sum())
     return effects / (len(indices) * (C - R))
+
+
+def top_neurons(scores: torch.Tensor, n: int = 10) -> "pd.DataFrame":
+    """The ``n`` highest-scoring sites of a [L, width] score tensor: ``layer``, ``index``, ``score``."""
+    import pandas as pd
+
+    flat = scores.flatten()
+    order = torch.argsort(flat, descending=True, stable=True)[:n]
+    layers, index = np.divmod(order.numpy(), scores.shape[1])
+    return pd.DataFrame({"layer": layers, "index": index, "score": flat[order].numpy()})
+
+
+def verification_neurons(scores: torch.Tensor, n_top: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indices of the ``n_top`` top-scoring neurons and of ``n_top`` random other neurons.
+
+    The random ones show the estimate where effects are near zero; the top ones where they matter.
+    """
+    flat = scores.flatten()
+    top = torch.argsort(flat, descending=True, stable=True)[:n_top].numpy()
+    rng = np.random.default_rng(seed)
+    rest = np.setdiff1d(np.arange(flat.numel()), top)
+    return top, rng.choice(rest, size=min(n_top, rest.size), replace=False)
+
+
+def compare_with_patching(estimates: np.ndarray, exact: np.ndarray) -> dict:
+    """Agreement of attribution estimates with exact patching effects.
+
+    Pearson and Spearman correlation, the slope of exact on estimate through the
+    origin, and the sign agreement over the sites with a non-negligible effect.
+    """
+    from scipy import stats as scipy_stats
+
+    estimates, exact = np.asarray(estimates, float), np.asarray(exact, float)
+    big = np.abs(exact) > 1e-3 * max(np.abs(exact).max(), 1e-12)
+    return {
+        "n": len(exact),
+        "pearson": float(scipy_stats.pearsonr(estimates, exact)[0]) if len(exact) > 2 else float("nan"),
+        "spearman": float(scipy_stats.spearmanr(estimates, exact)[0]) if len(exact) > 2 else float("nan"),
+        "slope": float(estimates @ exact / (estimates @ estimates)) if estimates.any() else float("nan"),
+        "sign_agreement": float(np.mean(np.sign(estimates[big]) == np.sign(exact[big]))) if big.any() else float("nan"),
+    }

@@ -162,16 +162,35 @@ class RunPaths:
 
     @classmethod
     def of(cls, params: dict, root: str | Path | None = None) -> "RunPaths":
+        """Results under ``book/results/<run>/<profile>``; the cache additionally under a
+        fingerprint of the tasks and parameters, so stale tensors are never reused."""
         # MODULARITY_ROOT lets tests (and users) send outputs somewhere else.
         root = Path(root or os.environ.get("MODULARITY_ROOT") or REPO_ROOT)
         sub = Path(params["run_name"]) / params["profile"]
-        return cls(root / "book" / "results" / sub, root / "cache" / sub)
+        return cls(root / "book" / "results" / sub, root / "cache" / sub / run_fingerprint(params))
 
     def table(self, name: str) -> Path:
         return self.results / name
 
     def tensor(self, kind: str, task: str) -> Path:
         return self.cache / kind / f"{task}.safetensors"
+
+
+#: Parameters that change cached evaluation and attribution results. Stages whose
+#: caches depend on more (ablation) name sub-folders after their own parameters.
+CACHE_KEYS = ("model", "dtype", "bos", "metric", "attribution_items")
+
+
+def run_fingerprint(params: dict) -> str:
+    """Short hash of the task items (generated or loaded) and of :data:`CACHE_KEYS`."""
+    import hashlib
+
+    suite = load_suite(params)
+    content = {
+        "tasks": {name: [task.config.to_study_json(), task.items] for name, task in suite.items()},
+        "params": {key: params[key] for key in CACHE_KEYS},
+    }
+    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -298,9 +317,11 @@ def execute_stage(stage: str, params: dict, notebooks_dir: Path = REPO_ROOT / "n
 
 
 def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Path | None = None,
-        log_output: bool = False) -> list[Path]:
+        log_output: bool = False, overrides: dict | None = None) -> list[Path]:
     """Execute the stage notebooks for one params file; returns the executed notebooks."""
     params = load_params(params_path)
+    if overrides:
+        params = validate_params({**params, **overrides}, source=f"{params_path} with overrides")
     chosen = stages or STAGES
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
@@ -343,3 +364,10 @@ def per_task_cached(folder: Path, names, compute, desc: str = "tasks", progress:
             out[name] = compute(name)
             save_table(out[name], path)
     return out
+
+
+def progress(iterable, total: int | None = None, desc: str = ""):
+    """A progress bar that works in terminals and executed notebooks (stderr, plain text)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc)

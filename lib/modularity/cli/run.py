@@ -1,5 +1,43 @@
-"""`modularity run`: placeholder until its stage lands."""
+"""``modularity run``: execute the stage notebooks for one params file (papermill)."""
+from __future__ import annotations
+
+import argparse
+
+HELP = """\
+Execute the stage notebooks of notebooks/ for one params file with papermill.
+
+Executed notebooks, small tables (CSV/JSON) and manifest.json go to
+book/results/<run_name>/<profile>/ (rendered by the book); heavy tensors go to
+cache/ (not committed). Finished per-task work is cached, so an interrupted run
+resumes where it stopped when you run the same command again.
+
+Stages: 01_eval 02_attribution 03_overlap 04_ari_permutation 05_ablation
+
+Examples:
+  modularity run params/smollm2-135m-instruct.yaml
+  modularity run params/gemma3-270m.yaml --stages 01_eval 02_attribution
+  modularity run params/my-model.yaml --profile paper      # override one parameter
+"""
 
 
-def add_parser(subparsers):
-    subparsers.add_parser("run", help="(not implemented yet)")
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="execute the stage notebooks for a params file",
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("params", help="params YAML file, e.g. params/smollm2-135m-instruct.yaml")
+    parser.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages (in order)")
+    parser.add_argument("--profile", choices=("small", "paper"), help="override the params file's task profile")
+    parser.add_argument("--log", action="store_true", help="stream the notebooks' output to the terminal")
+    parser.set_defaults(func=main)
+
+
+def main(args) -> int:
+    from modularity import runs
+
+    overrides = {"profile": args.profile} if args.profile else None
+    outputs = runs.run(args.params, stages=tuple(args.stages) if args.stages else None,
+                       log_output=args.log, overrides=overrides)
+    for path in outputs:
+        print(path)
+    return 0

