@@ -337,7 +337,7 @@ def _logic_propositional_1(rng: random.Random, profile: str) -> MinimalPair:
     return MinimalPair(
         text.format(w="right", o1=first, o2=second), good, text.format(w="wrong", o1=first, o2=second), bad,
         template_id=rule, scenario_a=" ".join(premises), scenario_b=" ".join(premises),
-        metadata={"sub_task": rule, "premise_formulas": formulas, "atoms": {"p": says(adj_p), "q": says(adj_q)},
+        metadata={"sub_task": rule, "options": [first, second], "premise_formulas": formulas, "atoms": {"p": says(adj_p), "q": says(adj_q)},
                   "option_formulas": {good: good_f, bad: bad_f}},
     )
 

@@ -1,0 +1,524 @@
+"""Tests of the 46-task suite: determinism, schema, minimal pairs, balance, round trip, validation.
+
+Answers are re-derived here independently of the generators' helpers: arithmetic is parsed
+from the problem text, number words are checked against a separate speller, code is executed,
+and logic is model-checked by enumeration.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import json
+import re
+from collections import Counter
+
+import pytest
+
+from modularity.tasks import (DOMAINS, PROFILES, REQUIRED_KEYS, TASK_DOMAINS, TASK_NAMES, TaskDataError,
+                              assemble_message, diversity_report, export_study_layout, generate_suite,
+                              generate_task, load_study_data, number_to_words, validate_items)
+
+N = 40
+STUDY_COUNTS = {"Lan": 8, "MD": 20, "phys": 9, "ToM": 9}
+
+
+@pytest.fixture(scope="module", params=PROFILES)
+def suite(request):
+    return generate_suite(request.param, n_items=N, seed=0)
+
+
+# ------------------------------------------------------------------ registry
+
+def test_task_names_and_domains_match_the_study():
+    assert len(TASK_NAMES) == 46 == len(set(TASK_NAMES))
+    assert Counter(TASK_DOMAINS.values()) == STUDY_COUNTS
+    # study CSV order: domains MD, ToM, phys, Lan; alphabetical within each domain
+    domains_in_order = [TASK_DOMAINS[t] for t in TASK_NAMES]
+    assert domains_in_order == sorted(domains_in_order, key=DOMAINS.index)
+    for domain in DOMAINS:
+        names = [t for t in TASK_NAMES if TASK_DOMAINS[t] == domain]
+        assert names == sorted(names)
+    assert {"physics_brightness", "phys_newton", "code_A", "wug", "agent"} <= set(TASK_NAMES)
+
+
+def test_unknown_task_or_profile_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown task"):
+        generate_task("not_a_task")
+    with pytest.raises(ValueError, match="unknown profile"):
+        generate_task("wug", profile="huge")
+
+
+# ------------------------------------------------------------------ determinism and schema
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_deterministic_under_a_seed_and_seeds_differ(profile):
+    a = generate_suite(profile, n_items=12, seed=3)
+    b = generate_suite(profile, n_items=12, seed=3)
+    c = generate_suite(profile, n_items=12, seed=4)
+    for name in TASK_NAMES:
+        assert a[name].items == b[name].items, name
+        assert a[name].items != c[name].items, name
+
+
+def test_schema_and_items_distinct(suite):
+    for name, task in suite.items():
+        assert len(task.items) == N
+        validate_items(task.items, name, f"{name} (generated)", domain=task.domain)
+        keys = [tuple(item[k] for k in REQUIRED_KEYS) for item in task.items]
+        assert len(set(keys)) == N, name
+
+
+def test_answers_spacing_follows_the_study(suite):
+    for name, task in suite.items():
+        for item in task.items:
+            for key in ("clean_correct", "clean_incorrect"):
+                answer = item[key]
+                if task.domain == "Lan" and name != "wug":
+                    assert answer.startswith(" ") and not answer.startswith("  "), (name, answer)
+                else:
+                    assert answer == answer.strip(), (name, answer)
+
+
+def test_minimal_pair_is_a_pure_answer_swap_with_a_small_edit(suite):
+    for name, task in suite.items():
+        for item in task.items:
+            assert item["corrupted_correct"] == item["clean_incorrect"]
+            assert item["corrupted_incorrect"] == item["clean_correct"]
+            assert item["clean_correct"] != item["clean_incorrect"]
+            clean, corrupted = item["clean_problem"], item["corrupted_problem"]
+            assert clean != corrupted
+            # a small edit: most words are shared, in place
+            a, b = clean.split(), corrupted.split()
+            # wug reverses the framing (one → two vs two → one), as the study's items do
+            if len(a) == len(b) and name != "wug":
+                changed = sum(x != y for x, y in zip(a, b))
+                assert changed <= max(3, len(a) // 3), (name, clean, corrupted)
+
+
+def test_labels_balanced(suite):
+    for name, task in suite.items():
+        sides = Counter(item["clean_side"] for item in task.items)
+        assert sides["a"] == sides["b"] == N // 2, name
+        # any answer string that is correct often is also incorrect about as often
+        correct = Counter(i["clean_correct"] for i in task.items)
+        incorrect = Counter(i["clean_incorrect"] for i in task.items)
+        for answer, count in correct.items():
+            if count >= 10:  # binomial noise bound for a symmetric design
+                assert abs(count - incorrect[answer]) <= 3 * (count + incorrect[answer]) ** 0.5, (name, answer)
+
+
+def test_listed_options_have_no_order_leak(suite):
+    """Both options are named in the same order in the clean and the corrupted prompt, and the
+    correct one comes first in about half the items (the study named it first, METHOD §15.8)."""
+    for name in ("phys_newton", "phys_prost", "agent", "social_interactions", "social_relations",
+                 "logic_syllogism_symbolic", "logic_propositional_1", "logic_propositional_symbolic"):
+        task = suite[name]
+        first_is_correct = 0
+        for item in task.items:
+            clean = assemble_message(task.config, item, "clean")
+            corrupted = assemble_message(task.config, item, "corrupted")
+            if isinstance(item["options"], dict):  # Option1/Option2: the formulas sit at fixed labels
+                listing = "Option1: {Option1}. Option2: {Option2}.".format(**item["options"])
+                first_is_correct += item["clean_correct"] == "Option1"
+            else:
+                first, second = item["options"]
+                correct = item["clean_correct"]
+                named = [o for o in (first, second) if o == correct] or [o for o in (first, second) if o in correct]
+                first_is_correct += named[0] == first
+                if first in second or second in first:
+                    continue
+                # the options' last mentions (the question) come in the listed order in both prompts
+                for prompt in (clean, corrupted):
+                    assert -1 < prompt.rfind(first) < prompt.rfind(second), (name, prompt)
+                continue
+            assert listing in clean and listing in corrupted, (name, clean, corrupted)
+        assert 0.2 <= first_is_correct / N <= 0.8, name
+
+
+def test_paper_and_small_differ_but_keep_the_task(suite):
+    small = generate_task("add_sub_2op_symbolic", "small", 10, 0)
+    paper = generate_task("add_sub_2op_symbolic", "paper", 10, 0)
+    assert all(len(x) == 1 for it in small.items for x in re.findall(r"\d+", it["clean_problem"]))
+    assert all(len(x) == 3 for it in paper.items for x in re.findall(r"\d+", it["clean_problem"]))
+    assert [t.domain for t in generate_suite("small", 2, 0).values()] == \
+           [t.domain for t in generate_suite("paper", 2, 0).values()]
+
+
+def test_language_tasks_are_raw_text():
+    for profile in PROFILES:
+        for name, task in generate_suite(profile, 2, 0).items():
+            assert task.config.force_base_evaluation == (task.domain == "Lan"), name
+
+
+def test_diversity_report(suite):
+    report = diversity_report(suite)
+    assert list(report.task) == list(TASK_NAMES)
+    assert (report.n_items == N).all()
+    for name in ("phys_newton", "physics_buoyancy", "emotion_fewshot", "agent", "desires_goals", "norm_moral"):
+        row = report.set_index("task").loc[name]
+        assert row.n_scenarios >= 20, name
+
+
+# ------------------------------------------------------------------ independent answer checks
+
+_WORDS = {w: i for i, w in enumerate(
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+    "seventeen eighteen nineteen".split())}
+_WORDS.update({w: 10 * i for i, w in enumerate("_ _ twenty thirty forty fifty sixty seventy eighty ninety".split())
+               if w != "_"})
+
+
+def words_to_number(text: str) -> int:
+    """Parse our English number words back (independent of number_to_words)."""
+    sign = -1 if text.startswith("minus ") else 1
+    text = text.removeprefix("minus ")
+    total, current = 0, 0
+    for word in re.split(r"[\s,-]+", text):
+        if word in ("", "and"):
+            continue
+        if word == "hundred":
+            current *= 100
+        elif word in ("thousand", "million"):
+            total += current * (1000 if word == "thousand" else 10**6)
+            current = 0
+        else:
+            current += _WORDS[word]
+    return sign * (total + current)
+
+
+@pytest.mark.parametrize("n,words", [
+    (0, "zero"), (7, "seven"), (13, "thirteen"), (20, "twenty"), (21, "twenty-one"), (100, "one hundred"),
+    (105, "one hundred and five"), (517, "five hundred and seventeen"),
+    (1302, "one thousand, three hundred and two"), (1002, "one thousand and two"),
+    (63336, "sixty-three thousand, three hundred and thirty-six"), (-12, "minus twelve"),
+])
+def test_number_to_words_known_values(n, words):
+    assert number_to_words(n) == words
+
+
+def test_number_words_round_trip():
+    for n in list(range(0, 1200)) + [9999, 10001, 123456, 999999, 1000001]:
+        assert words_to_number(number_to_words(n)) == n
+
+
+_OPS = {"plus": "+", "minus": "-", "times": "*", "divided by": "/"}
+
+
+def _expression_value(problem: str, verbal: bool) -> int:
+    text = problem
+    if verbal:
+        # split "<number words> <op> <number words> …" into numbers and operators
+        parts = re.split(r" (plus|minus|times|divided by) ", text)
+        tokens = [str(words_to_number(p)) if i % 2 == 0 else _OPS[p] for i, p in enumerate(parts)]
+        text = " ".join(tokens)
+    text = text.rstrip(" =")
+    assert re.fullmatch(r"[\d +\-*/]+", text), text
+    value = eval(text)  # plain integer arithmetic from our own generator
+    assert value == int(value)
+    return int(value)
+
+
+ARITHMETIC = [n for n in TASK_NAMES if n.startswith(("add_sub", "mul_div"))]
+
+
+def test_arithmetic_answers(suite):
+    for name in ARITHMETIC:
+        verbal = name.endswith("verbal")
+        for item in suite[name].items:
+            for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+                value = _expression_value(item[f"{cond}_problem"], verbal)
+                assert (words_to_number(answer) if verbal else int(answer)) == value, (name, item)
+                if verbal:
+                    assert answer == number_to_words(value)
+
+
+def test_simple_equation_answers(suite):
+    for item in suite["simple_equation"].items:
+        for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+            lhs, rhs = item[f"{cond}_problem"].split(": ", 1)[1].split(" = ")
+            var = re.search(r"[a-z]", lhs).group()
+            solutions = [x for x in range(-1000, 1000) if eval(lhs.replace(var, f"({x})")) == int(rhs)]
+            assert solutions == [int(answer)], item
+
+
+def test_number_sequence_answers(suite):
+    for item in suite["number_sequence"].items:
+        for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+            seq = re.search(r"(-?\d+|\?)(, (-?\d+|\?))+", item[f"{cond}_problem"]).group().split(", ")
+            known = [(i, int(v)) for i, v in enumerate(seq) if v != "?"]
+            (i0, v0), (i1, v1) = known[0], known[1]
+            step = (v1 - v0) // (i1 - i0)
+            assert all(v == v0 + (i - i0) * step for i, v in known)
+            assert int(answer) == v0 + (seq.index("?") - i0) * step
+
+
+def test_number_sorting_answers(suite):
+    for item in suite["number_sorting"].items:
+        for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+            problem = item[f"{cond}_problem"]
+            numbers = [float(x) for x in re.search(r"order: ([-\d., ]+?)(\.\s|\n|$)", problem).group(1).split(", ")]
+            got = [float(x.strip("'")) for x in answer.strip("[]").split(", ")]
+            descending = "descending" in problem
+            assert got == sorted(numbers, reverse=descending), item
+
+
+def _printed(problem: str) -> str:
+    code = re.search(r"```python\n(.*?)\n```", problem, re.S).group(1)
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        exec(code, {})
+    return buffer.getvalue().strip()
+
+
+def test_code_answers_by_execution(suite):
+    for name in ("code_A", "code_B", "code_conditional", "code_list", "code_loop"):
+        for item in suite[name].items:
+            assert _printed(item["clean_problem"]) == item["clean_correct"], (name, item)
+            assert _printed(item["corrupted_problem"]) == item["corrupted_correct"], (name, item)
+
+
+# ---- logic: model checking by enumeration
+
+def _categorical(sentence: str):
+    m = re.fullmatch(r"(All|No|Some) (\w+) are (not )?(\w+)\.?", sentence.strip())
+    assert m, sentence
+    quant, s, neg, p = m.groups()
+    return {("All", None): "A", ("No", None): "E", ("Some", None): "I", ("Some", "not "): "O"}[(quant, neg)], s, p
+
+
+def _holds(form, s, p, world) -> bool:
+    """world: set of occupied Venn regions, each a frozenset of the terms an individual has."""
+    if form == "A":
+        return all(p in r for r in world if s in r)
+    if form == "E":
+        return not any(p in r for r in world if s in r)
+    if form == "I":
+        return any(p in r for r in world if s in r)
+    return any(p not in r for r in world if s in r)
+
+
+def _entails(premises, conclusion) -> bool:
+    terms = sorted({t for st in premises + [conclusion] for t in st[1:]})
+    regions = [frozenset(c) for k in range(len(terms) + 1) for c in itertools.combinations(terms, k)]
+    for mask in range(1 << len(regions)):
+        world = [r for i, r in enumerate(regions) if mask >> i & 1]
+        if all(_holds(*st, world) for st in premises) and not _holds(*conclusion, world):
+            return False
+    return True
+
+
+def test_logic_syllogism_1_by_enumeration():
+    for profile in PROFILES:
+        for item in generate_task("logic_syllogism_1", profile, N, 1).items:
+            for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+                problem = item[f"{cond}_problem"]
+                if profile == "paper":
+                    premises_text = re.search(r"Premises: (.*)\n", problem).group(1)
+                    premises = [_categorical(s) for s in premises_text.rstrip(".").split(". ") if s]
+                    conclusion = _categorical(re.search(r"Conclusion: (.*)\n", problem).group(1))
+                    follows = _entails(premises, conclusion)
+                else:
+                    rule = _categorical(re.search(r"Premises: (.*?\.)", problem).group(1))
+                    # individual x is an S; does "x is a P" follow?  enumerate x's membership in P
+                    ok = [in_p for in_p in (False, True)
+                          if _holds(rule[0], rule[1], rule[2], [frozenset({rule[1]} | ({rule[2]} if in_p else set()))])]
+                    follows = ok == [True]
+                assert answer == ("Yes" if follows else "No"), (profile, problem, answer)
+
+
+_FOL = re.compile(r"([∀∃])x\((\w)\(x\) ([→∧]) (¬?)(\w)\(x\)\)")
+
+
+def _fol_to_categorical(formula: str):
+    quant, s, conn, neg, p = _FOL.fullmatch(formula).groups()
+    form = {("∀", ""): "A", ("∀", "¬"): "E", ("∃", ""): "I", ("∃", "¬"): "O"}[(quant, neg)]
+    assert conn == ("→" if quant == "∀" else "∧")
+    return form, s, p
+
+
+def test_logic_syllogism_symbolic_by_enumeration():
+    for profile in PROFILES:
+        for item in generate_task("logic_syllogism_symbolic", profile, N, 2).items:
+            for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+                problem = item[f"{cond}_problem"]
+                given = re.search(r"Given: (.*?) Which", problem).group(1)
+                options = re.search(r"is (?:right|wrong)\? (.*) or (.*)\?$", problem).groups()
+                if profile == "paper":
+                    premises = [_fol_to_categorical(f) for f in given.rstrip(".").split(". ")]
+                    entailed = [o for o in options if _entails(premises, _fol_to_categorical(o))]
+                else:
+                    rule, fact = given.rstrip(".").split(". ")
+                    quant, s, conn, neg, p = _FOL.fullmatch(rule).groups()
+                    const = re.fullmatch(r"\w\((\w)\)", fact).group(1)
+                    # enumerate whether the constant has P; keep worlds satisfying the rule
+                    worlds = [has_p for has_p in (False, True) if has_p != bool(neg)]
+                    entailed = [o for o in options if all((o == f"{p}({const})") == w for w in worlds)]
+                assert len(entailed) == 1, problem
+                expected = entailed[0] if " right?" in problem else [o for o in options if o != entailed[0]][0]
+                assert answer == expected, (problem, answer)
+
+
+def _prop_eval(formula: str, env: dict) -> bool:
+    formula = formula.strip()
+    for op, fn in (("→", lambda a, b: (not a) or b), ("->", lambda a, b: (not a) or b),
+                   ("∨", lambda a, b: a or b), ("|", lambda a, b: a or b), ("∧", lambda a, b: a and b)):
+        if op in formula:
+            left, right = formula.split(op, 1)
+            return fn(_prop_eval(left, env), _prop_eval(right, env))
+    if formula[0] in "¬~":
+        return not _prop_eval(formula[1:], env)
+    return env[formula]
+
+
+def _prop_entails(premises, conclusion) -> bool:
+    atoms = sorted(set(re.findall(r"[A-Za-z]", " ".join(premises + [conclusion]))))
+    for values in itertools.product((False, True), repeat=len(atoms)):
+        env = dict(zip(atoms, values))
+        if all(_prop_eval(p, env) for p in premises) and not _prop_eval(conclusion, env):
+            return False
+    return True
+
+
+def test_logic_propositional_symbolic_by_model_checking():
+    for profile in PROFILES:
+        for item in generate_task("logic_propositional_symbolic", profile, N, 3).items:
+            for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+                problem = item[f"{cond}_problem"]
+                premises = problem.split(". Which")[0].split(". ")
+                options = dict(re.findall(r"(Option\d): (.*?)\.", problem))
+                entailed = [k for k, f in options.items() if _prop_entails(premises, f)]
+                assert len(entailed) == 1, problem
+                right = entailed[0]
+                expected = right if "is right?" in problem else next(k for k in options if k != right)
+                assert answer == expected, (problem, answer)
+
+
+def test_logic_propositional_1_by_model_checking():
+    for profile in PROFILES:
+        for item in generate_task("logic_propositional_1", profile, N, 4).items:
+            atoms = item["atoms"]
+            # the English premises must state what the formulas say
+            for formula, sentence in zip(item["premise_formulas"], item["clean_problem"].split(". ")):
+                for letter, text in atoms.items():
+                    if letter in formula:
+                        assert text.split(" are ")[1].split()[0] in sentence.replace("not ", "")
+            entailed = [o for o, f in item["option_formulas"].items()
+                        if _prop_entails(item["premise_formulas"], f.replace("~", "¬"))]
+            assert len(entailed) == 1
+            for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
+                right = " right?" in item[f"{cond}_problem"]
+                assert (answer == entailed[0]) == right, item
+
+
+# ------------------------------------------------------------------ content sanity for the other domains
+
+def test_language_pairs_agree():
+    for profile in PROFILES:
+        suite = generate_suite(profile, N, 5, tasks=[n for n in TASK_NAMES if TASK_DOMAINS[n] == "Lan"])
+        for item in suite["det_noun_agreement_regular"].items:
+            plural_det = item["clean_problem"].split()[-1] in ("these", "those")
+            plural_answer = len(item["clean_correct"]) > len(item["clean_incorrect"])  # s / es / ies added
+            assert plural_answer == plural_det, item
+        for item in suite["npi"].items:
+            assert (item["clean_correct"] == " any") == item["clean_problem"].startswith("No "), item
+        for item in suite["anaphor_gender_agreement"].items:
+            assert item["clean_correct"] in (" herself", " himself")
+        for item in suite["wug"].items:
+            plural_context = "two " in item["clean_problem"].split(".")[-1]
+            assert (item["clean_correct"] == item["nonce_plural"][len(item["clean_problem"].split()[-1]):]) \
+                == plural_context
+
+
+def test_fewshot_queries_swap_label_and_shots_stay():
+    for name in ("physics_buoyancy", "physics_temperature", "emotion_fewshot", "norm_moral"):
+        task = generate_task(name, "paper", N, 0)
+        for item in task.items:
+            clean_lines = item["clean_problem"].split("\n")
+            corrupted_lines = item["corrupted_problem"].split("\n")
+            assert clean_lines[:-2] == corrupted_lines[:-2]  # same question and shots
+            assert clean_lines[-2] != corrupted_lines[-2]  # only the query differs
+            assert item[f"{item['clean_correct']}_scenario"] in clean_lines[-2]
+
+
+# ------------------------------------------------------------------ study layout round trip
+
+def test_export_then_load_round_trip(tmp_path, suite):
+    out = export_study_layout(suite, tmp_path / "study")
+    assert (out / "data" / "phys" / "phys_brightness.json").exists()  # the physics_* → phys_* quirk
+    assert (out / "config" / "Lan" / "config.json").exists()
+    loaded = load_study_data(out)
+    assert list(loaded) == list(TASK_NAMES)
+    for name, task in suite.items():
+        assert loaded[name].items == task.items
+        assert loaded[name].config == task.config
+        assert loaded[name].domain == task.domain
+    subset = load_study_data(out, tasks=["wug", "physics_speed"])
+    assert list(subset) == ["physics_speed", "wug"]
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_load_missing_root_and_task(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config"):
+        load_study_data(tmp_path / "nothing")
+    export_study_layout(generate_suite("small", 2, 0, tasks=["wug"]), tmp_path)
+    with pytest.raises(FileNotFoundError, match="npi"):
+        load_study_data(tmp_path, tasks=["npi"])
+
+
+def _write_task(tmp_path, items_text: str):
+    task = generate_task("npi", "small", 3, 0)
+    export_study_layout({"npi": task}, tmp_path)
+    path = tmp_path / "data" / "Lan" / "npi.json"
+    path.write_text(items_text)
+    return path
+
+
+def _good_items():
+    return generate_task("npi", "small", 3, 0).items
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda items: "[{not json", r"not valid JSON"),
+    (lambda items: json.dumps({"a": 1}), r"expected a JSON list"),
+    (lambda items: json.dumps([{k: v for k, v in items[0].items() if k != "clean_correct"}] + items[1:]),
+     r"item 0: missing key"),
+    (lambda items: json.dumps(items[:1] + [dict(items[1], clean_incorrect="", corrupted_correct="")] + items[2:]),
+     r"item 1: 'clean_incorrect' is empty"),
+    (lambda items: json.dumps(items[:2] + [dict(items[2], corrupted_correct=items[2]["clean_correct"])]),
+     r"item 2: corrupted answers are not the clean ones swapped"),
+    (lambda items: json.dumps(items + [items[1]]), r"item 3: duplicate of item 1"),
+])
+def test_validation_errors_name_file_and_item(tmp_path, mutate, expected):
+    path = _write_task(tmp_path, mutate(_good_items()))
+    with pytest.raises(TaskDataError, match=expected) as info:
+        load_study_data(tmp_path)
+    assert str(path) in str(info.value)
+
+
+def test_validation_unknown_task_and_domain(tmp_path):
+    items = _good_items()
+    with pytest.raises(TaskDataError, match="unknown task 'nope'"):
+        validate_items(items, "nope", "x.json")
+    with pytest.raises(TaskDataError, match="unknown domain 'Bio'"):
+        validate_items(items, "npi", "x.json", domain="Bio")
+    with pytest.raises(TaskDataError, match="belongs to domain 'Lan'"):
+        validate_items(items, "npi", "x.json", domain="MD")
+    export_study_layout({"npi": generate_task("npi", "small", 3, 0)}, tmp_path)
+    (tmp_path / "config" / "Bio").mkdir()
+    (tmp_path / "config" / "Bio" / "config.json").write_text("{}")
+    with pytest.raises(TaskDataError, match="Bio"):
+        load_study_data(tmp_path)
+
+
+def test_loads_the_study_config_style(tmp_path):
+    """Study configs omit keys or use null; phys keys point at phys_* files."""
+    task = generate_task("physics_speed", "paper", 3, 0)
+    (tmp_path / "data" / "phys").mkdir(parents=True)
+    (tmp_path / "config" / "phys").mkdir(parents=True)
+    (tmp_path / "data" / "phys" / "phys_speed.json").write_text(json.dumps(task.items))
+    (tmp_path / "config" / "phys" / "config.json").write_text(json.dumps(
+        {"physics_speed": {"path": "phys_speed.json", "prefix": None, "suffix": None, "concatenation": None,
+                           "standardize_answers": None, "merging_sign": ""}}))
+    loaded = load_study_data(tmp_path)["physics_speed"]
+    assert loaded.items == task.items and loaded.config.prefix == "" and not loaded.config.force_base_evaluation
