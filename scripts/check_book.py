@@ -4,7 +4,8 @@
 Usage::
 
     python scripts/check_book.py [_build/html] [--screenshots DIR] [--pages a.html,b.html]
-                                 [--toc _toc.yml] [--width 1280] [--timeout 30] [--no-screenshots]
+                                 [--toc _toc.yml] [--width 1280] [--tiles 1600] [--timeout 30]
+                                 [--no-screenshots] [--strict-js]
 
 Every page of the HTML build is opened in headless Chromium (driven through the DevTools protocol
 with a tiny stdlib WebSocket client: no Python dependency beyond the standard library). For each page
@@ -17,6 +18,7 @@ screenshot (default ``<html>/../screenshots/<page>.png``) and checks:
   or canvas of non-zero size inside), and no other Vega/Altair container stayed empty;
 * no resource failed to load and nothing was requested from the network (the book must work offline);
 * no uncaught JavaScript exception;
+* every formula was typeset by MathJax, without a TeX error;
 * every internal link points to an existing file, and its ``#anchor`` exists in the target page.
 
 Exit status: 0 when all pages pass, 1 when any check fails (the report says which page and why),
@@ -293,6 +295,17 @@ PAGE_JS = r"""
     if (s.parentElement && s.parentElement.closest("svg")) continue;
     if (s.childElementCount === 0) out.problems.push("empty <svg> element in the page content");
   }
+  const maths = document.querySelectorAll("span.math, div.math");
+  let untypeset = 0;
+  for (const m of maths) if (!m.querySelector("mjx-container, .MathJax, svg, math")) untypeset++;
+  if (untypeset) {
+    out.settled = false;
+    out.problems.push(untypeset + " of " + maths.length + " formula(s) not typeset (MathJax not loaded?)");
+  }
+  for (const e of document.querySelectorAll("mjx-merror, .mjx-merror")) {
+    out.problems.push("math error in formula: " + (e.getAttribute("data-mjx-error") || e.textContent).slice(0, 120));
+  }
+  out.maths = maths.length;
   for (const a of document.querySelectorAll("a[href]")) out.links.push([a.getAttribute("href"), a.href]);
   for (const e of document.querySelectorAll("[id]")) out.ids.push(e.id);
   for (const e of document.querySelectorAll("a[name]")) out.ids.push(e.getAttribute("name"));
@@ -371,7 +384,7 @@ def local_target(base: Path, url: str) -> tuple[Path, str] | None:
 
 
 def check(html_dir: Path, pages: list[str], expected: list[str], shots: Path | None,
-          width: int, timeout: float, exe: str, strict_js: bool = False) -> int:
+          width: int, timeout: float, exe: str, strict_js: bool = False, tile: int = 0) -> int:
     quirks: set[str] = set()
     failures: dict[str, list[str]] = {}
     notes: dict[str, str] = {}
@@ -436,18 +449,23 @@ def check(html_dir: Path, pages: list[str], expected: list[str], shots: Path | N
                 probs.append("charts/images still loading after the time budget")
             links[page] = [tuple(x) for x in res.get("links", [])]
             dom_ids[path] = set(res.get("ids", []))
-            notes[page] = f"{res.get('charts', 0)} chart(s), {res.get('live', 0)} interactive, {res.get('images', 0)} image(s)"
+            notes[page] = (f"{res.get('charts', 0)} chart(s), {res.get('live', 0)} interactive, "
+                           f"{res.get('images', 0)} image(s), {res.get('maths', 0)} formula(s)")
             if shots is not None:
-                height = int(min(max(res.get("height") or 1000, 600), 12000))
-                cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=height,
-                         deviceScaleFactor=1, mobile=False)
+                height = int(min(max(res.get("height") or 1000, 600), 16000))
                 cdp.call("Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => setTimeout(r, 150)))",
                          awaitPromise=True)
-                shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                                timeout=max(timeout, 60))
-                out = shots / (re.sub(r"\.html$", "", page).replace("/", "__") + ".png")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_bytes(base64.b64decode(shot["data"]))
+                stem = re.sub(r"\.html$", "", page).replace("/", "__")
+                shots.mkdir(parents=True, exist_ok=True)
+                clips = [(0, height, stem + ".png")]
+                if tile:
+                    clips += [(y, min(tile, height - y), f"{stem}.{k + 1:02d}.png")
+                              for k, y in enumerate(range(0, height, tile))]
+                for y, h, name in clips:
+                    shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                                    clip={"x": 0, "y": y, "width": width, "height": h, "scale": 1},
+                                    timeout=max(timeout, 60))
+                    (shots / name).write_bytes(base64.b64decode(shot["data"]))
     finally:
         browser.close()
 
@@ -512,6 +530,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toc", default=None, help="_toc.yml listing the expected pages (default: found next to "
                                                 "the build, i.e. <html>/../../_toc.yml)")
     ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--tiles", type=int, default=0, metavar="PX",
+                    help="also save the page in viewport-sized tiles of PX pixels (<page>.01.png, ...)")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per page")
     ap.add_argument("--strict-js", action="store_true",
                     help="also fail on the known harmless Jupyter Book v1 JavaScript quirks")
@@ -542,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     shots = None if args.no_screenshots else Path(args.screenshots or html_dir.resolve().parent / "screenshots")
     try:
-        return check(html_dir, pages, expected, shots, args.width, args.timeout, exe, args.strict_js)
+        return check(html_dir, pages, expected, shots, args.width, args.timeout, exe, args.strict_js, args.tiles)
     except (RuntimeError, ConnectionError, TimeoutError) as exc:
         print(f"check_book: browser failure: {exc}", file=sys.stderr)
         return 3

@@ -76,6 +76,8 @@ def build_book(root: Path) -> Path:
         sphinx:
           config:
             html_show_copyright: false
+            html_extra_path: ["_extra"]
+            mathjax_path: "../mathjax/tex-mml-chtml.js"
     """))
     (root / "_toc.yml").write_text(textwrap.dedent("""\
         format: jb-book
@@ -84,9 +86,11 @@ def build_book(root: Path) -> Path:
           - file: charts
     """))
     (root / "intro.md").write_text("# Intro\n\nSee [the charts](charts.ipynb) and {ref}`a-section`.\n\n"
-                                   "(a-section)=\n## A section\n\nText.\n")
+                                   "(a-section)=\n## A section\n\nOverlap $O_{ij} = |S_i \\cap S_j|/k$ and\n\n"
+                                   "$$\nJ = \\frac{O}{2 - O}\n$$\n")
     _make_notebook(root / "charts.ipynb")
     shutil.copytree(REPO / "_static", root / "_static")
+    shutil.copytree(REPO / "_extra", root / "_extra")
     proc = subprocess.run(_jupyter_book() + ["build", str(root), "-W", "-n"], capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
@@ -108,6 +112,7 @@ def test_good_book_passes_and_charts_turn_interactive(book: Path):
     res = run_checker(book, "--screenshots", str(shots))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "2 chart(s), 2 interactive" in res.stdout, res.stdout
+    assert "2 formula(s)" in res.stdout, res.stdout  # typeset offline by the local MathJax
     assert (shots / "charts.png").stat().st_size > 10_000
     assert (shots / "intro.png").exists()
     # the bundle is shipped by Jupyter Book and referenced locally, never from a CDN
@@ -139,6 +144,14 @@ def test_checker_fails_on_missing_page(book: Path, tmp_path: Path):
     res = run_checker(html, "--no-screenshots", "--pages", "intro.html,not-built.html")
     assert res.returncode == 1
     assert "not-built.html" in res.stdout and "page missing" in res.stdout
+
+
+def test_checker_fails_when_math_cannot_be_typeset(book: Path, tmp_path: Path):
+    html = _copy(book, tmp_path / "html")
+    (html / "mathjax" / "tex-mml-chtml.js").unlink()
+    res = run_checker(html, "--no-screenshots", "--pages", "intro.html", "--timeout", "8")
+    assert res.returncode == 1, res.stdout
+    assert "not typeset" in res.stdout
 
 
 def test_checker_fails_when_interactive_bundle_is_missing(book: Path, tmp_path: Path):
