@@ -1,0 +1,319 @@
+"""Teacher-forced scoring, tokenization and the inclusion filter (``modularity.scoring``, METHOD §1.3, §2)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from conftest import FAMILY_NAMES
+from modularity import scoring
+from modularity.models import format_prompt
+from modularity.scoring import (
+    answer_logprobs,
+    binomial_se,
+    both_correct_indices,
+    encode_prompt,
+    evaluate_task,
+    length_sorted_batches,
+    make_batch,
+    sequence_logprobs,
+    summarize_task,
+)
+from modularity.tasks.schema import PromptConfig, TaskData
+
+# mixed prompt and answer lengths, so rows are padded differently
+PROMPTS = [[5, 60, 700, 9000, 33], [44, 1023], [7, 301, 2900, 61, 8, 99, 12], [400]]
+ANSWERS = [[17, 250], [3000], [55, 66, 77], [808, 909, 1001, 12]]
+
+
+def naive_logprob(model, prompt, answer) -> float:
+    """One unpadded full forward, log_softmax over the whole vocabulary, summed over the answer."""
+    ids = torch.tensor([prompt + answer])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
+    T = len(prompt)
+    return float(sum(logp[T - 1 + j, token] for j, token in enumerate(answer)))
+
+
+# --------------------------------------------------------------------------
+# Log-probabilities
+# --------------------------------------------------------------------------
+def test_make_batch_layout():
+    batch = make_batch(PROMPTS, ANSWERS, pad_id=2)
+    assert batch.input_ids.shape == (4, 10)
+    assert batch.input_ids[1].tolist() == [44, 1023, 3000] + [2] * 7
+    assert batch.attention_mask[1].tolist() == [1, 1, 1] + [0] * 7
+    assert batch.last_prompt.tolist() == [4, 1, 6, 0]
+    assert batch.answer_rows.tolist() == [0, 0, 1, 2, 2, 2, 3, 3, 3, 3]
+    assert batch.answer_pos.tolist() == [4, 5, 1, 6, 7, 8, 0, 1, 2, 3]
+    assert batch.answer_ids.tolist() == sum(ANSWERS, [])
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_answer_logprobs_equal_naive_forward(tiny_models, family):
+    loaded = tiny_models[family]
+    expected = [naive_logprob(loaded.model, p, a) for p, a in zip(PROMPTS, ANSWERS)]
+    with torch.no_grad():
+        got = answer_logprobs(loaded.model, make_batch(PROMPTS, ANSWERS, pad_id=loaded.tokenizer.pad_token_id))
+    assert got.shape == (4,)
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-4, rtol=1e-5)
+    # the scores are not trivially equal (the prompt matters)
+    assert np.ptp(expected) > 0.1
+
+
+def test_answer_logprobs_applies_final_logit_softcapping():
+    """Gemma-style logit soft-capping: the decoder+head shortcut must cap the logits as the model does."""
+    import transformers as tf
+
+    from conftest import TINY
+
+    torch.manual_seed(0)
+    config = tf.Gemma3TextConfig(vocab_size=10_000, head_dim=8, sliding_window=16, final_logit_softcapping=2.0, **TINY)
+    model = tf.AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(50.0)  # raw logits far beyond the cap
+    expected = [naive_logprob(model, p, a) for p, a in zip(PROMPTS, ANSWERS)]
+    with torch.no_grad():
+        got = answer_logprobs(model, make_batch(PROMPTS, ANSWERS))
+        raw = model.lm_head(model.model(torch.tensor([PROMPTS[0]])).last_hidden_state)
+    assert raw.abs().max() > 10 * 2.0  # the cap matters here
+    np.testing.assert_allclose(got.numpy(), expected, atol=2e-4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_sequence_logprobs_independent_of_batch_size_and_order(tiny_models, family):
+    loaded = tiny_models[family]
+    reference = sequence_logprobs(loaded, PROMPTS, ANSWERS, batch_size=1)
+    assert reference.dtype == np.float64 and reference.shape == (4,)
+    for batch_size in (3, 16):
+        np.testing.assert_allclose(sequence_logprobs(loaded, PROMPTS, ANSWERS, batch_size=batch_size),
+                                   reference, atol=2e-5, rtol=0)
+    order = [2, 0, 3, 1]
+    shuffled = sequence_logprobs(loaded, [PROMPTS[i] for i in order], [ANSWERS[i] for i in order], batch_size=3)
+    np.testing.assert_allclose(shuffled, reference[order], atol=2e-5, rtol=0)
+
+
+def test_length_sorted_batches_cover_every_index_once():
+    lengths = [5, 1, 9, 3, 3, 7, 2]
+    batches = length_sorted_batches(lengths, 3)
+    assert sorted(sum(batches, [])) == list(range(7))
+    assert all(len(b) <= 3 for b in batches)
+    assert [lengths[i] for i in sum(batches, [])] == sorted(lengths)
+
+
+# --------------------------------------------------------------------------
+# Tokenization and BOS (METHOD §1.3, §15.10)
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bos_tokenizer(tiny_model_dirs):
+    """The same vocabulary, but a tokenizer that adds BOS by itself (like Llama's)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model_dirs["llama"]), add_bos_token=True)
+    assert tok("hi").input_ids[0] == tok.bos_token_id
+    return tok
+
+
+def test_bos_rule_tokenizer_adding_bos(bos_tokenizer):
+    bos_id, text = bos_tokenizer.bos_token_id, "The cat sat on the"
+    plain = bos_tokenizer(text, add_special_tokens=False).input_ids
+    assert encode_prompt(bos_tokenizer, text, "model") == [bos_id] + plain
+    assert encode_prompt(bos_tokenizer, text, "study") == plain
+    # the prompt already starts with the BOS text (a chat template wrote it): no second BOS
+    written = bos_tokenizer.bos_token + text
+    ids = encode_prompt(bos_tokenizer, written, "model")
+    assert ids.count(bos_id) == 1 and ids[0] == bos_id
+    assert encode_prompt(bos_tokenizer, written, "study") == ids
+
+
+def test_bos_rule_tokenizer_without_bos(base_tokenizer):
+    text = "The cat sat on the"
+    assert base_tokenizer(text).input_ids == base_tokenizer(text, add_special_tokens=False).input_ids
+    assert encode_prompt(base_tokenizer, text, "model") == encode_prompt(base_tokenizer, text, "study")
+    chat = format_prompt(base_tokenizer, text)
+    ids = encode_prompt(base_tokenizer, chat, "model")
+    # the template's special tokens are single tokens, read from the text
+    assert ids[0] == base_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert ids.count(base_tokenizer.convert_tokens_to_ids("<|im_start|>")) == 3
+
+
+def test_bos_mode_checked(base_tokenizer):
+    with pytest.raises(ValueError, match="bos must be one of"):
+        encode_prompt(base_tokenizer, "x", "always")
+
+
+def test_encode_answer(base_tokenizer):
+    assert scoring.encode_answer(base_tokenizer, " Paris") == base_tokenizer(" Paris", add_special_tokens=False).input_ids
+    with pytest.raises(ValueError, match="no tokens"):
+        scoring.encode_answer(base_tokenizer, "")
+
+
+# --------------------------------------------------------------------------
+# evaluate_task and the filter
+# --------------------------------------------------------------------------
+def _item(clean, corrupted, correct=" mat", incorrect=" dog"):
+    return dict(clean_problem=clean, corrupted_problem=corrupted, clean_correct=correct,
+                clean_incorrect=incorrect, corrupted_correct=incorrect, corrupted_incorrect=correct)
+
+
+def _task(raw=True, items=None):
+    items = items or [
+        _item("The cat sat on the", "The dog sat on the"),                # aligned
+        _item("The cat sat on the", "The big black dog sat on the"),      # misaligned
+        _item("A bird flew over the", "A fish swam under the"),           # aligned
+        _item("It was", "It was very very much"),                         # misaligned
+    ]
+    return TaskData("toy", "Lan", PromptConfig(path="toy", force_base_evaluation=raw), items)
+
+
+def test_evaluate_task_flags_misaligned_items(tiny_models):
+    loaded = tiny_models["llama"]
+    tok = loaded.tokenizer
+    task = _task()
+    frame = evaluate_task(loaded, task, batch_size=3)
+    clean_len = [len(encode_prompt(tok, it["clean_problem"])) for it in task.items]
+    corrupted_len = [len(encode_prompt(tok, it["corrupted_problem"])) for it in task.items]
+    assert frame.clean_len.tolist() == clean_len and frame.corrupted_len.tolist() == corrupted_len
+    assert frame.aligned.tolist() == [True, False, True, False]
+    assert frame.item.tolist() == [0, 1, 2, 3]
+    # the four scores are the teacher-forced log-probs of the clean answers
+    for n, it in list(enumerate(task.items))[:2]:
+        c = encode_prompt(tok, it["clean_problem"])
+        r = encode_prompt(tok, it["corrupted_problem"])
+        y_pos, y_neg = (scoring.encode_answer(tok, it[k]) for k in ("clean_correct", "clean_incorrect"))
+        expected = [naive_logprob(loaded.model, p, a) for p, a in ((c, y_pos), (c, y_neg), (r, y_pos), (r, y_neg))]
+        np.testing.assert_allclose(frame.loc[n, ["lp_cc", "lp_ci", "lp_rc", "lp_ri"]].to_numpy(float),
+                                   expected, atol=2e-4)
+    summary = summarize_task(frame)
+    assert (summary["n_items"], summary["n_aligned"], summary["n_misaligned"]) == (4, 2, 2)
+    aligned = frame[frame.aligned]
+    assert summary["both_correct_accuracy"] == aligned.both_correct.sum() / 2
+    assert summary["clean_accuracy"] == aligned.clean_correct.mean()
+
+
+def test_evaluate_task_uses_the_chat_template_unless_raw(tiny_models):
+    loaded = tiny_models["llama"]
+    chat, raw = evaluate_task(loaded, _task(raw=False)), evaluate_task(loaded, _task(raw=True))
+    header = len(encode_prompt(loaded.tokenizer, format_prompt(loaded.tokenizer, "")))
+    assert (chat.clean_len - raw.clean_len == header).all()
+    assert not np.allclose(chat.lp_cc, raw.lp_cc)
+
+
+def test_both_correct_definition(tiny_models, monkeypatch):
+    """clean correct: LPcc > LPci; corrupted correct: LPri > LPrc (the switch worked); strict."""
+    lp_cc = np.array([-1.0, -1.0, -3.0, -1.0, -2.0])
+    lp_ci = np.array([-2.0, -2.0, -1.0, -1.0, -4.0])
+    lp_rc = np.array([-3.0, -1.0, -3.0, -2.0, -2.0])
+    lp_ri = np.array([-1.0, -2.0, -1.0, -1.0, -2.0])
+    # expected:  both   clean  corr.  corr.  clean(tie in r)
+    fake = np.concatenate([lp_cc, lp_ci, lp_rc, lp_ri])
+    monkeypatch.setattr(scoring, "sequence_logprobs", lambda *a, **k: fake)
+    items = [_item("The cat sat on the", "The dog sat on the")] * 5
+    frame = evaluate_task(tiny_models["llama"], _task(items=items))
+    assert frame.clean_correct.tolist() == [True, True, False, False, True]
+    assert frame.corrupted_correct.tolist() == [True, False, True, True, False]
+    assert frame.both_correct.tolist() == [True, False, False, False, False]
+    np.testing.assert_array_equal(frame.lp_rc, lp_rc)
+
+
+def _frame(aligned, both, cc=None, ci=None, rc=None, ri=None):
+    n = len(aligned)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "item": np.arange(n), "aligned": aligned,
+        "lp_cc": cc if cc is not None else rng.normal(size=n),
+        "lp_ci": ci if ci is not None else rng.normal(size=n),
+        "lp_rc": rc if rc is not None else rng.normal(size=n),
+        "lp_ri": ri if ri is not None else rng.normal(size=n),
+    })
+    frame["clean_correct"] = frame.lp_cc > frame.lp_ci
+    frame["corrupted_correct"] = frame.lp_ri > frame.lp_rc
+    frame["both_correct"] = frame.clean_correct & frame.corrupted_correct
+    if both is not None:
+        assert frame.both_correct.tolist() == list(both)
+    return frame
+
+
+def test_summary_excludes_misaligned_items_from_denominator():
+    # items 0-2 aligned (1 both-correct); items 3-5 misaligned, all both-correct
+    cc = np.array([0.0, 0.0, -1.0, 0.0, 0.0, 0.0])
+    ci = np.array([-1.0, -1.0, 0.0, -1.0, -1.0, -1.0])
+    rc = np.array([-2.0, 0.0, -2.0, -2.0, -2.0, -2.0])
+    ri = np.array([0.0, -1.0, 0.0, 0.0, 0.0, 0.0])
+    frame = _frame([True, True, True, False, False, False], [True, False, False, True, True, True], cc, ci, rc, ri)
+    summary = summarize_task(frame)
+    assert summary["n_aligned"] == 3 and summary["n_misaligned"] == 3
+    assert summary["both_correct_accuracy"] == pytest.approx(1 / 3)
+    assert summary["clean_accuracy"] == pytest.approx(2 / 3)
+    assert summary["corrupted_accuracy"] == pytest.approx(2 / 3)
+    assert summary["n_both_correct"] == 1
+    assert summary["C"] == 1.0 and summary["R"] == -2.0  # from the aligned both-correct item only
+    assert both_correct_indices(frame).tolist() == [0]
+    assert summary["both_correct_se"] == pytest.approx(math.sqrt((1 / 3) * (2 / 3) / 3))
+    assert summary["passes"] is False and "0.33 < 0.60" in summary["reason"]
+
+
+def test_summary_threshold_edge():
+    both = [True, True, True, False, False]
+    cc = np.array([0.0, 0.0, 0.0, -1.0, -1.0])
+    ci = np.array([-1.0, -2.0, -3.0, 0.0, 0.0])
+    rc = np.array([-1.0, -1.0, -1.0, -1.0, -1.0])
+    ri = np.array([0.0, 0.0, 0.0, 0.0, 0.0])
+    frame = _frame([True] * 5, both, cc, ci, rc, ri)
+    summary = summarize_task(frame, threshold=0.6)
+    assert summary["both_correct_accuracy"] == 0.6
+    assert summary["passes"] is True and summary["reason"] == ""
+    assert summary["C"] == pytest.approx(2.0) and summary["R"] == pytest.approx(-1.0)
+    below = summarize_task(frame, threshold=0.61)
+    assert below["passes"] is False and "<" in below["reason"]
+
+
+def test_summary_no_aligned_items():
+    frame = _frame([False, False], None)
+    summary = summarize_task(frame)
+    assert summary["passes"] is False
+    assert summary["reason"] == "no token-aligned items"
+    assert summary["n_aligned"] == 0 and summary["n_both_correct"] == 0
+    for key in ("clean_accuracy", "both_correct_accuracy", "C", "R", "both_correct_se"):
+        assert math.isnan(summary[key])
+
+
+def test_summary_no_both_correct_items_fails_with_reason():
+    frame = _frame([True, True], [False, False], cc=np.array([-1.0, -1.0]), ci=np.zeros(2),
+                   rc=np.zeros(2), ri=np.zeros(2))
+    summary = summarize_task(frame)
+    assert summary["passes"] is False and summary["reason"]
+    assert summary["both_correct_accuracy"] == 0.0 and math.isnan(summary["C"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_baselines_c_positive_r_negative(seed):
+    rng = np.random.default_rng(seed)
+    n = 50
+    frame = _frame(rng.random(n) < 0.8, None, *(rng.normal(size=n) for _ in range(4)))
+    summary = summarize_task(frame)
+    assert summary["n_both_correct"] > 0
+    assert summary["C"] > 0 > summary["R"]
+    both = frame[frame.aligned & frame.both_correct]
+    assert summary["C"] == pytest.approx((both.lp_cc - both.lp_ci).mean())
+    assert summary["R"] == pytest.approx((both.lp_rc - both.lp_ri).mean())
+
+
+def test_binomial_se():
+    assert binomial_se(0.5, 100) == pytest.approx(0.05)
+    assert binomial_se(0.0, 10) == 0.0 and binomial_se(1.0, 10) == 0.0
+    assert binomial_se(0.2, 25) == pytest.approx(0.08)
+    assert math.isnan(binomial_se(0.5, 0))
+
+
+def test_summarize_suite_and_passing_by_domain():
+    good = _frame([True] * 2, [True, True], cc=np.zeros(2), ci=-np.ones(2), rc=-np.ones(2), ri=np.zeros(2))
+    bad = _frame([True] * 2, [False, False], cc=-np.ones(2), ci=np.zeros(2), rc=-np.ones(2), ri=np.zeros(2))
+    suite = scoring.summarize_suite({"a": good, "b": bad, "c": good}, {"a": "MD", "b": "MD", "c": "Lan"})
+    assert suite.passes.tolist() == [True, False, True]
+    by_domain = scoring.passing_by_domain(suite).set_index("domain")
+    assert by_domain.loc["MD", "n_tasks"] == 2 and by_domain.loc["MD", "n_passing"] == 1
+    assert by_domain.loc["MD", "share"] == 0.5 and by_domain.loc["Lan", "share"] == 1.0
