@@ -785,3 +785,61 @@ def save_figure(chart, path: str | Path, *, scale: float = 2.0) -> Path:
     else:
         raise ValueError(f"save_figure: unsupported extension {suffix!r} (use .svg, .png or .pdf)")
     return path
+
+
+# --------------------------------------------------------------------------------------------
+# Attribution stage
+# --------------------------------------------------------------------------------------------
+
+def attribution_check(
+    df: pd.DataFrame,
+    *,
+    title: str = "Attribution estimate vs exact patching",
+) -> alt.LayerChart:
+    """Scatter of the first-order estimate (x) against the exact patching effect (y), with y = x.
+
+    ``df`` columns: ``estimate``, ``exact``, ``task``; optional ``kind`` (e.g. top / random) and
+    ``neuron`` for the tooltip.
+    """
+    _require(df, ["estimate", "exact", "task"], "attribution_check")
+    d = df.copy()
+    if "kind" not in d.columns:
+        d["kind"] = "neuron"
+    lo = float(min(d["estimate"].min(), d["exact"].min(), 0.0))
+    hi = float(max(d["estimate"].max(), d["exact"].max(), 0.0))
+    tooltip = [alt.Tooltip("task:N"), alt.Tooltip("kind:N"),
+               alt.Tooltip("estimate:Q", format=".4f"), alt.Tooltip("exact:Q", format=".4f")]
+    if "neuron" in d.columns:
+        tooltip.insert(1, alt.Tooltip("neuron:Q", title="neuron (flat index)"))
+    points = alt.Chart(d).mark_circle(size=45, opacity=0.75).encode(
+        x=alt.X("estimate:Q", title="attribution estimate (Δm, first order)"),
+        y=alt.Y("exact:Q", title="exact patching effect (Δm)"),
+        color=alt.Color("task:N", title="task"),
+        shape=alt.Shape("kind:N", title="neuron"),
+        tooltip=tooltip,
+    )
+    diagonal = alt.Chart(pd.DataFrame({"x": [lo, hi], "y": [lo, hi]})).mark_line(
+        color="#888", strokeDash=[4, 3]).encode(x="x:Q", y="y:Q")
+    return alt.layer(diagonal, points).properties(
+        width=360, height=300, title=alt.Title(title, subtitle="Dashed line: estimate = exact."))
+
+
+def layer_histogram(
+    df: pd.DataFrame,
+    *,
+    n_layers: int,
+    title: str = "Layer of each task's top neurons",
+) -> alt.Chart:
+    """Stacked bars of top-neuron counts per layer, coloured by domain.
+
+    ``df`` columns: ``layer`` (0-based), ``domain``; optional ``task`` (one row per selected neuron).
+    """
+    _require(df, ["layer", "domain"], "layer_histogram")
+    counts = df.groupby(["layer", "domain"]).size().reset_index(name="count")
+    doms = sorted(counts["domain"].unique(), key=_domain_rank(DOMAINS_ACCURACY_ORDER))
+    return alt.Chart(counts).mark_bar().encode(
+        x=alt.X("layer:O", title="layer", scale=alt.Scale(domain=list(range(n_layers)))),
+        y=alt.Y("count:Q", title="selected neurons (all tasks of the domain)", stack=True),
+        color=alt.Color("domain:N", scale=_domain_color_scale(doms), title="domain"),
+        tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("domain:N"), alt.Tooltip("count:Q")],
+    ).properties(width=alt.Step(14), height=200, title=title)
