@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import types
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,25 +155,36 @@ def notebook_params(namespace: dict, source: str = "notebook parameters") -> dic
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunPaths:
-    """Where a run's outputs live."""
+    """Where a run's outputs live.
 
-    results: Path  # committed: executed notebooks, small tables, manifest
-    cache: Path  # ignored: tensors
+    ``results`` (committed): executed notebooks, small tables, manifest.
+    ``cache`` (ignored): per-task files named ``<task>-<fingerprint>``, where the
+    fingerprint hashes the task's items and config and the parameters that
+    change per-task results (:data:`CACHE_KEYS`); editing one task's generator
+    therefore recomputes that task only, and stale files are never reused.
+    """
+
+    results: Path
+    cache: Path
+    fingerprints: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, params: dict, root: str | Path | None = None) -> "RunPaths":
-        """Results under ``book/results/<run>/<profile>``; the cache additionally under a
-        fingerprint of the tasks and parameters, so stale tensors are never reused."""
         # MODULARITY_ROOT lets tests (and users) send outputs somewhere else.
         root = Path(root or os.environ.get("MODULARITY_ROOT") or REPO_ROOT)
         sub = Path(params["run_name"]) / params["profile"]
-        return cls(root / "book" / "results" / sub, root / "cache" / sub / run_fingerprint(params))
+        return cls(root / "book" / "results" / sub, root / "cache" / sub, task_fingerprints(params))
 
     def table(self, name: str) -> Path:
         return self.results / name
 
+    def task_file(self, kind: str, task: str, suffix: str) -> Path:
+        if task not in self.fingerprints:
+            raise KeyError(f"task {task!r} is not part of this run")
+        return self.cache / kind / f"{task}-{self.fingerprints[task]}{suffix}"
+
     def tensor(self, kind: str, task: str) -> Path:
-        return self.cache / kind / f"{task}.safetensors"
+        return self.task_file(kind, task, ".safetensors")
 
 
 #: Parameters that change cached evaluation and attribution results. Stages whose
@@ -181,16 +192,16 @@ class RunPaths:
 CACHE_KEYS = ("model", "dtype", "bos", "metric", "attribution_items")
 
 
-def run_fingerprint(params: dict) -> str:
-    """Short hash of the task items (generated or loaded) and of :data:`CACHE_KEYS`."""
+def task_fingerprints(params: dict) -> dict[str, str]:
+    """``{task: short hash}`` of each task's config and items plus :data:`CACHE_KEYS`."""
     import hashlib
 
-    suite = load_suite(params)
-    content = {
-        "tasks": {name: [task.config.to_study_json(), task.items] for name, task in suite.items()},
-        "params": {key: params[key] for key in CACHE_KEYS},
-    }
-    return hashlib.sha1(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    settings = json.dumps({key: params[key] for key in CACHE_KEYS}, sort_keys=True, default=str)
+    fingerprints = {}
+    for name, task in load_suite(params).items():
+        content = json.dumps([task.config.to_study_json(), task.items], sort_keys=True, default=str)
+        fingerprints[name] = hashlib.sha1((settings + content).encode()).hexdigest()[:12]
+    return fingerprints
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -348,16 +359,17 @@ def load_suite(params: dict) -> dict:
     return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
 
 
-def per_task_cached(folder: Path, names, compute, desc: str = "tasks", progress: bool = True) -> dict:
-    """``{name: compute(name)}`` with one CSV per name under ``folder``.
+def per_task_cached(paths: RunPaths, kind: str, names, compute, desc: str = "tasks",
+                    progress: bool = True) -> dict:
+    """``{name: compute(name)}`` with one CSV per task under ``paths.cache / kind``.
 
-    Finished names are read back, so a killed stage resumes where it stopped.
+    Finished tasks are read back, so a killed stage resumes where it stopped.
     """
     from tqdm.auto import tqdm
 
     out = {}
     for name in tqdm(list(names), desc=desc, disable=not progress):
-        path = Path(folder) / f"{name}.csv"
+        path = paths.task_file(kind, name, ".csv")
         if path.exists():
             out[name] = pd.read_csv(path)
         else:

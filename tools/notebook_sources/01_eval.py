@@ -77,7 +77,8 @@ print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {c
     ("md", "## 3. Scoring every item of every task\n\nEach task's per-item scores are cached, so an interrupted run resumes where it stopped."),
     ("code", r"""
 items = runs.per_task_cached(
-    paths.cache / "eval",
+    paths,
+    "eval",
     suite,
     lambda name: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"]),
     desc="evaluating",

@@ -1,0 +1,81 @@
+"""Papermill smoke runs of every stage notebook on a tiny local model (no network, no GPU).
+
+A tiny random model solves nothing, so this exercises the stages' plumbing and their
+"nothing passed the filter" paths; ``test_pipeline_real_model`` (slow) runs the stages with data.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from modularity import runs
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE_TASKS = ["code_list", "number_sorting", "desires_goals", "agent", "phys_newton",
+               "physics_buoyancy", "subject_verb_agreement", "anaphor_gender_agreement"]
+
+
+def write_params(path: Path, **values) -> Path:
+    base = dict(profile="small", n_items=6, seed=0, dtype="float32", device="cpu", batch_size=8,
+                threshold=0.3, n_permutations=50, verify_tasks=1, verify_neurons=3,
+                ablation_items=4, n_random_controls=1, attribution_items=8)
+    path.write_text(yaml.safe_dump({**base, **values}))
+    return path
+
+
+def assert_no_errors(notebook: Path) -> None:
+    cells = json.loads(notebook.read_text())["cells"]
+    errors = [o for c in cells if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert not errors, f"{notebook.name}: {errors[0]['ename']}: {errors[0]['evalue']}"
+
+
+def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
+    params = write_params(tmp_path / "tiny.yaml", model=str(tiny_model_dirs["llama"]), run_name="tiny",
+                          tasks=SMOKE_TASKS)
+    outputs = runs.run(params)
+    assert [p.stem for p in outputs] == list(runs.STAGES)
+    for notebook in outputs:
+        assert_no_errors(notebook)
+    results = tmp_path / "book" / "results" / "tiny" / "small"
+    summary = pd.read_csv(results / "eval_summary.csv")
+    assert sorted(summary.task) == sorted(SMOKE_TASKS)
+    assert summary.reason[~summary.passes].str.len().gt(0).all(), "every exclusion has a reason"
+    manifest = json.loads((results / "manifest.json").read_text())
+    assert set(manifest["stages"]) == set(runs.STAGES)
+    assert manifest["params"]["model"] == str(tiny_model_dirs["llama"])
+    assert manifest["environment"]["packages"]["torch"]
+
+
+def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):
+    import papermill
+
+    monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
+    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter"):
+        papermill.execute_notebook(
+            str(REPO / "notebooks" / "01_eval.ipynb"), str(tmp_path / "out.ipynb"),
+            parameters={"model": str(tiny_model_dirs["llama"]), "n_itemz": 3},
+            kernel_name="python3", progress_bar=False, cwd=str(REPO))
+
+
+def test_task_suite_notebook_runs(tmp_path):
+    import papermill
+
+    out = tmp_path / "tasks.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "00_task_suite.ipynb"), str(out),
+                               parameters={"n_items": 8}, kernel_name="python3", progress_bar=False,
+                               cwd=str(REPO / "notebooks"))
+    assert_no_errors(out)
+
+
+def test_templates_carry_no_outputs():
+    for template in (REPO / "notebooks").glob("*.ipynb"):
+        cells = json.loads(template.read_text())["cells"]
+        assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), template.name
+        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+        assert len(tagged) == 1, f"{template.name}: exactly one cell tagged 'parameters'"
