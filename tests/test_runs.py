@@ -1,0 +1,327 @@
+"""Runs: parameter schema, params files, paths, atomic writes, tensors, caching, manifest (``modularity.runs``)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import types
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from modularity import runs
+from modularity.runs import ParamsError, RunPaths, validate_params
+
+REQUIRED = {k for k, p in runs.SCHEMA.items() if p.required}
+GOOD = dict(model="smollm2-135m-instruct", profile="small", n_items=10, seed=0, dtype="float32",
+            device="cpu", batch_size=4, threshold=0.6)
+
+
+def test_every_params_file_loads():
+    files = sorted((runs.REPO_ROOT / "params").glob("*.yaml"))
+    assert files
+    for path in files:
+        params = runs.load_params(path)
+        assert set(params) == set(runs.SCHEMA)
+        assert params["run_name"]
+
+
+# --------------------------------------------------------------------------
+# validate_params
+# --------------------------------------------------------------------------
+def test_defaults_filled_and_run_name_derived():
+    params = validate_params(GOOD, require=True)
+    assert params["metric"] == "paper" and params["bos"] == "model" and params["main_pct"] == 0.1
+    assert params["run_name"] == "smollm2-135m-instruct"
+    assert validate_params(dict(GOOD, run_name="mine"))["run_name"] == "mine"
+    assert validate_params(dict(GOOD, threshold=1))["threshold"] == 1.0  # int accepted for a float
+    assert isinstance(validate_params(dict(GOOD, threshold=1))["threshold"], float)
+
+
+def test_unknown_key_named_with_known_keys():
+    with pytest.raises(ParamsError) as info:
+        validate_params(dict(GOOD, n_itmes=5), source="p.yaml")
+    message = str(info.value)
+    assert "n_itmes" in message and "p.yaml" in message
+    for key in runs.SCHEMA:
+        assert key in message
+
+
+@pytest.mark.parametrize(("key", "value", "pattern"), [
+    ("n_items", "100", "n_items='100' should be"),
+    ("n_items", 2.5, "n_items=2.5 should be"),
+    ("seed", True, "seed=True should be"),          # a bool is not an int here
+    ("model", 3, "model=3 should be"),
+    ("top_pcts", 0.1, "top_pcts=0.1 should be"),
+    ("dtype", "float64", r"dtype='float64' must be one of \['float32', 'bfloat16', 'float16'\]"),
+    ("metric", "abs", "must be one of"),
+    ("profile", "huge", "must be one of"),
+    ("bos", "always", "must be one of"),
+    ("threshold", 0.0, r"threshold=0.0 must lie in \(0, 1\]"),
+    ("threshold", 1.5, r"must lie in \(0, 1\]"),
+    ("threshold", -0.2, r"must lie in \(0, 1\]"),
+    ("batch_size", 0, "batch_size=0 must be ≥ 1"),
+    ("n_items", -3, "n_items=-3 must be ≥ 1"),
+    ("main_pct", 0.5, r"main_pct=0.5 must be one of top_pcts"),
+    ("model", None, "'model' must be set"),
+])
+def test_bad_values_are_clear_errors(key, value, pattern):
+    with pytest.raises(ParamsError, match=pattern):
+        validate_params(dict(GOOD, **{key: value}))
+
+
+def test_edge_values_accepted():
+    assert validate_params(dict(GOOD, threshold=1.0))["threshold"] == 1.0
+    params = validate_params(dict(GOOD, top_pcts=[1.0, 5.0], main_pct=5.0, tasks=["a", "b"], run_name=None))
+    assert params["main_pct"] == 5.0 and params["tasks"] == ["a", "b"]
+
+
+def test_required_only_when_asked():
+    assert validate_params({"model": "x"})["n_items"] == 100
+    with pytest.raises(ParamsError) as info:
+        validate_params({"model": "x"}, require=True)
+    for key in REQUIRED - {"model"}:
+        assert key in str(info.value)
+
+
+# --------------------------------------------------------------------------
+# load_params
+# --------------------------------------------------------------------------
+def test_load_params_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="params file not found"):
+        runs.load_params(tmp_path / "absent.yaml")
+
+
+def test_load_params_invalid_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model: [unclosed\nseed: 0\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        runs.load_params(path)
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ParamsError, match="expected a mapping"):
+        runs.load_params(path)
+
+
+def test_load_params_missing_required_keys_listed(tmp_path):
+    path = tmp_path / "few.yaml"
+    path.write_text("model: gpt2\nseed: 1\n")
+    with pytest.raises(ParamsError) as info:
+        runs.load_params(path)
+    message = str(info.value)
+    assert "missing required" in message and str(path) in message
+    for key in REQUIRED - {"model", "seed"}:
+        assert repr(key) in message
+    assert "'seed'" not in message.split("missing required")[1]
+
+
+def test_load_params_good(tmp_path):
+    path = tmp_path / "ok.yaml"
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in GOOD.items()) + "\nmetric: logit_diff\n")
+    params = runs.load_params(path)
+    assert params["metric"] == "logit_diff" and params["n_items"] == 10
+
+
+# --------------------------------------------------------------------------
+# notebook_params
+# --------------------------------------------------------------------------
+def _namespace(**extra):
+    def helper():
+        return None
+
+    return {
+        "__name__": "__main__", "__builtins__": __builtins__, "_": None, "_i1": "x", "_oh": {},
+        "In": [""], "Out": {}, "get_ipython": lambda: None, "exit": None, "quit": None, "open": open,
+        "np": np, "pd": pd, "helper": helper, "Path": Path, "runs": runs,
+        **GOOD, **extra,
+    }
+
+
+def test_notebook_params_ignores_notebook_names():
+    params = runs.notebook_params(_namespace())
+    assert params["n_items"] == 10 and params["model"] == GOOD["model"]
+    assert set(params) == set(runs.SCHEMA)
+
+
+def test_notebook_params_rejects_unknown_injected_name():
+    with pytest.raises(ParamsError, match="n_itmes"):
+        runs.notebook_params(_namespace(n_itmes=5))
+
+
+def test_notebook_params_checks_values():
+    with pytest.raises(ParamsError, match="dtype"):
+        runs.notebook_params(_namespace(dtype="fp8"))
+
+
+# --------------------------------------------------------------------------
+# names and paths
+# --------------------------------------------------------------------------
+def test_default_run_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert runs.default_run_name("Qwen/Qwen2.5-7B") == "Qwen_Qwen2-5-7B"
+    assert runs.default_run_name("smollm2-135m-instruct") == "smollm2-135m-instruct"
+    local = tmp_path / "models" / "my-llama"
+    local.mkdir(parents=True)
+    assert runs.default_run_name(str(local)) == "my-llama"
+
+
+def test_run_paths_honour_modularity_root(tmp_path, monkeypatch):
+    params = validate_params(GOOD)
+    monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
+    paths = RunPaths.of(params)
+    assert paths.results == tmp_path / "book" / "results" / "smollm2-135m-instruct" / "small"
+    assert paths.cache == tmp_path / "cache" / "smollm2-135m-instruct" / "small"
+    task = sorted(paths.fingerprints)[0]
+    assert paths.tensor("attribution", task) == (
+        paths.cache / "attribution" / f"{task}-{paths.fingerprints[task]}.safetensors")
+    with pytest.raises(KeyError, match="not part of this run"):
+        paths.tensor("attribution", "no-such-task")
+    assert paths.table("eval.csv") == paths.results / "eval.csv"
+    assert RunPaths.of(params, root=tmp_path / "other").results.is_relative_to(tmp_path / "other")
+    monkeypatch.delenv("MODULARITY_ROOT")
+    assert RunPaths.of(params).results.is_relative_to(runs.REPO_ROOT)
+
+
+# --------------------------------------------------------------------------
+# atomic writes
+# --------------------------------------------------------------------------
+def test_atomic_write_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "deep" / "er" / "table.csv"
+    runs.atomic_write_bytes(target, b"a,b\n1,2\n")
+    assert target.read_bytes() == b"a,b\n1,2\n"
+    runs.atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["table.csv"]
+
+
+def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
+    target = tmp_path / "table.csv"
+    target.write_bytes(b"old complete content")
+    real_fdopen = os.fdopen
+
+    class Torn:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+        def write(self, data):
+            self.handle.write(data[: len(data) // 2])
+            self.handle.flush()
+            raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Torn(real_fdopen(fd, mode, *a, **k)))
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write_bytes(target, b"x" * 1000)
+    with pytest.raises(OSError, match="disk full"):
+        runs.atomic_write_bytes(tmp_path / "fresh.csv", b"y" * 1000)
+    monkeypatch.undo()
+    assert target.read_bytes() == b"old complete content"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
+
+
+def test_atomic_write_interrupted_before_rename(tmp_path, monkeypatch):
+    target = tmp_path / "t.json"
+    target.write_bytes(b"{}")
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runs.atomic_write_bytes(target, b'{"a": 1}')
+    monkeypatch.undo()
+    assert target.read_bytes() == b"{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
+
+
+def test_save_json_and_table(tmp_path):
+    path = runs.save_json({"x": np.float64(1.5), "n": np.int64(3), "p": Path("a/b")}, tmp_path / "o.json")
+    assert json.loads(path.read_text()) == {"x": 1.5, "n": 3, "p": "a/b"}
+    with pytest.raises(TypeError, match="not JSON serialisable"):
+        runs.save_json({"x": object()}, tmp_path / "bad.json")
+    assert not (tmp_path / "bad.json").exists()
+    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
+    pd.testing.assert_frame_equal(pd.read_csv(runs.save_table(frame, tmp_path / "t.csv")), frame)
+
+
+def test_tensors_round_trip_with_metadata(tmp_path):
+    tensors = {"neurons": torch.randn(3, 5), "heads": torch.randn(3, 4).t(), "ids": torch.arange(4)}
+    meta = {"task": "toy", "C": np.float64(2.5), "n_items": 7, "indices": [1, 2, 3], "nested": {"a": None}}
+    path = runs.save_tensors(tmp_path / "cache" / "attr" / "toy.safetensors", tensors, meta)
+    loaded, loaded_meta = runs.load_tensors(path)
+    assert set(loaded) == set(tensors)
+    for key, value in tensors.items():
+        assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype
+    assert loaded_meta == {"task": "toy", "C": 2.5, "n_items": 7, "indices": [1, 2, 3], "nested": {"a": None}}
+    assert [p.name for p in path.parent.iterdir()] == ["toy.safetensors"]
+
+
+# --------------------------------------------------------------------------
+# per-task caching and the manifest
+# --------------------------------------------------------------------------
+def test_per_task_cached_computes_once(tmp_path):
+    calls = []
+
+    def compute(name):
+        calls.append(name)
+        return pd.DataFrame({"task": [name] * 2, "value": [len(name), 0.5]})
+
+    paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"a": "f1", "bb": "f2", "ccc": "f3"})
+    first = runs.per_task_cached(paths, "eval", ["a", "bb"], compute, progress=False)
+    assert calls == ["a", "bb"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "eval").iterdir()) == ["a-f1.csv", "bb-f2.csv"]
+    second = runs.per_task_cached(paths, "eval", ["a", "bb", "ccc"], compute, progress=False)
+    assert calls == ["a", "bb", "ccc"]  # only the new task computed
+    for name in ("a", "bb"):
+        pd.testing.assert_frame_equal(second[name], first[name])
+    assert list(second) == ["a", "bb", "ccc"]
+    # a task whose fingerprint changed is recomputed, the others are not
+    edited = RunPaths(paths.results, paths.cache, {"a": "f1", "bb": "CHANGED", "ccc": "f3"})
+    runs.per_task_cached(edited, "eval", ["a", "bb", "ccc"], compute, progress=False)
+    assert calls == ["a", "bb", "ccc", "bb"]
+
+
+def test_task_fingerprints_follow_items_and_cache_keys():
+    base = validate_params(dict(GOOD, n_items=4))
+    prints = runs.task_fingerprints(base)
+    assert prints == runs.task_fingerprints(dict(base))
+    assert prints == runs.task_fingerprints(dict(base, batch_size=64, threshold=0.9))  # not cache keys
+    metric = runs.task_fingerprints(dict(base, metric="logit_diff"))
+    assert all(metric[t] != prints[t] for t in prints)
+    reseeded = runs.task_fingerprints(dict(base, seed=1))
+    assert sum(reseeded[t] != prints[t] for t in prints) > len(prints) // 2
+
+
+def test_update_manifest(tmp_path):
+    paths = RunPaths.of(validate_params(GOOD), root=tmp_path)
+    params = validate_params(GOOD)
+    first = runs.update_manifest(paths, params, "01_eval", 12.345, extra={"n_tasks": 46})
+    runs.update_manifest(paths, dict(params, seed=1), "02_attribution", 3.0)
+    manifest = json.loads(paths.table("manifest.json").read_text())
+    assert set(manifest["stages"]) == {"01_eval", "02_attribution"}
+    assert manifest["stages"]["01_eval"]["wall_time_s"] == 12.3
+    assert manifest["stages"]["01_eval"]["n_tasks"] == 46
+    assert "finished" in manifest["stages"]["02_attribution"]
+    assert manifest["params"]["seed"] == 1  # the latest params
+    env = manifest["environment"]
+    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"] == torch.__version__
+    assert env["packages"]["pandas"] == pd.__version__
+    assert "nnsight" in env["packages"] and "transformers" in env["packages"]
+    sha = env["git_sha"]
+    assert sha == "unknown" or (len(sha.split("+")[0]) == 40 and all(c in "0123456789abcdef" for c in sha[:40]))
+    assert first["stages"]["01_eval"]["n_tasks"] == 46
+
+
+def test_run_rejects_unknown_stage(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in GOOD.items()) + "\n")
+    with pytest.raises(ValueError, match="unknown stage"):
+        runs.run(path, stages=("01_eval", "99_nope"), root=tmp_path)
+    assert not (tmp_path / "book").exists()
