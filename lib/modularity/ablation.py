@@ -26,6 +26,7 @@ Everything here is pure computation (tensors / DataFrames in and out).
 """
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Sequence
@@ -145,17 +146,22 @@ def _patch_columns(modules, columns, masks, values):
 
 
 def _replicate(batch: Batch, groups: int) -> Batch:
-    """The batch repeated ``groups`` times along the batch axis (answer rows shifted)."""
+    """The batch repeated ``groups`` times along the batch axis (answer rows and output
+    slots shifted block by block, so outputs come out as [groups · n_outputs])."""
     rows = batch.input_ids.shape[0]
-    offsets = torch.arange(groups, device=batch.input_ids.device)[:, None] * rows
-    return Batch(
-        batch.input_ids.repeat(groups, 1),
-        batch.attention_mask.repeat(groups, 1),
-        batch.last_prompt.repeat(groups),
-        (batch.answer_rows[None, :] + offsets).reshape(-1),
-        batch.answer_pos.repeat(groups),
-        batch.answer_ids.repeat(groups),
-    )
+    block = torch.arange(groups, device=batch.input_ids.device)[:, None]
+    changes = {
+        "input_ids": batch.input_ids.repeat(groups, 1),
+        "attention_mask": batch.attention_mask.repeat(groups, 1),
+        "last_prompt": batch.last_prompt.repeat(groups),
+        "answer_rows": (batch.answer_rows[None, :] + block * rows).reshape(-1),
+        "answer_pos": batch.answer_pos.repeat(groups),
+        "answer_ids": batch.answer_ids.repeat(groups),
+    }
+    if hasattr(batch, "n_slots"):  # batches that score several answers per row
+        changes["answer_slot"] = (batch.answer_slot[None, :] + block * batch.n_slots).reshape(-1)
+        changes["n_slots"] = batch.n_slots * groups
+    return dataclasses.replace(batch, **changes)
 
 
 # --------------------------------------------------------------------------- core
@@ -482,6 +488,8 @@ def control_summary(cells: pd.DataFrame, value: str = "drop") -> tuple[pd.DataFr
     * summary: one row per relation (self, within, across): ``n_cells``, mean
       ``selected``, mean of each control kind, and ``share_above_<kind>`` = the
       fraction of cells where the selected set hurts more than the control mean.
+      Controls may have been run on some cells only (e.g. the diagonal): means and
+      shares then use the cells that have them, counted in ``n_cells_<kind>``.
     """
     per_kind = cells.pivot_table(index=["source", "target"], columns="kind", values=value, aggfunc="mean")
     per_kind.columns.name = None
@@ -497,6 +505,7 @@ def control_summary(cells: pd.DataFrame, value: str = "drop") -> tuple[pd.DataFr
         part = per_cell[per_cell.relation == relation]
         row = {"relation": relation, "n_cells": len(part), "selected": part["selected"].mean()}
         for kind in controls:
+            row[f"n_cells_{kind}"] = int(part[kind].notna().sum())  # controls may cover only some cells
             row[kind] = part[kind].mean()
             valid = part[["selected", kind]].dropna()
             row[f"share_above_{kind}"] = float((valid["selected"] > valid[kind]).mean()) if len(valid) else float("nan")

@@ -1,0 +1,153 @@
+CELLS = [
+    ("md", r"""
+# Across models · Do different models agree on which task pairs interact?
+
+**Question.** One model's ablation or overlap matrix could reflect quirks of that model. If
+modularity is a property of the tasks, different models should rank the (source, target) pairs
+similarly. The study measures this with Kendall's τ between models' matrices (METHOD §8, §10).
+
+**You will learn**
+
+* how two task × task matrices are turned into vectors (all off-diagonal directed cells for
+  ablation, the upper triangle for the symmetric overlap) and compared by Kendall's τ-b;
+* why only the tasks common to every model can be compared;
+* how each model's within- vs cross-domain summary (SI Table 1) looks side by side.
+
+This notebook is not tied to one params file: it reads the finished runs named below.
+"""),
+    ("parameters", r"""
+runs_to_compare = ["smollm2-135m-instruct/small", "gemma3-270m/small"]  # folders under book/results/
+pct = 0.1  # top-k% of the matrices to compare (file suffix)
+n_permutations = 10000  # label permutations for the per-model within/cross p-values
+"""),
+    ("code", r"""
+import os
+from pathlib import Path
+
+import altair as alt
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from modularity import charts, runs, stats
+from modularity.matrix_csv import read_matrix_csv
+
+pd.set_option("display.precision", 3)
+assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
+assert pct > 0 and int(n_permutations) >= 1
+results_root = Path(os.environ.get("MODULARITY_ROOT") or runs.REPO_ROOT) / "book" / "results"
+"""),
+    ("md", "## 1. Which runs have matrices\n\nEach run folder should hold `ablation_drop_<pct>.csv` (stage 5) and `overlap_<pct>.csv` (stage 3), with `domain/task` labels."),
+    ("code", r"""
+def read_if_present(run: str, name: str):
+    path = results_root / run / name
+    return read_matrix_csv(path) if path.is_file() else None
+
+ablation_matrices, overlap_matrices, status = {}, {}, []
+for run in runs_to_compare:
+    found = {"ablation": read_if_present(run, f"ablation_drop_{pct}.csv"),
+             "overlap": read_if_present(run, f"overlap_{pct}.csv")}
+    if found["ablation"] is not None:
+        ablation_matrices[run] = found["ablation"]
+    if found["overlap"] is not None:
+        overlap_matrices[run] = found["overlap"]
+    status.append({"run": run, **{f"{kind} tasks": (len(m) if m is not None else "missing")
+                                  for kind, m in found.items()}})
+for matrix in [*ablation_matrices.values(), *overlap_matrices.values()]:
+    assert list(matrix.index) == list(matrix.columns), "square, same labels on both axes"
+pd.DataFrame(status)
+"""),
+    ("md", "## 2. Common tasks\n\nτ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, METHOD §8)."),
+    ("code", r"""
+def common_tasks(matrices: dict) -> list:
+    sets = [set(m.index) for m in matrices.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+notes = {}
+for kind, matrices in (("ablation", ablation_matrices), ("overlap", overlap_matrices)):
+    common = common_tasks(matrices)
+    sizes = {run: len(m) for run, m in matrices.items()}
+    if len(matrices) < 2:
+        notes[kind] = (f"{kind}: only {len(matrices)} run(s) have a matrix; τ needs two models, "
+                       "so there is nothing to compare yet.")
+    elif len(common) < 3:
+        notes[kind] = f"{kind}: the runs share only {len(common)} task(s); too few cells for τ."
+    elif len(set(sizes.values())) > 1 or any(len(common) != s for s in sizes.values()):
+        notes[kind] = (f"{kind}: task sets differ between runs ({sizes}); τ uses the {len(common)} "
+                       "tasks common to all of them.")
+    else:
+        notes[kind] = f"{kind}: all runs have the same {len(common)} tasks."
+    glue(f"{kind}_note", notes[kind], display=False)
+    print(notes[kind])
+"""),
+    ("md", "{glue:text}`ablation_note`\n\n{glue:text}`overlap_note`"),
+    ("md", "## 3. Kendall's τ between models\n\nFor ablation all off-diagonal directed cells count (n·(n−1) values, SD with ddof 0 as the study's script); for overlap the upper triangle (n·(n−1)/2 values, SD with ddof 1). τ-b and its asymptotic p come from scipy."),
+    ("code", r"""
+tau_tables, tau_summaries = {}, {}
+for kind, matrices, mode, ddof in (("ablation", ablation_matrices, "directed", 0),
+                                   ("overlap", overlap_matrices, "upper", 1)):
+    if len(matrices) < 2 or len(common_tasks(matrices)) < 3:
+        continue
+    pairs = stats.kendall_tau_pairs(matrices, mode=mode)
+    assert pairs.tau.between(-1, 1).all() and (pairs.n_values > 0).all()
+    n = int(pairs.n_tasks.iloc[0])
+    assert (pairs.n_values <= (n * (n - 1) if mode == "directed" else n * (n - 1) // 2)).all()
+    tau_tables[kind] = pairs
+    tau_summaries[kind] = {**stats.kendall_summary(pairs, ddof=ddof), "n_tasks": n}
+for kind in ("ablation", "overlap"):
+    s = tau_summaries.get(kind)
+    text = (f"τ = {s['tau_mean']:.3f}" + (f" ± {s['tau_sd']:.3f}" if np.isfinite(s["tau_sd"]) else "")
+            + f" over {s['pairs']} pair(s), range {s['tau_min']:.3f} to {s['tau_max']:.3f}, "
+            f"largest p = {s['p_max']:.2g}, {s['n_tasks']} tasks") if s else "not computed (see above)"
+    glue(f"{kind}_tau", text, display=False)
+pd.concat({kind: table for kind, table in tau_tables.items()}, names=["matrix"]) if tau_tables else \
+    "τ needs two models: add a second run to runs_to_compare once its stages 3 and 5 have run."
+"""),
+    ("md", "**Ablation:** {glue:text}`ablation_tau`.\n\n**Overlap:** {glue:text}`overlap_tau`.\n\nWith a single pair there is no spread: the SD is undefined (ddof 1) or 0 (ddof 0)."),
+    ("md", "## 4. The cells of the first pair, side by side\n\nEach point is one (source, target) cell: its value in one model against the other. Agreement shows up as a rising cloud."),
+    ("code", r"""
+if "ablation" in tau_tables:
+    first = tau_tables["ablation"].iloc[0]
+    labels = sorted(set.intersection(*(set(m.index) for m in ablation_matrices.values())))
+    a = ablation_matrices[first.model_a].loc[labels, labels]
+    b = ablation_matrices[first.model_b].loc[labels, labels]
+    off = ~np.eye(len(labels), dtype=bool)
+    rows, cols = np.nonzero(off)
+    points = pd.DataFrame({"source": np.array(labels)[rows], "target": np.array(labels)[cols],
+                           "a": a.to_numpy()[off], "b": b.to_numpy()[off]})
+    points["pair"] = np.where(points.source.str.split("/").str[0] == points.target.str.split("/").str[0],
+                              "within domain", "across domains")
+    chart = alt.Chart(points).mark_circle(size=40, opacity=0.6).encode(
+        x=alt.X("a:Q", title=f"drop, {first.model_a}"), y=alt.Y("b:Q", title=f"drop, {first.model_b}"),
+        color=alt.Color("pair:N", title="cell"), tooltip=["source", "target", alt.Tooltip("a:Q", format=".3f"),
+                                                          alt.Tooltip("b:Q", format=".3f")],
+    ).properties(width=320, height=320, title="Ablation drops of two models, cell by cell")
+    charts.show(chart, caption=f"Figure 1. Off-diagonal ablation cells (source → target) of {first.model_a} "
+                f"against {first.model_b}; τ = {first.tau:.3f}. Many cells sit at 0 in both models: τ-b "
+                "handles such ties, but they weaken it.")
+else:
+    print("τ needs two models: nothing to plot.")
+"""),
+    ("md", "## 5. Each model's modularity (SI Table 1)\n\nWithin- and cross-domain means, their ratio and the permutation p, for the overlap and the ablation matrix of each run (METHOD §9)."),
+    ("code", r"""
+table_rows = []
+for run in runs_to_compare:
+    if run in overlap_matrices:
+        row = stats.model_summary(overlap_matrices[run], ablation_matrices.get(run), n_permutations=int(n_permutations))
+        table_rows.append({"run": run, **row})
+si_table = pd.DataFrame(table_rows).set_index("run") if table_rows else pd.DataFrame()
+if len(si_table) >= 2:
+    si_table = pd.concat([si_table, stats.summarise_models(si_table)])
+si_table if len(si_table) else "no run has an overlap matrix yet"
+"""),
+    ("md", r"""
+## Interpretation notes
+
+* τ is a rank correlation over cells; most cross-domain ablation cells are near 0 in every model,
+  so many ties. A positive τ means the models agree on *which* pairs interact, not on how strongly.
+* The asymptotic p treats the cells as independent, which they are not (cells share tasks); read
+  it as a rough guide.
+* Small embedded models pass fewer tasks than the study's large ones, so the common task set can be
+  small and τ noisy. The study had 6 models and 29–30 common tasks (METHOD §8).
+"""),
+]
