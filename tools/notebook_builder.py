@@ -2,7 +2,7 @@
 
 Usage (from the repo root): ``python tools/notebook_builder.py`` rebuilds every template listed in
 ``tools/notebook_sources/``. Each source is a Python file defining ``CELLS``: a list of
-``("md" | "code", text)`` pairs; the string ``"PARAMETERS"`` marks where the parameters cell goes.
+``("md" | "code" | "code-hide" | "parameters", text)`` pairs; the string ``"PARAMETERS"`` marks where the parameters cell goes.
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ def build(cells: list, path: Path) -> None:
             code = nbformat.v4.new_code_cell(text)
             if kind == "code-hide":
                 code.metadata["tags"] = ["hide-input"]
+            elif kind == "parameters":  # a notebook's own parameters cell (not the run schema's)
+                code.metadata["tags"] = ["parameters"]
             nb.cells.append(code)
     for i, cell in enumerate(nb.cells):
         cell["id"] = f"cell-{i:02d}"
