@@ -105,6 +105,22 @@ def test_sequence_logprobs_independent_of_batch_size_and_order(tiny_models, fami
     np.testing.assert_allclose(shuffled, reference[order], atol=2e-5, rtol=0)
 
 
+def test_sequence_logprobs_pairs_sharing_prompts(tiny_models):
+    """Pairs with the same prompt (one-token answers, answers agreeing on all tokens but the last,
+    answers that do not) are scored exactly as on their own, in any order and batch size."""
+    loaded = tiny_models["qwen2"]
+    p1, p2, p3 = [5, 60, 700, 9000], [44, 1023, 7], [400]
+    pairs = [(p1, [10]), (p1, [20]), (p1, [10, 30]), (p1, [10, 40]), (p1, [10, 30, 50]), (p1, [60, 70]),
+             (p2, [10]), (p2, [10]), (p2, [30, 10]), (p3, [5, 6]), (p1, [10])]
+    prompts, answers = [list(p) for p, _ in pairs], [list(a) for _, a in pairs]
+    expected = np.array([naive_logprob(loaded.model, p, a) for p, a in pairs])
+    for batch_size, order in ((1, range(11)), (3, [10, 4, 2, 0, 9, 8, 7, 6, 5, 3, 1]), (16, range(11))):
+        order = list(order)
+        got = sequence_logprobs(loaded, [prompts[i] for i in order], [answers[i] for i in order], batch_size)
+        np.testing.assert_allclose(got, expected[order], atol=2e-4, rtol=1e-5)
+    assert prompts == [list(p) for p, _ in pairs] and answers == [list(a) for _, a in pairs]  # inputs untouched
+
+
 def test_length_sorted_batches_cover_every_index_once():
     lengths = [5, 1, 9, 3, 3, 7, 2]
     batches = length_sorted_batches(lengths, 3)
