@@ -271,7 +271,8 @@ def test_per_task_cached_computes_once(tmp_path):
 
     def compute(name):
         calls.append(name)
-        return pd.DataFrame({"task": [name] * 2, "value": [len(name), 0.5]})
+        values = np.random.default_rng(len(name)).normal(size=3) * 1e-3
+        return pd.DataFrame({"task": [name] * 3, "lp": values, "ok": values > 0, "item": [0, 1, 2]})
 
     paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"a": "f1", "bb": "f2", "ccc": "f3"})
     first = runs.per_task_cached(paths, "eval", ["a", "bb"], compute, progress=False)
