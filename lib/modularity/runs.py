@@ -70,6 +70,8 @@ SCHEMA: dict[str, Param] = {
     "ablation_items": Param(32, int, "max both-correct items per target task for ablation"),
     "ablation_mode": Param("corrupted", str, "ablation values", ("corrupted", "zero", "mean")),
     "n_random_controls": Param(3, int, "random neuron sets per control type"),
+    "ablation_control_cells": Param("self", str, "cells that get random controls: self, within or all",
+                                    ("self", "within", "all")),
 }
 
 

@@ -101,11 +101,12 @@ def tokenize_task(loaded: LoadedModel, task: TaskData, bos: str = "model") -> To
 # --------------------------------------------------------------------------
 @dataclass
 class Batch:
-    """Right-padded ``prompt ⊕ answer`` sequences.
+    """Right-padded ``prompt ⊕ answer`` sequences and the answer tokens to score on them.
 
-    ``input_ids``/``attention_mask``: [B, S]; ``last_prompt``: [B] index T−1;
-    ``answer_rows``/``answer_pos``/``answer_ids``: [A] one entry per answer
-    token over the whole batch (row, position predicting it, token id).
+    ``input_ids``/``attention_mask``: [B, S]; ``last_prompt``: [B] index T−1.
+    ``answer_rows``/``answer_pos``/``answer_ids``/``answer_slot``: [A], one entry per
+    scored answer token (row, position whose logits predict it, token id, output slot).
+    ``n_slots`` outputs; by default one per row (the row's own answer).
     """
 
     input_ids: torch.Tensor
@@ -114,28 +115,47 @@ class Batch:
     answer_rows: torch.Tensor
     answer_pos: torch.Tensor
     answer_ids: torch.Tensor
+    answer_slot: torch.Tensor
+    n_slots: int
 
     def to(self, device) -> "Batch":
-        return Batch(*(t.to(device) for t in (
-            self.input_ids, self.attention_mask, self.last_prompt,
-            self.answer_rows, self.answer_pos, self.answer_ids)))
+        moved = [t.to(device) for t in (self.input_ids, self.attention_mask, self.last_prompt,
+                                        self.answer_rows, self.answer_pos, self.answer_ids, self.answer_slot)]
+        return Batch(*moved, self.n_slots)
 
 
-def make_batch(prompts: list[list[int]], answers: list[list[int]], pad_id: int = 0) -> Batch:
-    """Concatenate each prompt with its answer and right-pad (real positions unchanged)."""
+def make_batch(
+    prompts: list[list[int]],
+    answers: list[list[int]],
+    pad_id: int = 0,
+    requests: list[tuple[int, list[int]]] | None = None,
+) -> Batch:
+    """Concatenate each prompt with its answer and right-pad (real positions unchanged).
+
+    ``requests``: optional ``(row, answer)`` pairs to score instead of each row's own
+    answer. A request may use a row whose answer agrees with it on every token but
+    its last: the logits that predict the request's tokens are then all computed by
+    that row's forward pass (causal attention), so one sequence scores both.
+    """
     lengths = [len(p) + len(a) for p, a in zip(prompts, answers)]
     width = max(lengths)
     input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    rows, pos, ids = [], [], []
     for row, (prompt, answer) in enumerate(zip(prompts, answers)):
         sequence = prompt + answer
         input_ids[row, : len(sequence)] = torch.tensor(sequence)
         attention_mask[row, : len(sequence)] = 1
-        start = len(prompt) - 1
+    if requests is None:
+        requests = list(enumerate(answers))
+    rows, pos, ids, slots = [], [], [], []
+    for slot, (row, answer) in enumerate(requests):
+        if answer[:-1] != answers[row][: len(answer) - 1]:
+            raise ValueError("a request must agree with its row's answer on all tokens but its last")
+        start = len(prompts[row]) - 1
         rows += [row] * len(answer)
         pos += list(range(start, start + len(answer)))
         ids += answer
+        slots += [slot] * len(answer)
     return Batch(
         input_ids,
         attention_mask,
@@ -143,11 +163,13 @@ def make_batch(prompts: list[list[int]], answers: list[list[int]], pad_id: int =
         torch.tensor(rows),
         torch.tensor(pos),
         torch.tensor(ids),
+        torch.tensor(slots),
+        len(requests),
     )
 
 
 def answer_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
-    """Summed answer log-probs per row, [B] (differentiable if grads are on).
+    """Summed answer log-probs per output slot, [n_slots] (differentiable if grads are on).
 
     Runs the decoder once and applies the output head only at the answer
     positions: for large vocabularies the head dominates the cost otherwise.
@@ -161,8 +183,37 @@ def answer_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     token_lp = torch.log_softmax(logits, dim=-1).gather(1, batch.answer_ids[:, None])[:, 0]
-    out = torch.zeros(batch.input_ids.shape[0], dtype=token_lp.dtype, device=token_lp.device)
-    return out.index_add(0, batch.answer_rows, token_lp)
+    out = torch.zeros(batch.n_slots, dtype=token_lp.dtype, device=token_lp.device)
+    return out.index_add(0, batch.answer_slot, token_lp)
+
+
+def plan_carriers(prompts: list[list[int]], answers: list[list[int]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
+    """Fewest ``prompt ⊕ answer`` sequences that score every (prompt, answer) pair.
+
+    Returns ``carriers`` as ``(prompt index, answer tokens)`` and, per pair, the index
+    of the carrier that scores it: a pair reuses a carrier with the same prompt whose
+    answer agrees with it on every token but its last (e.g. two one-token answers
+    share one sequence).
+    """
+    carriers: list[tuple[int, list[int]]] = []
+    carrier_of = [0] * len(prompts)
+    by_prompt: dict[tuple, list[int]] = {}
+    first_index: dict[tuple, int] = {}
+    order = sorted(range(len(prompts)), key=lambda i: -len(answers[i]))
+    for i in order:
+        key = tuple(prompts[i])
+        first_index.setdefault(key, i)
+        answer = answers[i]
+        for c in by_prompt.get(key, []):
+            carrier_answer = carriers[c][1]
+            if len(carrier_answer) >= len(answer) - 1 and carrier_answer[: len(answer) - 1] == answer[:-1]:
+                carrier_of[i] = c
+                break
+        else:
+            carriers.append((first_index[key], answer))
+            by_prompt.setdefault(key, []).append(len(carriers) - 1)
+            carrier_of[i] = len(carriers) - 1
+    return carriers, carrier_of
 
 
 def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
@@ -180,14 +231,28 @@ def sequence_logprobs(
     progress: bool = False,
     desc: str = "scoring",
 ) -> np.ndarray:
-    """LP(prompt_n, answer_n) for every n, float64 array [N]."""
+    """LP(prompt_n, answer_n) for every n, float64 array [N].
+
+    Pairs that share a prompt share a forward pass where their answers allow it
+    (:func:`plan_carriers`); batches group sequences of similar length.
+    """
     pad_id = loaded.tokenizer.pad_token_id or 0
+    carriers, carrier_of = plan_carriers(prompts, answers)
+    pairs_of: dict[int, list[int]] = {}
+    for pair, carrier in enumerate(carrier_of):
+        pairs_of.setdefault(carrier, []).append(pair)
     result = np.empty(len(prompts))
-    lengths = [len(p) + len(a) for p, a in zip(prompts, answers)]
-    batches = length_sorted_batches(lengths, batch_size)
-    for index in tqdm(batches, desc=desc, disable=not progress, leave=False):
-        batch = make_batch([prompts[i] for i in index], [answers[i] for i in index], pad_id)
-        result[index] = answer_logprobs(loaded.model, batch.to(loaded.device)).double().cpu().numpy()
+    lengths = [len(prompts[p]) + len(a) for p, a in carriers]
+    for index in tqdm(length_sorted_batches(lengths, batch_size), desc=desc, disable=not progress, leave=False):
+        row_of = {carrier: row for row, carrier in enumerate(index)}
+        pairs = [pair for carrier in index for pair in pairs_of[carrier]]
+        batch = make_batch(
+            [prompts[carriers[c][0]] for c in index],
+            [carriers[c][1] for c in index],
+            pad_id,
+            requests=[(row_of[carrier_of[pair]], answers[pair]) for pair in pairs],
+        )
+        result[pairs] = answer_logprobs(loaded.model, batch.to(loaded.device)).double().cpu().numpy()
     return result
 
 

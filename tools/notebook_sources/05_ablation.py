@@ -108,13 +108,12 @@ neurons: *layer-matched* ones keep the number of neurons per layer, *uniform* on
 all layers. They tell us how much silencing *any* that many neurons hurts.
 
 Each control costs as much as a real cell, so controls run only on the cells where the selected
-sets are expected to matter: `CONTROL_CELLS = "self"` (the diagonal, the default: about
+sets are expected to matter, set by the parameter `ablation_control_cells`: `"self"` (the diagonal, the default: about
 2 · n_random_controls extra cells per target), `"within"` (the diagonal and same-domain cells) or
 `"all"` (every cell; 1 + 2 · n_random_controls times the cost of the main matrix).
 """),
     ("code", r"""
-CONTROL_CELLS = "self"  # "self", "within" or "all"; see the text above
-assert CONTROL_CELLS in ("self", "within", "all")
+CONTROL_CELLS = P["ablation_control_cells"]
 all_sets, set_table = ablation.build_ablation_sets(
     source_sets, n_layers, d_ff, n_controls=P["n_random_controls"], seed=P["seed"]
 ) if enough else ({}, pd.DataFrame(columns=["set", "source", "kind", "draw", "n_neurons"]))
