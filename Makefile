@@ -36,6 +36,7 @@ run: setup
 	$(MAKE) book
 
 book: setup
+	$(BIN)/modularity book pages
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python scripts/check_book.py _build/html --screenshots _build/screenshots

@@ -385,3 +385,32 @@ def progress(iterable, total: int | None = None, desc: str = ""):
     from tqdm.auto import tqdm
 
     return tqdm(iterable, total=total, desc=desc)
+
+
+#: Book chapters made by executing a notebook once for the whole book (not per run):
+#: template → (page, parameters, working directory relative to the repo).
+BOOK_PAGES: dict[str, tuple[str, dict, str]] = {
+    "00_task_suite": ("book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks"),
+    "06_kendall_tau": ("book/across_models.ipynb", {}, "."),
+    "90_provenance": ("book/provenance.ipynb", {}, "."),
+}
+
+
+def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = False) -> list[Path]:
+    """Execute the whole-book chapter notebooks of :data:`BOOK_PAGES` into ``book/``."""
+    import papermill
+
+    chosen = names or tuple(BOOK_PAGES)
+    unknown = [n for n in chosen if n not in BOOK_PAGES]
+    if unknown:
+        raise ValueError(f"unknown book page(s) {unknown}; pages are {list(BOOK_PAGES)}")
+    outputs = []
+    for name in chosen:
+        page, parameters, cwd = BOOK_PAGES[name]
+        output = REPO_ROOT / page
+        papermill.execute_notebook(
+            str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(output), parameters=parameters,
+            cwd=str(REPO_ROOT / cwd), kernel_name="python3", progress_bar=False, log_output=log_output,
+        )
+        outputs.append(output)
+    return outputs

@@ -1,0 +1,32 @@
+"""``modularity book``: execute the chapters that are notebooks for the whole book."""
+from __future__ import annotations
+
+import argparse
+
+HELP = """\
+Execute the book's whole-book notebooks into book/ (run pages come from `modularity run`):
+
+  00_task_suite  -> book/tasks.ipynb          the task suite chapter
+  06_kendall_tau -> book/across_models.ipynb  Kendall tau and accuracy across the runs present
+  90_provenance  -> book/provenance.ipynb     manifests of every run
+
+Then build the book: jupyter-book build . -W -n   (or `make book`, which does both).
+"""
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("book", help="execute the book's chapter notebooks",
+                                   description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    pages = sub.add_parser("pages", help="execute the chapter notebooks into book/")
+    pages.add_argument("names", nargs="*", help="only these (default: all)")
+    pages.set_defaults(func=main)
+    parser.set_defaults(func=lambda args: parser.print_help() or 2)
+
+
+def main(args) -> int:
+    from modularity import runs
+
+    for path in runs.execute_book_pages(tuple(args.names) or None):
+        print(path)
+    return 0
