@@ -57,6 +57,7 @@ SCHEMA: dict[str, Param] = {
     "dtype": Param("float32", str, "weights/activations dtype", ("float32", "bfloat16", "float16"), required=True),
     "device": Param("cpu", str, "'cpu', 'cuda', 'cuda:N' or 'auto'", required=True),
     "batch_size": Param(16, int, "sequences per forward pass", required=True),
+    "threads": Param(0, int, "CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)"),
     "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (METHOD §15.10)", ("model", "study")),
     "threshold": Param(0.60, float, "inclusion filter on both-correct accuracy", required=True),
     "metric": Param("paper", str, "attribution metric", ("paper", "logit_diff")),
@@ -110,6 +111,8 @@ def validate_params(params: dict, source: str = "parameters", require: bool = Fa
         out[key] = value
     if not 0 < out["threshold"] <= 1:
         raise ParamsError(f"{source}: threshold={out['threshold']} must lie in (0, 1]")
+    if out["threads"] < 0:
+        raise ParamsError(f"{source}: threads={out['threads']} must be ≥ 0 (0 keeps torch's default)")
     for key in ("n_items", "batch_size", "n_permutations", "knn"):
         if out[key] < 1:
             raise ParamsError(f"{source}: {key}={out[key]} must be ≥ 1")
@@ -150,6 +153,16 @@ def notebook_params(namespace: dict, source: str = "notebook parameters") -> dic
         and not isinstance(v, (types.ModuleType, types.FunctionType, type))
     }
     return validate_params(values, source=source)
+
+
+def configure_torch(params: dict) -> None:
+    """Seed torch and set its CPU thread count (``threads: 0`` leaves the default)."""
+    import torch
+
+    torch.manual_seed(params["seed"])
+    if params["threads"]:
+        # Busy-waiting OpenMP threads on oversubscribed cores are very slow (3x measured here).
+        torch.set_num_threads(params["threads"])
 
 
 # --------------------------------------------------------------------------

@@ -34,7 +34,7 @@ from modularity import charts, scoring
 from modularity.models import load_model
 from modularity.tasks import DOMAIN_NAMES
 
-_ = torch.manual_seed(P["seed"])
+runs.configure_torch(P)
 pd.set_option("display.precision", 3)
 """),
     ("md", "## 1. The model and the tasks\n\nWe load the model (an embedded alias resolves to files installed from PyPI; no network) and the task suite of the chosen profile."),

@@ -39,7 +39,7 @@ from myst_nb import glue
 from modularity import attribution, charts, scoring
 from modularity.models import load_model
 
-_ = torch.manual_seed(P["seed"])
+runs.configure_torch(P)
 """),
     ("md", "## 1. The tasks that passed the filter\n\nOnly tasks that passed stage 1 are attributed, and only on their both-correct, token-aligned items."),
     ("code", r"""

@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 from modularity import ablation, charts, overlap, scoring, stats
 from modularity.matrix_csv import write_matrix_csv
 
-torch.manual_seed(P["seed"])
+runs.configure_torch(P)
 pd.set_option("display.precision", 3)
 PCT = P["main_pct"]
 """),

@@ -28,6 +28,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("params", help="params YAML file, e.g. params/smollm2-135m-instruct.yaml")
     parser.add_argument("--stages", nargs="+", metavar="STAGE", help="run only these stages (in order)")
     parser.add_argument("--profile", choices=("small", "paper"), help="override the params file's task profile")
+    parser.add_argument("--threads", type=int, help="override the CPU threads of torch (1 is faster on a busy machine)")
     parser.add_argument("--log", action="store_true", help="stream the notebooks' output to the terminal")
     parser.set_defaults(func=main)
 
@@ -35,9 +36,9 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from modularity import runs
 
-    overrides = {"profile": args.profile} if args.profile else None
+    overrides = {k: v for k, v in (("profile", args.profile), ("threads", args.threads)) if v is not None}
     outputs = runs.run(args.params, stages=tuple(args.stages) if args.stages else None,
-                       log_output=args.log, overrides=overrides)
+                       log_output=args.log, overrides=overrides or None)
     for path in outputs:
         print(path)
     return 0
