@@ -37,6 +37,27 @@ assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in run
 assert pct > 0 and int(n_permutations) >= 1
 results_root = Path(os.environ.get("MODULARITY_ROOT") or runs.REPO_ROOT) / "book" / "results"
 """),
+    ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every run's stage 1, in the layout of the study's SI Fig 1 (tasks as columns, models as rows; cells outlined in red fall below the inclusion filter)."),
+    ("code", r"""
+accuracy_rows = []
+for run in runs_to_compare:
+    path = results_root / run / "eval_summary.csv"
+    if path.is_file():
+        summary = pd.read_csv(path)
+        accuracy_rows.append(summary.assign(model=run)[["task", "domain", "model", "both_correct_accuracy",
+                                                         "n_aligned", "n_both_correct", "passes"]])
+accuracy = pd.concat(accuracy_rows, ignore_index=True) if accuracy_rows else pd.DataFrame()
+if len(accuracy):
+    assert accuracy.both_correct_accuracy.dropna().between(0, 1).all()
+    charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accuracy": "accuracy",
+                                                                 "n_both_correct": "n_both"})),
+                caption="Figure 0. Both-correct accuracy (%) of each model on each task (SI Fig 1 layout); "
+                        "hover a cell for the item counts.")
+    display(accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum")
+            .rename_axis(index="tasks passing, per domain"))
+else:
+    print("No run has an evaluation yet.")
+"""),
     ("md", "## 1. Which runs have matrices\n\nEach run folder should hold `ablation_drop_<pct>.csv` (stage 5) and `overlap_<pct>.csv` (stage 3), with `domain/task` labels."),
     ("code", r"""
 def read_if_present(run: str, name: str):
