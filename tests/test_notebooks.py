@@ -51,6 +51,18 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     assert manifest["params"]["model"] == str(tiny_model_dirs["llama"])
     assert manifest["environment"]["packages"]["torch"]
 
+    # The whole-book pages read the run just made (through MODULARITY_ROOT).
+    import papermill
+
+    for page, parameters in (("06_kendall_tau", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
+        out = tmp_path / f"{page}.ipynb"
+        papermill.execute_notebook(str(REPO / "notebooks" / f"{page}.ipynb"), str(out), parameters=parameters,
+                                   kernel_name="python3", progress_bar=False, cwd=str(REPO))
+        assert_no_errors(out)
+    provenance = json.loads((tmp_path / "90_provenance.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in provenance["cells"] for o in c.get("outputs", []))
+    assert "1 run(s) found" in printed
+
 
 def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):
     import papermill

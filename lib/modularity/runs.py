@@ -168,6 +168,11 @@ def configure_torch(params: dict) -> None:
 # --------------------------------------------------------------------------
 # Locations and atomic writes
 # --------------------------------------------------------------------------
+def results_root() -> Path:
+    """``book/results`` under ``$MODULARITY_ROOT`` (tests, other checkouts) or this repository."""
+    return Path(os.environ.get("MODULARITY_ROOT") or REPO_ROOT) / "book" / "results"
+
+
 @dataclass(frozen=True)
 class RunPaths:
     """Where a run's outputs live.

@@ -35,7 +35,7 @@ from modularity.matrix_csv import read_matrix_csv
 pd.set_option("display.precision", 3)
 assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
 assert pct > 0 and int(n_permutations) >= 1
-results_root = Path(os.environ.get("MODULARITY_ROOT") or runs.REPO_ROOT) / "book" / "results"
+results_root = runs.results_root()
 """),
     ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every run's stage 1, in the layout of the study's SI Fig 1 (tasks as columns, models as rows; cells outlined in red fall below the inclusion filter)."),
     ("code", r"""

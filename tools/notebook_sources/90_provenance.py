@@ -7,7 +7,7 @@ parameters, the software environment (Python, platform, package versions, git co
 project) and, per stage, when it finished and how long it took. This page collects them.
 """),
     ("parameters", r"""
-results_root = "book/results"  # folder holding <run>/<profile>/manifest.json
+results_root = ""  # folder holding <run>/<profile>/manifest.json; empty means the book's results
 """),
     ("code", r"""
 import json
@@ -17,9 +17,9 @@ import pandas as pd
 
 from modularity import runs
 
-root = runs.REPO_ROOT / results_root
+root = Path(results_root) if results_root else runs.results_root()
 manifests = {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*/manifest.json"))}
-print(f"{len(manifests)} run(s) found under {results_root}")
+print(f"{len(manifests)} run(s) found")
 """),
     ("md", "## Stages and wall times"),
     ("code", r"""
