@@ -24,7 +24,41 @@ _ARITH_PREFIX = "What is the answer of "
 def _arith_configs(name: str, verbal: bool) -> dict[str, PromptConfig]:
     concat = _WORDS_CONCAT if verbal else _DIGITS_CONCAT
     config = PromptConfig(path=f"{name}.json", prefix=_ARITH_PREFIX, concatenation=concat)
-    return {"paper": config, "small": config}
+    return {"paper": config, "small": _raw_config(name)}
+
+
+def _raw_config(name: str) -> PromptConfig:
+    """Small profile: raw completion (no chat template), like the Language tasks.
+
+    SmolLM2-135M-Instruct scores a bare answer after its chat template at log-prob ≈ −18 and
+    prefers the same answer string after both prompts (both-correct ≈ 0); as a raw few-shot
+    completion it follows the pattern (calibration in benchmarks/calibrate_tasks.py).
+    """
+    return PromptConfig(path=f"{name}.json", force_base_evaluation=True)
+
+
+def with_shots(build, n_shots: int):
+    """Small-profile wrapper: ``n_shots`` solved problems of the same kind, one per line, then the query.
+
+    ``build(rng)`` gives a MinimalPair whose problems end where the answer starts ("3 + 4 =").
+    Each shot is one side of a fresh pair with its answer written after it; the query is the
+    pair itself. Both prompts share the shots, so they still differ only in the query's detail.
+    Answers get a leading space (they continue the raw text, as in the Language tasks).
+    """
+    def build_pair(rng: random.Random) -> MinimalPair:
+        query = build(rng)
+        shots = []
+        for _ in range(n_shots):
+            shot = build(rng)
+            side = rng.choice("ab")
+            shots.append(f"{getattr(shot, 'problem_' + side)} {getattr(shot, 'answer_' + side)}")
+        context = "\n".join(shots) + "\n"
+        return MinimalPair(
+            context + query.problem_a, " " + query.answer_a, context + query.problem_b, " " + query.answer_b,
+            template_id=f"{n_shots}-shot {query.template_id}", scenario_a=query.scenario_a,
+            scenario_b=query.scenario_b, metadata={**query.metadata, "shots": shots},
+        )
+    return build_pair
 
 
 _OP_WORDS = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
@@ -44,6 +78,13 @@ def _render(operands: list[int], operators: list[str], verbal: bool) -> str:
         if i < len(operators):
             words.append(_OP_WORDS[operators[i]] if verbal else operators[i])
     return " ".join(words)
+
+
+def _equals(profile: str, verbal: bool) -> str:
+    """What ends the expression: " =" (digits); words end with " equals" in the small profile only."""
+    if verbal:
+        return " equals" if profile == "small" else ""
+    return " ="
 
 
 def _nearby(rng: random.Random, value: int, low: int, high: int, verbal: bool) -> int:
@@ -66,7 +107,10 @@ def _add_sub(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> Mini
         operators = [rng.choice("+-") for _ in range(n_ops - 1)]
         if verbal and profile == "paper":
             operands = [x - x % 10 + rng.randint(1, 9) if x % 100 >= 20 else x for x in operands]
-        position = rng.randrange(n_ops) if n_ops > 2 else 1
+        if profile == "small":
+            position = n_ops - 1  # the changed detail sits right before the answer
+        else:
+            position = rng.randrange(n_ops) if n_ops > 2 else 1
         changed = list(operands)
         changed[position] = _nearby(rng, operands[position], low, high, verbal)
         a, b = evaluate_expression(operands, operators), evaluate_expression(changed, operators)
@@ -75,12 +119,24 @@ def _add_sub(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> Mini
     sub_task = "addition" if set(operators) == {"+"} else "subtraction" if set(operators) == {"-"} else "mixed"
     render = lambda ops: _render(ops, operators, verbal)  # noqa: E731
     answer = number_to_words if verbal else str
+    end = _equals(profile, verbal)
     return MinimalPair(
-        render(operands) + ("" if verbal else " ="), answer(a), render(changed) + ("" if verbal else " ="), answer(b),
+        render(operands) + end, answer(a), render(changed) + end, answer(b),
         template_id=f"{n_ops}op:{' '.join(operators)}", scenario_a=render(operands), scenario_b=render(changed),
         metadata={"sub_task": sub_task, "operands": [operands, changed], "operators": operators,
                   "values": [a, b], "changed_position": position},
     )
+
+
+#: Solved examples before the query in the small profile (measured: 4 suffice for a ± b and a × b).
+def _small_shots(n_ops: int, verbal: bool) -> int:
+    return 4 if n_ops == 2 and not verbal else 8
+
+
+def _arith(generator, n_ops: int, verbal: bool):
+    """Pair builder: the study's single problem for ``paper``; a few-shot completion for ``small``."""
+    small = with_shots(lambda rng: generator(rng, "small", n_ops, verbal), _small_shots(n_ops, verbal))
+    return lambda rng, profile: small(rng) if profile == "small" else generator(rng, profile, n_ops, verbal)
 
 
 def _mul_div(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> MinimalPair:
@@ -102,7 +158,7 @@ def _mul_div(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> Mini
     else:
         operands = [rng.randint(low, high) for _ in range(n_ops)]
         operators = ["*"] * (n_ops - 1)
-        position = rng.randrange(n_ops)
+        position = n_ops - 1 if profile == "small" else rng.randrange(n_ops)
         changed = list(operands)
         changed[position] = _nearby(rng, operands[position], low, high, verbal)
     a, b = evaluate_expression(operands, operators), evaluate_expression(changed, operators)
@@ -110,8 +166,9 @@ def _mul_div(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> Mini
         return _mul_div(rng, profile, n_ops, verbal)
     render = lambda ops: _render(ops, operators, verbal)  # noqa: E731
     answer = number_to_words if verbal else str
+    end = _equals(profile, verbal)
     return MinimalPair(
-        render(operands) + ("" if verbal else " ="), answer(a), render(changed) + ("" if verbal else " ="), answer(b),
+        render(operands) + end, answer(a), render(changed) + end, answer(b),
         template_id=f"{n_ops}op:{' '.join(operators)}", scenario_a=render(operands), scenario_b=render(changed),
         metadata={"sub_task": "division" if "/" in operators else "multiplication",
                   "operands": [operands, changed], "operators": operators, "values": [a, b]},
@@ -490,21 +547,21 @@ _REPLY_SUFFIX = " Reply with only the chosen statement, no other words."
 SPECS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec("add_sub_2op_symbolic", "MD", lambda r, p: _add_sub(r, p, 2, False),
+        TaskSpec("add_sub_2op_symbolic", "MD", _arith(_add_sub, 2, False),
                  _arith_configs("add_sub_2op_symbolic", False), "a ± b in digits; one operand changes."),
-        TaskSpec("add_sub_2op_verbal", "MD", lambda r, p: _add_sub(r, p, 2, True),
+        TaskSpec("add_sub_2op_verbal", "MD", _arith(_add_sub, 2, True),
                  _arith_configs("add_sub_2op_verbal", True), "a ± b in words; answer in words."),
-        TaskSpec("add_sub_3op_symbolic", "MD", lambda r, p: _add_sub(r, p, 3, False),
+        TaskSpec("add_sub_3op_symbolic", "MD", _arith(_add_sub, 3, False),
                  _arith_configs("add_sub_3op_symbolic", False), "a ± b ± c in digits."),
-        TaskSpec("add_sub_3op_verbal", "MD", lambda r, p: _add_sub(r, p, 3, True),
+        TaskSpec("add_sub_3op_verbal", "MD", _arith(_add_sub, 3, True),
                  _arith_configs("add_sub_3op_verbal", True), "a ± b ± c in words."),
-        TaskSpec("mul_div_2op_symbolic", "MD", lambda r, p: _mul_div(r, p, 2, False),
+        TaskSpec("mul_div_2op_symbolic", "MD", _arith(_mul_div, 2, False),
                  _arith_configs("mul_div_2op_symbolic", False), "a × b or a ÷ b in digits."),
-        TaskSpec("mul_div_2op_verbal", "MD", lambda r, p: _mul_div(r, p, 2, True),
+        TaskSpec("mul_div_2op_verbal", "MD", _arith(_mul_div, 2, True),
                  _arith_configs("mul_div_2op_verbal", True), "a times b / divided by, in words."),
-        TaskSpec("mul_div_3op_symbolic", "MD", lambda r, p: _mul_div(r, p, 3, False),
+        TaskSpec("mul_div_3op_symbolic", "MD", _arith(_mul_div, 3, False),
                  _arith_configs("mul_div_3op_symbolic", False), "a × b × c (or a × b ÷ c) in digits."),
-        TaskSpec("mul_div_3op_verbal", "MD", lambda r, p: _mul_div(r, p, 3, True),
+        TaskSpec("mul_div_3op_verbal", "MD", _arith(_mul_div, 3, True),
                  _arith_configs("mul_div_3op_verbal", True), "Three-operand product in words."),
         TaskSpec("simple_equation", "MD", _simple_equation,
                  _plain("simple_equation", concatenation="? \n Please directly give me the value."),
