@@ -326,3 +326,15 @@ def test_run_rejects_unknown_stage(tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         runs.run(path, stages=("01_eval", "99_nope"), root=tmp_path)
     assert not (tmp_path / "book").exists()
+
+
+def test_negative_counts_and_bad_percentages_are_rejected():
+    from modularity.runs import ParamsError, validate_params
+
+    base = {"model": "m"}
+    for key in ("attribution_items", "verify_tasks", "ablation_items", "n_random_controls", "threads"):
+        with pytest.raises(ParamsError, match=key):
+            validate_params({**base, key: -1})
+    for bad in ([], [0.0, 0.1], [0.1, 150.0], ["a"]):
+        with pytest.raises(ParamsError, match="top_pcts"):
+            validate_params({**base, "top_pcts": bad, "main_pct": 0.1})

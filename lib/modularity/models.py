@@ -382,7 +382,15 @@ def _dequantized_copy(name: str, directory: str, gguf_file: str, dtype: str) -> 
     partial = target.with_name(target.name + f".partial-{os.getpid()}")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    partial.rename(target)
+    try:
+        partial.rename(target)
+    except OSError:
+        # Another process finished the same copy first: use theirs, drop ours.
+        if not (target / "config.json").exists():
+            raise
+        import shutil
+
+        shutil.rmtree(partial, ignore_errors=True)
     return str(target)
 
 

@@ -113,6 +113,12 @@ def validate_params(params: dict, source: str = "parameters", require: bool = Fa
         raise ParamsError(f"{source}: threshold={out['threshold']} must lie in (0, 1]")
     if out["threads"] < 0:
         raise ParamsError(f"{source}: threads={out['threads']} must be ≥ 0 (0 keeps torch's default)")
+    for key in ("attribution_items", "verify_tasks", "verify_neurons", "ablation_items", "n_random_controls"):
+        if out[key] < 0:
+            raise ParamsError(f"{source}: {key}={out[key]} must be ≥ 0")
+    if not out["top_pcts"] or not all(isinstance(p, (int, float)) and 0 < p <= 100 for p in out["top_pcts"]):
+        raise ParamsError(f"{source}: top_pcts={out['top_pcts']} must be percentages in (0, 100]")
+    out["top_pcts"] = [float(p) for p in out["top_pcts"]]
     for key in ("n_items", "batch_size", "n_permutations", "knn"):
         if out[key] < 1:
             raise ParamsError(f"{source}: {key}={out[key]} must be ≥ 1")
@@ -150,7 +156,7 @@ def notebook_params(namespace: dict, source: str = "notebook parameters") -> dic
         for k, v in namespace.items()
         if not k.startswith("_")
         and k not in _NOTEBOOK_NAMES
-        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
+        and not isinstance(v, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
     }
     return validate_params(values, source=source)
 
