@@ -12,13 +12,6 @@ from modularity.attribution import attribute_task, patch_effect
 from modularity.scoring import TokenizedTask, answer_logprobs, make_batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread: on shared cores, two OpenMP threads made these tests ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 FAMILIES = ("llama", "gpt2", "gemma3")
 C, R = 2.0, -1.0

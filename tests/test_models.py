@@ -19,13 +19,6 @@ from modularity.models import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread: on shared cores, two OpenMP threads made these tests ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 IDS = torch.tensor([[5, 60, 700, 9000, 33, 812, 17], [44, 1023, 7, 301, 2900, 61, 8]])
 

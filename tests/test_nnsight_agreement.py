@@ -13,13 +13,6 @@ from modularity import patching
 from modularity.scoring import answer_logprobs, make_batch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread: on shared cores, two OpenMP threads made these tests ~50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 # equal lengths: nnsight would left-pad a ragged batch, the hooks right-pad
 IDS = torch.tensor([[5, 60, 700, 9000, 33, 812], [44, 1023, 7, 301, 2900, 61]])
