@@ -262,15 +262,24 @@ def test_simple_equation_answers(suite):
             assert solutions == [int(answer)], item
 
 
+def _missing_term(text: str) -> int:
+    seq = re.search(r"(-?\d+|\?)(, (-?\d+|\?))+", text).group().split(", ")
+    known = [(i, int(v)) for i, v in enumerate(seq) if v != "?"]
+    (i0, v0), (i1, v1) = known[0], known[1]
+    step = (v1 - v0) // (i1 - i0)
+    assert all(v == v0 + (i - i0) * step for i, v in known)
+    return v0 + (seq.index("?") - i0) * step
+
+
 def test_number_sequence_answers(suite):
     for item in suite["number_sequence"].items:
         for cond, answer in (("clean", item["clean_correct"]), ("corrupted", item["corrupted_correct"])):
-            seq = re.search(r"(-?\d+|\?)(, (-?\d+|\?))+", item[f"{cond}_problem"]).group().split(", ")
-            known = [(i, int(v)) for i, v in enumerate(seq) if v != "?"]
-            (i0, v0), (i1, v1) = known[0], known[1]
-            step = (v1 - v0) // (i1 - i0)
-            assert all(v == v0 + (i - i0) * step for i, v in known)
-            assert int(answer) == v0 + (seq.index("?") - i0) * step
+            problem = item[f"{cond}_problem"]
+            *shots, query = problem.split("\n") if "? =" in problem else [problem]
+            for shot in shots:  # small profile: solved examples "1, 2, ?, 4, 5. ? = 3"
+                text, value = shot.rsplit(" = ", 1)
+                assert int(value) == _missing_term(text), shot
+            assert int(answer) == _missing_term(query)
 
 
 def test_number_sorting_answers(suite):

@@ -207,7 +207,27 @@ _SEQUENCE_QUESTIONS = [
 ]
 
 
+def _small_sequence_query(rng: random.Random) -> MinimalPair:
+    """Five one-digit terms rising by 1 or 2; the "?" sits in the middle (a) or at the end (b)."""
+    while True:
+        start, step = rng.randint(0, 9), rng.choice([1, 2])
+        terms = [start + i * step for i in range(5)]
+        if terms[-1] <= 9:
+            break
+    gap = rng.randrange(1, 4)
+    show = lambda missing: ", ".join("?" if i == missing else str(t) for i, t in enumerate(terms)) + ". ? ="  # noqa: E731
+    return MinimalPair(
+        show(gap), str(terms[gap]), show(4), str(terms[-1]), template_id=f"gap{gap}->last",
+        scenario_a=show(gap), scenario_b=show(4), metadata={"terms": terms, "missing_positions": [gap, 4], "step": step},
+    )
+
+
+_small_sequence = with_shots(_small_sequence_query, 4)
+
+
 def _number_sequence(rng: random.Random, profile: str) -> MinimalPair:
+    if profile == "small":
+        return _small_sequence(rng)
     while True:
         if profile == "paper":
             start, step, length = rng.randint(-20, 20), rng.choice([-3, -2, -1, 1, 2, 3]), 5
@@ -566,7 +586,8 @@ SPECS: dict[str, TaskSpec] = {
         TaskSpec("simple_equation", "MD", _simple_equation,
                  _plain("simple_equation", concatenation="? \n Please directly give me the value."),
                  "Solve a linear equation; the right-hand side changes."),
-        TaskSpec("number_sequence", "MD", _number_sequence, _plain("number_sequence"),
+        TaskSpec("number_sequence", "MD", _number_sequence,
+                 {"paper": _plain("number_sequence")["paper"], "small": _raw_config("number_sequence")},
                  "Arithmetic sequence; the gap moves from the middle to the end."),
         TaskSpec("number_sorting", "MD", _number_sorting, _plain("number_sorting"),
                  "Sort ascending vs descending."),
