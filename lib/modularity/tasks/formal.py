@@ -4,6 +4,13 @@ Every answer is computed here (never typed), and the tests re-check it independe
 ``paper`` follows the study's ranges (three-digit operands, 4–6 element lists, syllogisms);
 ``small`` keeps the same task and corruption but one-digit numbers, two-element lists and
 one-step logic, so that 100–300M models can solve part of it.
+
+In ``small``, the eight arithmetic tasks and number_sequence are raw few-shot completions
+(``force_base_evaluation``; solved examples of the same kind, one per line, then the query; the
+changed operand is the last one; answers with a leading space). Measured on
+SmolLM2-135M-Instruct, the chat-template versions gave both-correct ≈ 0 for every formal task
+(the model preferred the same answer string after both prompts); see
+book/data/task_calibration_smollm2.csv for what the few-shot versions reach.
 """
 from __future__ import annotations
 
