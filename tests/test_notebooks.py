@@ -22,7 +22,7 @@ SMOKE_TASKS = ["code_list", "number_sorting", "desires_goals", "agent", "phys_ne
 def write_params(path: Path, **values) -> Path:
     base = dict(profile="small", n_items=6, seed=0, dtype="float32", device="cpu", batch_size=8,
                 threshold=0.3, n_permutations=50, verify_tasks=1, verify_neurons=3,
-                ablation_items=4, n_random_controls=1, attribution_items=8)
+                ablation_items=4, n_random_controls=1, attribution_items=8, threads=1)
     path.write_text(yaml.safe_dump({**base, **values}))
     return path
 

@@ -338,3 +338,21 @@ def test_negative_counts_and_bad_percentages_are_rejected():
     for bad in ([], [0.0, 0.1], [0.1, 150.0], ["a"]):
         with pytest.raises(ParamsError, match="top_pcts"):
             validate_params({**base, "top_pcts": bad, "main_pct": 0.1})
+
+
+def test_stale_tasks_are_refused(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from modularity import runs
+
+    monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
+    params = runs.validate_params({"model": "m", "tasks": ["npi", "code_list"], "n_items": 4})
+    paths = runs.RunPaths.of(params)
+    summary = pd.DataFrame({"task": ["npi", "code_list"],
+                            "fingerprint": [paths.fingerprints["npi"], paths.fingerprints["code_list"]]})
+    runs.check_task_fingerprints(paths, summary)  # unchanged tasks pass
+    summary.loc[1, "fingerprint"] = "0" * 12
+    with pytest.raises(ValueError, match="code_list"):
+        runs.check_task_fingerprints(paths, summary)
+    with pytest.raises(ValueError, match="rerun stage 01_eval"):
+        runs.check_task_fingerprints(paths, summary.drop(columns="fingerprint"))

@@ -438,3 +438,15 @@ def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = 
         )
         outputs.append(output)
     return outputs
+
+
+def check_task_fingerprints(paths: RunPaths, summary: pd.DataFrame) -> None:
+    """Refuse to continue when tasks changed since stage 1 (items would no longer match its indices)."""
+    if "fingerprint" not in summary:
+        raise ValueError("eval_summary.csv has no fingerprint column: rerun stage 01_eval")
+    stale = [row.task for row in summary.itertuples() if paths.fingerprints.get(row.task) != row.fingerprint]
+    if stale:
+        raise ValueError(
+            f"tasks changed since stage 01_eval was run: {stale}. Their items differ from the evaluated "
+            "ones; rerun 01_eval first (finished tasks are reused from the cache)."
+        )

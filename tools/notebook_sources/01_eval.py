@@ -84,6 +84,7 @@ items = runs.per_task_cached(
     desc="evaluating",
 )
 summary = scoring.summarize_suite(items, domains, P["threshold"])
+summary["fingerprint"] = summary.task.map(paths.fingerprints)  # later stages check the items are unchanged
 """),
     ("md", "Sanity checks: accuracies are fractions, *both correct* cannot exceed either condition, and on the both-correct items the baselines satisfy C > 0 > R by construction."),
     ("code", r"""

@@ -44,6 +44,7 @@ runs.configure_torch(P)
     ("md", "## 1. The tasks that passed the filter\n\nOnly tasks that passed stage 1 are attributed, and only on their both-correct, token-aligned items."),
     ("code", r"""
 summary = pd.read_csv(paths.table("eval_summary.csv"))
+runs.check_task_fingerprints(paths, summary)
 eval_items = pd.read_csv(paths.table("eval_items.csv"))
 passing = summary[summary.passes].reset_index(drop=True)
 glue("n_attributed", len(passing), display=False)

@@ -49,6 +49,7 @@ PCT = P["main_pct"]
     ("md", "## 1. Which tasks take part\n\nA task can be a source and a target only if it passed the inclusion filter of stage 1 **and** has an attribution tensor from stage 2 (its neuron set comes from there)."),
     ("code", r"""
 summary = pd.read_csv(paths.table("eval_summary.csv"))
+runs.check_task_fingerprints(paths, summary)
 eval_items = pd.read_csv(paths.table("eval_items.csv"))
 passing = summary[summary.passes.astype(bool)]
 has_attribution = passing.task.map(lambda name: paths.tensor("attribution", name).exists())
