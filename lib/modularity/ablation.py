@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from .models import LoadedModel
 from .overlap import domain_of, order_labels
 from .patching import hooks
-from .scoring import Batch, TokenizedTask, answer_logprobs, make_batch
+from .scoring import Batch, TokenizedTask, answer_logprobs, make_batch, plan_carriers
 
 MODES = ("corrupted", "zero", "mean")
 CONTROL_KINDS = ("layer_matched", "uniform")
@@ -243,17 +243,25 @@ def ablation_logprobs(
         index = indices[start : start + batch_size].tolist()
         n = len(index)
         answers = [tokens.correct[i] for i in index] + [tokens.incorrect[i] for i in index]
-        clean = make_batch([tokens.clean[i] for i in index] * 2, answers, pad_id).to(device)
+        items = index * 2
+        # y⁺ and y⁻ of an item share one sequence when they differ only in their last token:
+        # the patched values at the positions that predict it depend on the prompt alone.
+        carriers, carrier_of = plan_carriers([tokens.clean[i] for i in items], answers, keys=items)
+        carrier_answers = [answer for _, answer in carriers]
+        requests = [(carrier_of[j], answers[j]) for j in range(2 * n)]
+        clean = make_batch([tokens.clean[items[p]] for p, _ in carriers], carrier_answers, pad_id,
+                           requests=requests).to(device)
         if mode == "corrupted":
-            corrupted = make_batch([tokens.corrupted[i] for i in index] * 2, answers, pad_id).to(device)
+            corrupted = make_batch([tokens.corrupted[items[p]] for p, _ in carriers], carrier_answers,
+                                   pad_id).to(device)
             # Equal lengths make every position line up: same shape, same answer positions.
             assert corrupted.input_ids.shape == clean.input_ids.shape
-            assert torch.equal(corrupted.answer_pos, clean.answer_pos)
+            assert torch.equal(corrupted.last_prompt, clean.last_prompt)
             with _record_columns(modules, plan.columns) as recorded:
                 loaded.model.base_model(
                     input_ids=corrupted.input_ids, attention_mask=corrupted.attention_mask, use_cache=False
                 )
-            values = dict(recorded)  # [2n, S, u_ℓ]
+            values = dict(recorded)  # [carriers, S, u_ℓ]
         else:
             values = constants
         tokens_per_group = clean.input_ids.numel()

@@ -187,13 +187,16 @@ def answer_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     return out.index_add(0, batch.answer_slot, token_lp)
 
 
-def plan_carriers(prompts: list[list[int]], answers: list[list[int]]) -> tuple[list[tuple[int, list[int]]], list[int]]:
+def plan_carriers(
+    prompts: list[list[int]], answers: list[list[int]], keys: list | None = None
+) -> tuple[list[tuple[int, list[int]]], list[int]]:
     """Fewest ``prompt ⊕ answer`` sequences that score every (prompt, answer) pair.
 
     Returns ``carriers`` as ``(prompt index, answer tokens)`` and, per pair, the index
     of the carrier that scores it: a pair reuses a carrier with the same prompt whose
     answer agrees with it on every token but its last (e.g. two one-token answers
-    share one sequence).
+    share one sequence). ``keys`` (default: the prompt tokens) says which pairs may
+    share; pass item identities when equal prompts must not share.
     """
     carriers: list[tuple[int, list[int]]] = []
     carrier_of = [0] * len(prompts)
@@ -201,7 +204,7 @@ def plan_carriers(prompts: list[list[int]], answers: list[list[int]]) -> tuple[l
     first_index: dict[tuple, int] = {}
     order = sorted(range(len(prompts)), key=lambda i: -len(answers[i]))
     for i in order:
-        key = tuple(prompts[i])
+        key = tuple(prompts[i]) if keys is None else keys[i]
         first_index.setdefault(key, i)
         answer = answers[i]
         for c in by_prompt.get(key, []):
