@@ -138,6 +138,11 @@ def _patch_columns(modules, columns, masks, values):
             shaped = x.reshape(mask.shape[0], -1, *x.shape[1:])  # [G, B, S, d_ff]
             current = shaped.index_select(-1, cols)  # [G, B, S, u]
             patched = torch.where(mask[:, None, None, :], new.to(x.dtype).unsqueeze(0), current)
+            if x.is_contiguous() and not torch.is_grad_enabled():
+                # The site is a temporary (act(gate) · up) read only by the down projection:
+                # writing into it saves a copy of the whole activation per layer.
+                shaped.index_copy_(-1, cols, patched)
+                return None
             return (shaped.index_copy(-1, cols, patched).view_as(x),) + tuple(args[1:])
 
         return hook
@@ -201,7 +206,7 @@ def ablation_logprobs(
     mode: str = "corrupted",
     batch_size: int = 8,
     mean_values: torch.Tensor | None = None,
-    max_tokens: int = 16384,
+    max_tokens: int = 4096,
     group_size: int | None = None,
     progress: bool = False,
 ) -> AblationLogprobs:
@@ -318,7 +323,7 @@ def ablate_target(
     progress: bool = False,
     C: float | None = None,
     R: float | None = None,
-    max_tokens: int = 16384,
+    max_tokens: int = 4096,
     group_size: int | None = None,
 ) -> pd.DataFrame:
     """Ablate each source set on one target task (METHOD §7). One row per source:
