@@ -450,3 +450,11 @@ def check_task_fingerprints(paths: RunPaths, summary: pd.DataFrame) -> None:
             f"tasks changed since stage 01_eval was run: {stale}. Their items differ from the evaluated "
             "ones; rerun 01_eval first (finished tasks are reused from the cache)."
         )
+
+
+def combined_fingerprint(paths: RunPaths, tasks) -> str:
+    """One short hash over the fingerprints of several tasks (order-independent)."""
+    import hashlib
+
+    joined = ",".join(sorted(f"{task}:{paths.fingerprints[task]}" for task in tasks))
+    return hashlib.sha1(joined.encode()).hexdigest()[:10]

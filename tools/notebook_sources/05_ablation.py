@@ -146,9 +146,11 @@ the progress bar counts (set, target) cells.
     ("code", r"""
 from modularity.models import load_model
 
+# The folder names the settings and the items of every task in the matrix: a changed task or
+# another set of passing tasks gets fresh cells instead of stale ones.
 folder = paths.cache / "ablation" / (
     f"{P['ablation_mode']}_{PCT}pct_{P['ablation_items']}items_{P['n_random_controls']}controls-{CONTROL_CELLS}"
-    f"_seed{P['seed']}"
+    f"_seed{P['seed']}_{runs.combined_fingerprint(paths, tasks.task)}"
 )
 cells_per_target = {}
 loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"]) if enough else None
