@@ -41,3 +41,57 @@ params = pd.DataFrame({run: {k: str(v) for k, v in m["params"].items()} for run,
 params
 """),
 ]
+CELLS += [
+    ("md", r"""
+## Measured cost and a cost model for larger models
+
+`make benchmark` (`benchmarks/run_benchmarks.py`) times the three expensive stages against their
+floors and against naive reference implementations; each JSON under `benchmarks/results/` is one
+run on one machine.
+"""),
+    ("code", r"""
+bench_rows = []
+for path in sorted((runs.REPO_ROOT / "benchmarks" / "results").glob("*.json")):
+    bench = json.loads(path.read_text())
+    for model, m in bench["models"].items():
+        bench_rows.append({"run": bench["label"], "model": model, "threads": bench["machine"]["torch_threads"],
+                           "eval items/s": m["evaluation"]["items_per_s"],
+                           "eval speed-up vs naive": m["evaluation"]["speedup_vs_reference"],
+                           "attribution / floor": m["attribution"]["ratio_to_floor"],
+                           "ablation / forward per cell": m["ablation"]["ratio_to_forward_per_cell"],
+                           "peak RSS (GB)": m["memory"]["peak_rss_bytes"] / 1e9,
+                           "weights (GB)": m["memory"]["weight_bytes"] / 1e9})
+benchmarks = pd.DataFrame(bench_rows)
+benchmarks
+"""),
+    ("md", r"""
+The cost model counts forward-pass equivalents per stage as this package runs them (see
+`modularity.runs.estimate_cost`) and converts them to time with an *achieved* throughput. We
+calibrate that throughput on the measured SmolLM2 evaluation rate of the last benchmark, then
+project to 7B and 70B Llama-shaped models on one GPU under a stated assumption: an achieved
+300 TFLOP/s in bf16 (about a third of an H100's dense peak; not measured here).
+"""),
+    ("code", r"""
+smol = benchmarks[benchmarks.model == "smollm2-135m-instruct"]
+if len(smol):
+    last = smol.iloc[-1]
+    tokens_per_sequence = 60
+    cpu_flops = last["eval items/s"] * runs.FORWARDS_PER_UNIT["evaluation"] * tokens_per_sequence * 2 * 135e6
+    print(f"calibrated CPU throughput: {cpu_flops / 1e9:.1f} GFLOP/s ({last['run']}, {last['threads']} thread(s))")
+    shapes = {"SmolLM2-135M (CPU, calibrated)": (135e6, 30, 576, 1536, cpu_flops, 4),
+              "7B, Llama-shaped (1 GPU, assumed 300 TFLOP/s)": (7e9, 32, 4096, 11008, 300e12, 2),
+              "70B, Llama-shaped (GPU node, assumed 300 TFLOP/s)": (70e9, 80, 8192, 28672, 300e12, 2)}
+    projections = pd.concat([
+        runs.estimate_cost(p, layers, d_model, d_ff, n_passing=20, flops_per_s=flops, bytes_per_param=b)
+        .assign(model=name) for name, (p, layers, d_model, d_ff, flops, b) in shapes.items()])
+    projections["minutes"] = projections.seconds / 60
+    table = projections.set_index(["model", "stage"])[["units", "minutes", "memory_gb"]]
+    display(table.round(2).rename(columns={"units": "work units (items or item-cells)",
+                                           "memory_gb": "peak memory (GB)"}))
+"""),
+    ("md", r"""
+The CPU row can be checked against the measured wall times of the runs above. The GPU rows are
+estimates: real throughput depends on batch size, sequence length, attention kernels and, for 70B,
+on how the model is split over GPUs (its bf16 weights alone need about 140 GB).
+"""),
+]
