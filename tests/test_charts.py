@@ -171,3 +171,18 @@ def test_bundle_is_shipped_and_namespaced():
     assert "window.modularityVega=" in text
     assert "//# sourceMappingURL" not in text
     assert "vega@6.2.0 + vega-lite@6.4.1 + vega-embed@7.0.2" in text
+
+
+def test_paired_cells_uses_common_off_diagonal_cells():
+    import pandas as pd
+
+    from modularity import charts
+
+    a = pd.DataFrame([[1, .2, .0], [.1, 1, .3], [.0, .4, 1]], index=["MD/a", "MD/b", "Lan/c"],
+                     columns=["MD/a", "MD/b", "Lan/c"])
+    b = a.loc[["MD/a", "MD/b"], ["MD/a", "MD/b"]] * 2
+    spec = charts.paired_cells(a, b, name_a="A", name_b="B").to_dict()
+    values = spec["datasets"][next(iter(spec["datasets"]))]
+    assert len(values) == 2  # two common labels: 2 off-diagonal cells
+    assert {(v["source"], v["target"], v["a"], v["b"]) for v in values} == {("MD/a", "MD/b", .2, .4), ("MD/b", "MD/a", .1, .2)}
+    assert all(v["pair"] == "within domain" for v in values)

@@ -350,3 +350,23 @@ def test_format_p_and_binomial_se():
     assert st.format_p(0.0123, 10_000) == "0.0123"
     assert st.binomial_se(0.5, 100) == pytest.approx(0.05)
     np.testing.assert_allclose(st.binomial_se([0.1, 0.9], [100, 0]), [0.03, np.nan])
+
+
+def test_comparison_note_says_when_tau_is_possible():
+    import pandas as pd
+
+    from modularity.stats import common_labels, comparison_note
+
+    def square(labels):
+        return pd.DataFrame(0.0, index=labels, columns=labels)
+
+    four = ["MD/a", "MD/b", "Lan/c", "Lan/d"]
+    ok, note = comparison_note("ablation", {"x": square(four)})
+    assert not ok and "τ needs two models" in note
+    ok, note = comparison_note("ablation", {"x": square(four), "y": square(four[:2])})
+    assert not ok and "only 2 task(s)" in note
+    ok, note = comparison_note("ablation", {"x": square(four), "y": square(four[:3])})
+    assert ok and "differ" in note and "3 tasks common" in note
+    ok, note = comparison_note("overlap", {"x": square(four), "y": square(four)})
+    assert ok and "same 4 tasks" in note
+    assert common_labels({"x": square(four), "y": square(four[1:])}) == sorted(four[1:])

@@ -843,3 +843,26 @@ def layer_histogram(
         color=alt.Color("domain:N", scale=_domain_color_scale(doms), title="domain"),
         tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("domain:N"), alt.Tooltip("count:Q")],
     ).properties(width=alt.Step(14), height=200, title=title)
+
+
+def paired_cells(a: pd.DataFrame, b: pd.DataFrame, *, name_a: str, name_b: str,
+                 value_label: str = "drop", title: str = "Two models, cell by cell") -> alt.Chart:
+    """Scatter of the off-diagonal cells of two square matrices over their common labels.
+
+    Each point is one (row, column) cell — e.g. (source, target) of an ablation matrix — with
+    its value in ``a`` (x) and ``b`` (y), coloured by whether both labels share a domain.
+    """
+    labels = sorted(set(a.index) & set(b.index))
+    off = ~np.eye(len(labels), dtype=bool)
+    rows, cols = np.nonzero(off)
+    points = pd.DataFrame({"source": np.array(labels)[rows], "target": np.array(labels)[cols],
+                           "a": a.loc[labels, labels].to_numpy()[off],
+                           "b": b.loc[labels, labels].to_numpy()[off]})
+    same = [_domain_of(s) == _domain_of(t) for s, t in zip(points.source, points.target)]
+    points["pair"] = np.where(same, "within domain", "across domains")
+    return alt.Chart(points).mark_circle(size=40, opacity=0.6).encode(
+        x=alt.X("a:Q", title=f"{value_label}, {name_a}"),
+        y=alt.Y("b:Q", title=f"{value_label}, {name_b}"),
+        color=alt.Color("pair:N", title="cell"),
+        tooltip=["source", "target", alt.Tooltip("a:Q", format=".3f"), alt.Tooltip("b:Q", format=".3f")],
+    ).properties(width=320, height=320, title=title)

@@ -568,3 +568,28 @@ def binomial_se(p, n):
     with np.errstate(invalid="ignore", divide="ignore"):
         result = np.where(n > 0, np.sqrt(p * (1.0 - p) / np.where(n > 0, n, 1.0)), np.nan)
     return float(result) if result.ndim == 0 else result
+
+
+def common_labels(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Labels present in every matrix (sorted); empty for no matrices."""
+    sets = [set(m.index) for m in matrices.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def comparison_note(kind: str, matrices: Mapping[str, pd.DataFrame], min_tasks: int = 3) -> tuple[bool, str]:
+    """Whether τ can be computed across these runs' matrices, and a sentence saying why or on what.
+
+    τ needs two runs and at least ``min_tasks`` common tasks; when task sets differ, the
+    intersection is used (METHOD §8) and the sentence says how many tasks remain.
+    """
+    common = common_labels(matrices)
+    sizes = {run: len(m) for run, m in matrices.items()}
+    if len(matrices) < 2:
+        return False, (f"{kind}: only {len(matrices)} run(s) have a matrix; τ needs two models, "
+                       "so there is nothing to compare yet.")
+    if len(common) < min_tasks:
+        return False, f"{kind}: the runs share only {len(common)} task(s); too few cells for τ."
+    if any(size != len(common) for size in sizes.values()):
+        return True, (f"{kind}: task sets differ between runs ({sizes}); τ uses the {len(common)} "
+                      "tasks common to all of them.")
+    return True, f"{kind}: all runs have the same {len(common)} tasks."

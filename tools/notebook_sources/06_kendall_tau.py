@@ -24,7 +24,6 @@ n_permutations = 10000  # label permutations for the per-model within/cross p-va
 import os
 from pathlib import Path
 
-import altair as alt
 import numpy as np
 import pandas as pd
 from myst_nb import glue
@@ -80,24 +79,9 @@ pd.DataFrame(status)
 """),
     ("md", "## 2. Common tasks\n\nτ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, METHOD §8)."),
     ("code", r"""
-def common_tasks(matrices: dict) -> list:
-    sets = [set(m.index) for m in matrices.values()]
-    return sorted(set.intersection(*sets)) if sets else []
-
-notes = {}
+notes, comparable = {}, {}
 for kind, matrices in (("ablation", ablation_matrices), ("overlap", overlap_matrices)):
-    common = common_tasks(matrices)
-    sizes = {run: len(m) for run, m in matrices.items()}
-    if len(matrices) < 2:
-        notes[kind] = (f"{kind}: only {len(matrices)} run(s) have a matrix; τ needs two models, "
-                       "so there is nothing to compare yet.")
-    elif len(common) < 3:
-        notes[kind] = f"{kind}: the runs share only {len(common)} task(s); too few cells for τ."
-    elif len(set(sizes.values())) > 1 or any(len(common) != s for s in sizes.values()):
-        notes[kind] = (f"{kind}: task sets differ between runs ({sizes}); τ uses the {len(common)} "
-                       "tasks common to all of them.")
-    else:
-        notes[kind] = f"{kind}: all runs have the same {len(common)} tasks."
+    comparable[kind], notes[kind] = stats.comparison_note(kind, matrices)
     glue(f"{kind}_note", notes[kind], display=False)
     print(notes[kind])
 """),
@@ -107,7 +91,7 @@ for kind, matrices in (("ablation", ablation_matrices), ("overlap", overlap_matr
 tau_tables, tau_summaries = {}, {}
 for kind, matrices, mode, ddof in (("ablation", ablation_matrices, "directed", 0),
                                    ("overlap", overlap_matrices, "upper", 1)):
-    if len(matrices) < 2 or len(common_tasks(matrices)) < 3:
+    if not comparable[kind]:
         continue
     pairs = stats.kendall_tau_pairs(matrices, mode=mode)
     assert pairs.tau.between(-1, 1).all() and (pairs.n_values > 0).all()
@@ -129,20 +113,9 @@ pd.concat({kind: table for kind, table in tau_tables.items()}, names=["matrix"])
     ("code", r"""
 if "ablation" in tau_tables:
     first = tau_tables["ablation"].iloc[0]
-    labels = sorted(set.intersection(*(set(m.index) for m in ablation_matrices.values())))
-    a = ablation_matrices[first.model_a].loc[labels, labels]
-    b = ablation_matrices[first.model_b].loc[labels, labels]
-    off = ~np.eye(len(labels), dtype=bool)
-    rows, cols = np.nonzero(off)
-    points = pd.DataFrame({"source": np.array(labels)[rows], "target": np.array(labels)[cols],
-                           "a": a.to_numpy()[off], "b": b.to_numpy()[off]})
-    points["pair"] = np.where(points.source.str.split("/").str[0] == points.target.str.split("/").str[0],
-                              "within domain", "across domains")
-    chart = alt.Chart(points).mark_circle(size=40, opacity=0.6).encode(
-        x=alt.X("a:Q", title=f"drop, {first.model_a}"), y=alt.Y("b:Q", title=f"drop, {first.model_b}"),
-        color=alt.Color("pair:N", title="cell"), tooltip=["source", "target", alt.Tooltip("a:Q", format=".3f"),
-                                                          alt.Tooltip("b:Q", format=".3f")],
-    ).properties(width=320, height=320, title="Ablation drops of two models, cell by cell")
+    chart = charts.paired_cells(ablation_matrices[first.model_a], ablation_matrices[first.model_b],
+                                name_a=first.model_a, name_b=first.model_b,
+                                title="Ablation drops of two models, cell by cell")
     charts.show(chart, caption=f"Figure 1. Off-diagonal ablation cells (source → target) of {first.model_a} "
                 f"against {first.model_b}; τ = {first.tau:.3f}. Many cells sit at 0 in both models: τ-b "
                 "handles such ties, but they weaken it.")
