@@ -356,3 +356,23 @@ def test_stale_tasks_are_refused(tmp_path, monkeypatch):
         runs.check_task_fingerprints(paths, summary)
     with pytest.raises(ValueError, match="rerun stage 01_eval"):
         runs.check_task_fingerprints(paths, summary.drop(columns="fingerprint"))
+
+
+def test_toc_lists_only_finished_stages(tmp_path):
+    import json
+
+    import yaml
+
+    from modularity import runs
+
+    assert "sections" not in yaml.safe_load(runs.write_toc(tmp_path).read_text())["parts"][1]["chapters"][0]
+    run = tmp_path / "book" / "results" / "m" / "small"
+    run.mkdir(parents=True)
+    for stage in ("01_eval", "02_attribution", "03_overlap"):
+        (run / f"{stage}.ipynb").write_text("{}")
+    # 03 has a notebook (e.g. interrupted) but is not recorded as finished: it must not be listed.
+    (run / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}, "02_attribution": {}}}))
+    toc = yaml.safe_load(runs.write_toc(tmp_path).read_text())
+    sections = toc["parts"][1]["chapters"][0]["sections"]
+    assert [s["file"] for s in sections] == ["book/results/m/small/01_eval", "book/results/m/small/02_attribution"]
+    assert sections[0]["title"] == "m (small) · evaluation"

@@ -498,3 +498,46 @@ def estimate_cost(n_params: float, n_layers: int, d_model: int, d_ff: int, *, n_
                      "seconds": flop / flops_per_s,
                      "memory_gb": (weights + (activations if stage == "attribution" else 0)) / 1e9})
     return pd.DataFrame(rows)
+
+
+STAGE_TITLES = {"01_eval": "evaluation", "02_attribution": "attribution", "03_overlap": "overlap",
+                "04_ari_permutation": "statistics", "05_ablation": "ablation"}
+
+
+def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
+    """``(page path without suffix, title)`` of every stage notebook that its run's manifest
+    records as finished, runs in name order, stages in pipeline order."""
+    root = Path(root or REPO_ROOT)
+    pages = []
+    for manifest_path in sorted((root / "book" / "results").glob("*/*/manifest.json")):
+        finished = json.loads(manifest_path.read_text()).get("stages", {})
+        run_dir = manifest_path.parent
+        label = f"{run_dir.parent.name} ({run_dir.name})"
+        for stage in STAGES:
+            if stage in finished and (run_dir / f"{stage}.ipynb").exists():
+                page = (run_dir / stage).relative_to(root).as_posix()
+                pages.append((page, f"{label} · {STAGE_TITLES[stage]}"))
+    return pages
+
+
+def write_toc(root: Path | None = None) -> Path:
+    """Write ``_toc.yml``: fixed chapters plus the finished stage pages of every run present."""
+    root = Path(root or REPO_ROOT)
+    results = {"file": "book/results/index"}
+    pages = finished_stage_pages(root)
+    if pages:
+        results["sections"] = [{"file": page, "title": title} for page, title in pages]
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "parts": [
+            {"caption": "The study", "chapters": [{"file": "book/tasks"}, {"file": "book/methods"}]},
+            {"caption": "Results", "chapters": [results, {"file": "book/across_models"}]},
+            {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, {"file": "book/teaching"},
+                                                        {"file": "book/limitations"}, {"file": "book/provenance"}]},
+        ],
+    }
+    header = "# Written by `modularity book pages` (runs.write_toc): run pages are the finished stages present.\n"
+    path = root / "_toc.yml"
+    atomic_write_bytes(path, (header + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True)).encode())
+    return path

@@ -10,6 +10,9 @@ Execute the book's whole-book notebooks into book/ (run pages come from `modular
   06_kendall_tau -> book/across_models.ipynb  Kendall tau and accuracy across the runs present
   90_provenance  -> book/provenance.ipynb     manifests of every run
 
+It first rewrites _toc.yml so that the Results part lists the finished stage notebooks of
+every run under book/results/ (as recorded in each run's manifest.json).
+
 Then build the book: jupyter-book build . -W -n   (or `make book`, which does both).
 """
 
@@ -27,6 +30,7 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from modularity import runs
 
+    print(runs.write_toc())
     for path in runs.execute_book_pages(tuple(args.names) or None):
         print(path)
     return 0
