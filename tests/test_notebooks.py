@@ -91,3 +91,32 @@ def test_templates_carry_no_outputs():
         assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), template.name
         tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
         assert len(tagged) == 1, f"{template.name}: exactly one cell tagged 'parameters'"
+
+
+def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
+    """Stage 4 with data: overlap matrices with planted domain blocks (the tiny model passes no task)."""
+    import numpy as np
+    import papermill
+
+    from modularity.matrix_csv import write_matrix_csv
+
+    monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
+    labels = [f"{d}/{t}" for d in ("MD", "ToM", "Lan") for t in ("a", "b", "c")]
+    rng = np.random.default_rng(0)
+    params = runs.validate_params({"model": "m", "run_name": "planted", "n_permutations": 200,
+                                   "tasks": ["npi"], "n_items": 2})
+    paths = runs.RunPaths.of(params)
+    for pct in params["top_pcts"]:
+        values = rng.uniform(0.0, 0.05, (9, 9))
+        for block in range(3):
+            values[3 * block:3 * block + 3, 3 * block:3 * block + 3] += 0.3
+        values = (values + values.T) / 2
+        np.fill_diagonal(values, 1.0)
+        write_matrix_csv(pd.DataFrame(values, index=labels, columns=labels), paths.table(f"overlap_{pct:g}.csv"))
+    out = tmp_path / "04.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "04_ari_permutation.ipynb"), str(out),
+                               parameters=params, kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    assert_no_errors(out)
+    summary = json.loads(paths.table("stats_summary.json").read_text())
+    assert summary["ari"]["ari"] == pytest.approx(1.0)
+    assert summary["overlap"]["overlap_p"] < 0.05

@@ -40,6 +40,8 @@ main = matrices.get(P["main_pct"])
 labels = list(main.index) if main is not None else []
 domain_counts = pd.Series([overlap.domain_of(l) for l in labels]).value_counts()
 testable = main is not None and len(labels) >= 4 and (domain_counts >= 2).sum() >= 2
+# One cluster per domain present: the study's 4 clusters are this rule for its 4 domains.
+n_clusters = int(len(domain_counts))
 glue("n_stats_tasks", len(labels), display=False)
 print(f"{len(labels)} tasks in {len(domain_counts)} domains: {domain_counts.to_dict()}")
 if not testable:
@@ -64,16 +66,17 @@ per_domain = (stats.per_domain_modularity(main, n_permutations=P["n_permutations
               if testable else pd.DataFrame())
 per_domain
 """),
-    ("md", "## 3. Clustering the tasks and its ARI\n\nThe clustering is computed once; the null shuffles the true labels against it (METHOD §6)."),
+    ("md", "## 3. Clustering the tasks and its ARI\n\nThe clustering is computed once; the null shuffles the true labels against it (METHOD §6). The tree is cut into one cluster per domain present among the passing tasks — the study's 4 clusters for its 4 domains; with fewer domains present, 4 clusters would force a split and cap the ARI below 1."),
     ("code", r"""
 if testable:
-    ari = stats.ari_permutation(main, n_permutations=P["n_permutations"], seed=42, knn=min(P["knn"], len(labels) - 1))
-    scores = stats.clustering_scores(main, knn=min(P["knn"], len(labels) - 1))
+    knn = min(P["knn"], len(labels) - 1)
+    ari = stats.ari_permutation(main, n_permutations=P["n_permutations"], seed=42, knn=knn, n_clusters=n_clusters)
+    scores = stats.clustering_scores(main, knn=knn, n_clusters=n_clusters)
     assert -1 <= ari["ari"] <= 1 and 0 < ari["p"] <= 1
     glue("ari", f"{ari['ari']:.3f}", display=False)
     glue("ari_p", stats.format_p(ari["p"], P["n_permutations"]), display=False)
     clusters = pd.DataFrame({"task": labels, "domain": [overlap.domain_of(l) for l in labels],
-                             "cluster": ari["clusters"]})
+                             "cluster": [ari["clusters"][label] for label in labels]})
     display(pd.crosstab(clusters.domain, clusters.cluster))
     display(pd.Series({**{k: ari[k] for k in ("ari", "p", "null_mean", "null_sd", "null_max")}, **scores}).to_frame("clustering"))
 else:
@@ -89,7 +92,7 @@ p = {glue:text}`wc_p`); clustering recovers the domains with ARI = {glue:text}`a
     ("code", r"""
 if testable:
     sweep = stats.threshold_sweep(matrices, n_permutations=min(P["n_permutations"], 2000), seed=42,
-                                  knn=min(P["knn"], len(labels) - 1))
+                                  knn=min(P["knn"], len(labels) - 1), n_clusters=n_clusters)
     display(sweep)
     long = sweep.melt(id_vars="pct", value_vars=[c for c in ("ratio", "ari", "silhouette") if c in sweep],
                       var_name="metric", value_name="value")
