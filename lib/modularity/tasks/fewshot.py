@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from .base import MinimalPair, choose_same_length, token_length
+from .base import MinimalPair, article, choose_same_length, token_length
 
 FIELD_NAMES = {"phys": ("Situation", "Outcome"), "ToM": ("Story", "Answer")}
 
@@ -47,4 +47,64 @@ def build_fewshot_pair(rng: random.Random, spec: dict, domain: str, n_shots: int
         template_id=f"{n_shots}-shot", scenario_a=query_a, scenario_b=query_b,
         metadata={f"{label_a}_scenario": query_a, f"{label_b}_scenario": query_b,
                   "shots": [s for s, _ in shots]},
+    )
+
+
+# ------------------------------------------------------------------ small profile: raw completions
+
+def _fill(template: str, filler: str, names: tuple[str, str], obj: str) -> str:
+    """``{x}`` filler, ``{A}``/``{a}`` its article, ``{n}``/``{m}`` two people, ``{o}`` an object."""
+    art = article(filler)
+    return template.format(x=filler, A=art.capitalize(), a=art, n=names[0], m=names[1], o=obj)
+
+
+def build_completion_pair(rng: random.Random, task: dict, names: list[str], objects: list[str]) -> MinimalPair:
+    """A raw few-shot completion pair for the small profile (``force_base_evaluation``).
+
+    ``task`` is a content entry ``{"groups": [{"template", "answers", "fillers"}], "lengths"}``;
+    ``template`` holds ``{x}`` (the swapped filler) and optionally ``{A}`` (its article), ``{n}``/``{m}``
+    (people) and ``{o}`` (an object). ``task["shots"]`` solved lines (``template + answer + "."``, labels alternating,
+    order shuffled) precede the query line, which ends right before the answer. The corrupted
+    prompt swaps only the query's filler for one of the other answer with the same SmolLM2 token
+    count (``lengths``: token count of the query sentence per filler), so the answer flips.
+    ``answers`` is either two answer strings (fillers grouped by answer), ``"copy"`` (the answer
+    is the filler itself) or ``"pairs"`` (fillers are ``[filler, answer]`` pairs).
+    """
+    group = rng.choice(task["groups"])
+    n_shots = task["shots"]
+    template, lengths = group["template"], task["lengths"]
+    if group["answers"] == "copy":
+        entries = [(f, " " + f) for f in group["fillers"]]
+    elif group["answers"] == "pairs":
+        entries = [(f, a) for f, a in group["fillers"]]
+    else:
+        entries = [(f, a) for a in group["answers"] for f in group["fillers"][a]]
+    answer_of = dict(entries)
+    query_a = rng.choice([f for f, _ in entries])
+    partners = [f for f, a in entries if a != answer_of[query_a] and lengths[f] == lengths[query_a]]
+    if not partners:
+        raise ValueError("no partner of equal token length")
+    query_b = rng.choice(partners)
+    people = tuple(rng.sample(names, 2))
+    obj = rng.choice(objects)
+    # shots: alternate the two query answers' families, never reuse a query filler
+    pool = [(f, a) for f, a in entries if f not in (query_a, query_b)]
+    shots = []
+    for k in range(n_shots):
+        wanted = (answer_of[query_a], answer_of[query_b])[k % 2]
+        same = [e for e in pool if e[1] == wanted and e not in shots]
+        choice = rng.choice(same or [e for e in pool if e not in shots and e[1] not in (answer_of[query_a], answer_of[query_b])] or [e for e in pool if e not in shots])
+        shots.append(choice)
+    rng.shuffle(shots)
+    lines = [_fill(template, f, tuple(rng.sample(names, 2)), rng.choice(objects)) + a + "." for f, a in shots]
+
+    def render(filler: str) -> str:
+        return "\n".join(lines + [_fill(template, filler, people, obj)])
+
+    return MinimalPair(
+        render(query_a), answer_of[query_a], render(query_b), answer_of[query_b],
+        template_id=template, scenario_a=_fill(template, query_a, people, obj),
+        scenario_b=_fill(template, query_b, people, obj),
+        metadata={"swap_words": [query_a, query_b], "shots": [f for f, _ in shots], "people": list(people),
+                  "token_length": lengths[query_a]},
     )

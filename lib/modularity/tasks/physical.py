@@ -3,21 +3,42 @@
 Newton and PROST name their two options in the problem text, in a random order that is the
 same in the clean and the corrupted prompt, so "the correct option is named first" no longer
 leaks the answer (the study's suffix did, METHOD §15.8).
+
+In the ``small`` profile all nine are raw few-shot completions over very familiar objects
+(``content/small_completion.json``; :func:`.fewshot.build_completion_pair`): a few solved lines such
+as "A cheetah is very fast." and then the query "A snail is very" → " slow"; the corrupted query
+swaps the object for one of the other answer with the same SmolLM2 token count. SmolLM2-135M
+knew too few of the paper scenarios' facts to pass the 60% filter on any of them.
 """
 from __future__ import annotations
 
 import random
 
 from .base import MinimalPair, TaskSpec, content, two_options
-from .fewshot import build_fewshot_pair
+from .fewshot import build_completion_pair, build_fewshot_pair
 from .schema import PromptConfig
 
 _PHYS_PREFIX = "You will be given a physical reasoning question. Answer with just the correct option.\n"
 
 
+def _small_config(path: str) -> PromptConfig:
+    """Small profile: a raw few-shot completion (no chat template), answers with a leading space."""
+    return PromptConfig(path=path, force_base_evaluation=True)
+
+
+def _small(name: str, paper_builder):
+    """The paper builder, or for ``small`` a raw completion over familiar objects (content/small_completion.json)."""
+    def build(rng: random.Random, profile: str) -> MinimalPair:
+        if profile == "small":
+            data = content("small_completion")
+            return build_completion_pair(rng, data[name], data["names"], data["objects"])
+        return paper_builder(rng, profile)
+    return build
+
+
 def _options_config(name: str) -> dict[str, PromptConfig]:
     config = PromptConfig(path=f"{name}.json", prefix=_PHYS_PREFIX)
-    return {"paper": config, "small": config}
+    return {"paper": config, "small": _small_config(f"{name}.json")}
 
 
 def _newton(rng: random.Random, profile: str) -> MinimalPair:
@@ -61,7 +82,7 @@ def _fewshot(name: str):
 def _fewshot_config(name: str) -> dict[str, PromptConfig]:
     # Study quirk kept on purpose: keys physics_* live in files phys_*.json.
     config = PromptConfig(path=name.replace("physics_", "phys_") + ".json")
-    return {"paper": config, "small": config}
+    return {"paper": config, "small": _small_config(config.path)}
 
 
 _FEWSHOT = {
@@ -75,9 +96,9 @@ _FEWSHOT = {
 }
 
 SPECS: dict[str, TaskSpec] = {
-    "phys_newton": TaskSpec("phys_newton", "phys", _newton, _options_config("phys_newton"),
+    "phys_newton": TaskSpec("phys_newton", "phys", _small("phys_newton", _newton), _options_config("phys_newton"),
                             "Heavy vs light object; top/bottom, easier/harder… flips the answer."),
-    "phys_prost": TaskSpec("phys_prost", "phys", _prost, _options_config("phys_prost"),
+    "phys_prost": TaskSpec("phys_prost", "phys", _small("phys_prost", _prost), _options_config("phys_prost"),
                            "Which object is easier/harder to stack, roll, break…"),
-    **{name: TaskSpec(name, "phys", _fewshot(name), _fewshot_config(name), text) for name, text in _FEWSHOT.items()},
+    **{name: TaskSpec(name, "phys", _small(name, _fewshot(name)), _fewshot_config(name), text) for name, text in _FEWSHOT.items()},
 }

@@ -2,19 +2,42 @@
 
 Where the question names the two answers (agent, social_interactions, social_relations) they
 appear in a random order that is the same in both prompts of an item.
+
+In the ``small`` profile all nine are raw few-shot completions over stereotyped, familiar cues
+(``content/small_completion.json``; :func:`.fewshot.build_completion_pair`), e.g. "Tom won the game.
+Tom feels" → " happy" vs "Tom lost the game. Tom feels" → " sad", with 3–6 solved lines first.
 """
 from __future__ import annotations
 
 import random
 
 from .base import MinimalPair, TaskSpec, choose_same_length, content, two_options, wordlist
-from .fewshot import build_fewshot_pair
+from .fewshot import build_completion_pair, build_fewshot_pair
 from .schema import PromptConfig
+
+
+#: Tasks whose small profile is a raw few-shot completion over familiar scenarios
+#: (content/small_completion.json); the others keep the paper format in both profiles.
+SMALL_COMPLETION = ("agent", "desires_goals", "emotion_fewshot", "norm_appropriate", "norm_moral",
+                    "primary_emotions", "secondary_emotions", "social_interactions", "social_relations")
 
 
 def _config(name: str) -> dict[str, PromptConfig]:
     config = PromptConfig(path=f"{name}.json")
-    return {"paper": config, "small": config}
+    small = PromptConfig(path=config.path, force_base_evaluation=True) if name in SMALL_COMPLETION else config
+    return {"paper": config, "small": small}
+
+
+def _small(name: str, paper_builder):
+    if name not in SMALL_COMPLETION:
+        return paper_builder
+
+    def build(rng: random.Random, profile: str) -> MinimalPair:
+        if profile == "small":
+            data = content("small_completion")
+            return build_completion_pair(rng, data[name], data["names"], data["objects"])
+        return paper_builder(rng, profile)
+    return build
 
 
 def _all_names() -> list[str]:
@@ -138,18 +161,18 @@ def _fewshot(name: str):
 SPECS: dict[str, TaskSpec] = {
     spec.name: spec
     for spec in [
-        TaskSpec("agent", "ToM", _agent, _config("agent"), "Belief from perception/testimony: inside vs outside."),
-        TaskSpec("desires_goals", "ToM", _desires, _config("desires_goals"), "Place visited → what the person wants."),
-        TaskSpec("emotion_fewshot", "ToM", _fewshot("emotion_fewshot"), _config("emotion_fewshot"),
+        TaskSpec("agent", "ToM", _small("agent", _agent), _config("agent"), "Belief from perception/testimony: inside vs outside."),
+        TaskSpec("desires_goals", "ToM", _small("desires_goals", _desires), _config("desires_goals"), "Place visited → what the person wants."),
+        TaskSpec("emotion_fewshot", "ToM", _small("emotion_fewshot", _fewshot("emotion_fewshot")), _config("emotion_fewshot"),
                  "Few-shot: joy vs sadness from a situation."),
-        TaskSpec("norm_appropriate", "ToM", _fewshot("norm_appropriate"), _config("norm_appropriate"),
+        TaskSpec("norm_appropriate", "ToM", _small("norm_appropriate", _fewshot("norm_appropriate")), _config("norm_appropriate"),
                  "Few-shot: appropriate vs inappropriate behavior."),
-        TaskSpec("norm_moral", "ToM", _fewshot("norm_moral"), _config("norm_moral"), "Few-shot: moral vs immoral."),
-        TaskSpec("primary_emotions", "ToM", _primary, _config("primary_emotions"), "Event → basic emotion."),
-        TaskSpec("secondary_emotions", "ToM", _secondary, _config("secondary_emotions"),
+        TaskSpec("norm_moral", "ToM", _small("norm_moral", _fewshot("norm_moral")), _config("norm_moral"), "Few-shot: moral vs immoral."),
+        TaskSpec("primary_emotions", "ToM", _small("primary_emotions", _primary), _config("primary_emotions"), "Event → basic emotion."),
+        TaskSpec("secondary_emotions", "ToM", _small("secondary_emotions", _secondary), _config("secondary_emotions"),
                  "Social action → self-conscious emotion (proud vs ashamed)."),
-        TaskSpec("social_interactions", "ToM", _interactions, _config("social_interactions"),
+        TaskSpec("social_interactions", "ToM", _small("social_interactions", _interactions), _config("social_interactions"),
                  "Helping vs hurting / coercing."),
-        TaskSpec("social_relations", "ToM", _relations, _config("social_relations"), "Who is whose boss/teacher…"),
+        TaskSpec("social_relations", "ToM", _small("social_relations", _relations), _config("social_relations"), "Who is whose boss/teacher…"),
     ]
 }
