@@ -273,3 +273,18 @@ def test_matrix_summary_and_controls():
     assert by_relation.loc["self", "n_cells"] == 3 and by_relation.loc["within", "n_cells"] == 2
     assert by_relation.loc["across", "share_above_uniform"] == 0.0
     assert by_relation.loc["within", "share_above_uniform"] == 1.0
+
+
+def test_summary_direction_for_metric_change():
+    import pandas as pd
+
+    from modularity import ablation
+
+    labels = ["MD/a", "MD/b", "Lan/c", "Lan/d"]
+    drops = pd.DataFrame([[.9, .5, 0, 0], [.5, .9, 0, .01], [0, 0, .9, .4], [.02, 0, .4, .9]], index=labels, columns=labels)
+    higher = ablation.ablation_summary(drops, n_permutations=199)
+    lower = ablation.ablation_summary(-drops, n_permutations=199, stronger="lower")
+    assert higher["p"] < 0.5 and lower["p"] == higher["p"]
+    assert lower["within"] == -higher["within"] and lower["across"] == -higher["across"]
+    wrong_way = ablation.ablation_summary(-drops, n_permutations=199)
+    assert wrong_way["p"] > 0.5  # testing the negative effect as if higher were stronger finds nothing

@@ -466,16 +466,24 @@ def relation_of(source: str, target: str) -> str:
     return "within" if domain_of(source) == domain_of(target) else "across"
 
 
-def ablation_summary(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int = 42) -> dict:
+def ablation_summary(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int = 42,
+                     stronger: str = "higher") -> dict:
     """Self / within / across means of a directed ablation matrix and the permutation test.
 
     ``self`` = mean of the diagonal; within / across / ratio / delta / p from
     :func:`modularity.stats.within_cross_permutation` (off-diagonal cells, both
-    directions, NaN skipped); ``n_tasks``.
+    directions, NaN skipped); ``n_tasks``. ``stronger``: ``"higher"`` when larger
+    values mean a stronger effect (accuracy drops), ``"lower"`` when smaller ones do
+    (the normalised metric change, negative when ablation hurts): the one-sided test
+    then asks whether within-domain cells are more negative. Values keep their sign.
     """
     from .stats import within_cross_permutation
 
-    test = within_cross_permutation(matrix, n_permutations=n_permutations, seed=seed)
+    if stronger not in ("higher", "lower"):
+        raise ValueError(f"stronger must be 'higher' or 'lower', got {stronger!r}")
+    sign = 1.0 if stronger == "higher" else -1.0
+    test = within_cross_permutation(sign * matrix, n_permutations=n_permutations, seed=seed)
+    test = {**test, "within": sign * test["within"], "cross": sign * test["cross"], "delta": sign * test["delta"]}
     diagonal = np.diag(matrix.to_numpy(dtype=float))
     diagonal = diagonal[np.isfinite(diagonal)]
     return {

@@ -218,7 +218,8 @@ else:
     ("code", r"""
 if enough:
     by_value = {value: ablation.ablation_summary(ablation.ablation_matrix(selected, value),
-                                                 n_permutations=P["n_permutations"])
+                                                 n_permutations=P["n_permutations"],
+                                                 stronger="lower" if value == "metric_change" else "higher")
                 for value in ("drop", "drop_vs_unablated", "metric_change")}
     relation_table = pd.DataFrame(by_value).T
     main = by_value["drop"]
