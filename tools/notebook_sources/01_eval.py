@@ -107,11 +107,11 @@ charts.show(
             f"{100 * P['threshold']:.0f}% line are excluded from all later stages.",
 )
 """),
-    ("md", "The full table, with the binomial standard error of each both-correct accuracy (√(p(1−p)/n) over the aligned items):"),
+    ("md", "Per task: aligned items, the three accuracies, the binomial standard error of the both-correct accuracy (√(p(1−p)/n) over the aligned items), the baselines C and R, and the decision (`eval_summary.csv` next to this notebook has every column)."),
     ("code", r"""
-columns = ["task", "domain", "n_items", "n_aligned", "clean_accuracy", "corrupted_accuracy",
-           "both_correct_accuracy", "both_correct_se", "n_both_correct", "C", "R", "passes", "reason"]
-summary[columns]
+compact = summary.rename(columns={"n_aligned": "aligned", "clean_accuracy": "clean", "corrupted_accuracy": "corrupted",
+                                  "both_correct_accuracy": "both", "both_correct_se": "SE", "passes": "kept"})
+compact[["task", "domain", "aligned", "clean", "corrupted", "both", "SE", "C", "R", "kept"]].round(2)
 """),
     ("md", "## 5. Which tasks pass, per domain"),
     ("code", r"""
