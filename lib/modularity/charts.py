@@ -521,7 +521,9 @@ def domain_bars(
     tooltip = [alt.Tooltip("domain_name:N", title="domain"), alt.Tooltip("kind_desc:N", title="cells"),
                alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("sem:Q", title="SEM", format=".4f"),
                alt.Tooltip("n:Q", title="n cells")]
-    x = alt.X("domain_name:N", sort=names, title=None, axis=alt.Axis(labelAngle=0, labelFontSize=11))
+    # Wrap long domain names ("Formal (multiple demand)") so neighbouring labels never collide.
+    x = alt.X("domain_name:N", sort=names, title=None,
+              axis=alt.Axis(labelAngle=0, labelFontSize=11, labelLimit=110, labelExpr="split(datum.label, ' (')"))
     xo = alt.XOffset("kind:N", sort=kinds)
     bars = alt.Chart(d).mark_bar().encode(
         x=x, xOffset=xo, y=alt.Y("mean:Q", title=y_title),
@@ -531,7 +533,7 @@ def domain_bars(
     err = alt.Chart(d).mark_rule(color="black", strokeWidth=1.2).encode(
         x=x, xOffset=xo, y="lo:Q", y2="hi:Q", tooltip=tooltip)
     return alt.layer(bars, err).properties(
-        width=alt.Step(28), height=300,
+        width=alt.Step(36), height=300,
         title=alt.Title(title, subtitle="Each bar is the mean over matrix cells; error bars are ± SEM "
                                         "(SD with ddof = 1 over √n)."))
 
