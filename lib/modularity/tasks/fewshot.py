@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 
-from .base import MinimalPair, article, choose_same_length, token_length
+from .base import MinimalPair, article, choose_same_length, content, token_length
 
 FIELD_NAMES = {"phys": ("Situation", "Outcome"), "ToM": ("Story", "Answer")}
 
@@ -108,3 +108,14 @@ def build_completion_pair(rng: random.Random, task: dict, names: list[str], obje
         metadata={"swap_words": [query_a, query_b], "shots": [f for f, _ in shots], "people": list(people),
                   "token_length": lengths[query_a]},
     )
+
+
+def small_completion_or(name: str, paper_builder):
+    """The paper builder, or for the ``small`` profile a raw completion over familiar content
+    (``content/small_completion.json``); shared by the physical and social tasks."""
+    def build(rng: random.Random, profile: str) -> MinimalPair:
+        if profile == "small":
+            data = content("small_completion")
+            return build_completion_pair(rng, data[name], data["names"], data["objects"])
+        return paper_builder(rng, profile)
+    return build

@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 
 from .base import MinimalPair, TaskSpec, content, two_options
-from .fewshot import build_completion_pair, build_fewshot_pair
+from .fewshot import build_fewshot_pair, small_completion_or
 from .schema import PromptConfig
 
 _PHYS_PREFIX = "You will be given a physical reasoning question. Answer with just the correct option.\n"
@@ -26,14 +26,7 @@ def _small_config(path: str) -> PromptConfig:
     return PromptConfig(path=path, force_base_evaluation=True)
 
 
-def _small(name: str, paper_builder):
-    """The paper builder, or for ``small`` a raw completion over familiar objects (content/small_completion.json)."""
-    def build(rng: random.Random, profile: str) -> MinimalPair:
-        if profile == "small":
-            data = content("small_completion")
-            return build_completion_pair(rng, data[name], data["names"], data["objects"])
-        return paper_builder(rng, profile)
-    return build
+_small = small_completion_or  # every physical task has a small completion form
 
 
 def _options_config(name: str) -> dict[str, PromptConfig]:

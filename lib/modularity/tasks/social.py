@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 
 from .base import MinimalPair, TaskSpec, choose_same_length, content, two_options, wordlist
-from .fewshot import build_completion_pair, build_fewshot_pair
+from .fewshot import build_fewshot_pair, small_completion_or
 from .schema import PromptConfig
 
 
@@ -29,15 +29,7 @@ def _config(name: str) -> dict[str, PromptConfig]:
 
 
 def _small(name: str, paper_builder):
-    if name not in SMALL_COMPLETION:
-        return paper_builder
-
-    def build(rng: random.Random, profile: str) -> MinimalPair:
-        if profile == "small":
-            data = content("small_completion")
-            return build_completion_pair(rng, data[name], data["names"], data["objects"])
-        return paper_builder(rng, profile)
-    return build
+    return small_completion_or(name, paper_builder) if name in SMALL_COMPLETION else paper_builder
 
 
 def _all_names() -> list[str]:
