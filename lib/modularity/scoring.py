@@ -13,7 +13,6 @@ the threshold (0.60 in the study).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .models import LoadedModel
+from .stats import binomial_se  # one definition of the proportion's standard error
 from .tasks.schema import TaskData, assemble_message
 
 BOS_MODES = ("model", "study")
@@ -297,11 +297,6 @@ def evaluate_task(
     frame["corrupted_correct"] = frame.lp_ri > frame.lp_rc
     frame["both_correct"] = frame.clean_correct & frame.corrupted_correct
     return frame
-
-
-def binomial_se(p: float, n: int) -> float:
-    """Standard error of a proportion p estimated from n items (NaN for n = 0)."""
-    return math.sqrt(p * (1 - p) / n) if n else float("nan")
 
 
 def summarize_task(items: pd.DataFrame, threshold: float = 0.60) -> dict:
