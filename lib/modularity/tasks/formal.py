@@ -44,13 +44,14 @@ def _raw_config(name: str) -> PromptConfig:
     return PromptConfig(path=f"{name}.json", force_base_evaluation=True)
 
 
-def with_shots(build, n_shots: int):
-    """Small-profile wrapper: ``n_shots`` solved problems of the same kind, one per line, then the query.
+def with_shots(build, n_shots: int, separator: str = "\n"):
+    """Small-profile wrapper: ``n_shots`` solved problems of the same kind, then the query.
 
     ``build(rng)`` gives a MinimalPair whose problems end where the answer starts ("3 + 4 =").
     Each shot is one side of a fresh pair with its answer written after it; the query is the
     pair itself. Both prompts share the shots, so they still differ only in the query's detail.
-    Answers get a leading space (they continue the raw text, as in the Language tasks).
+    Answers get a leading space (they continue the raw text, as in the Language tasks). Examples
+    are joined by ``separator`` (one per line; a blank line between multi-line code examples).
     """
     def build_pair(rng: random.Random) -> MinimalPair:
         query = build(rng)
@@ -59,7 +60,7 @@ def with_shots(build, n_shots: int):
             shot = build(rng)
             side = rng.choice("ab")
             shots.append(f"{getattr(shot, 'problem_' + side)} {getattr(shot, 'answer_' + side)}")
-        context = "\n".join(shots) + "\n"
+        context = separator.join(shots) + separator
         return MinimalPair(
             context + query.problem_a, " " + query.answer_a, context + query.problem_b, " " + query.answer_b,
             template_id=f"{n_shots}-shot {query.template_id}", scenario_a=query.scenario_a,
@@ -184,20 +185,30 @@ def _mul_div(rng: random.Random, profile: str, n_ops: int, verbal: bool) -> Mini
 
 # ---------------------------------------------------------------- equation, sequence, sorting
 
-def _simple_equation(rng: random.Random, profile: str) -> MinimalPair:
+def _small_equation_query(rng: random.Random) -> MinimalPair:
+    """x + b = c with one-digit b, x and c; the right-hand side changes, so x changes."""
     letter = rng.choice("abcdefghjkmnpqrstuvwxyz")
-    if profile == "paper":
-        coef, const = rng.randint(2, 9), rng.randint(1, 20)
-        x = rng.randint(10, 30)
-        x2 = x + rng.choice([-1, 1])
-        lhs = f"{coef}*{letter} + {const}"
-        template = "a*x + b = c"
-    else:
-        coef, const = 1, rng.randint(1, 5)
-        x = rng.randint(1, 4)
-        x2 = rng.choice([v for v in range(1, 5) if v != x])
-        lhs = f"{letter} + {const}"
-        template = "x + b = c"
+    const = rng.randint(1, 5)
+    x, x2 = rng.sample(range(0, 10 - const), 2)
+    show = lambda value: f"{letter} + {const} = {value + const}, so {letter} ="  # noqa: E731
+    return MinimalPair(
+        show(x), str(x), show(x2), str(x2), template_id="x + b = c", scenario_a=show(x), scenario_b=show(x2),
+        metadata={"variable": letter, "coefficient": 1, "constant": const, "right_hand_sides": [x + const, x2 + const]},
+    )
+
+
+_small_equation = with_shots(_small_equation_query, 6)
+
+
+def _simple_equation(rng: random.Random, profile: str) -> MinimalPair:
+    if profile == "small":
+        return _small_equation(rng)
+    letter = rng.choice("abcdefghjkmnpqrstuvwxyz")
+    coef, const = rng.randint(2, 9), rng.randint(1, 20)
+    x = rng.randint(10, 30)
+    x2 = x + rng.choice([-1, 1])
+    lhs = f"{coef}*{letter} + {const}"
+    template = "a*x + b = c"
     c1, c2 = coef * x + const, coef * x2 + const
     text = "Find the value of {l} in the equation: {lhs} = {c}"
     return MinimalPair(
@@ -265,21 +276,31 @@ _SORT_INSTRUCTIONS = (
 )
 
 
+def _small_sorting_query(rng: random.Random) -> MinimalPair:
+    """Two one-digit numbers; "smallest to largest" vs "largest to smallest" (same words, reordered)."""
+    shown = [str(v) for v in rng.sample(range(1, 10), 2)]
+    ascending = sorted(shown, key=int)
+    text = "Sort " + ", ".join(shown) + " from {order}:"
+    up, down = text.format(order="smallest to largest"), text.format(order="largest to smallest")
+    return MinimalPair(
+        up, ", ".join(ascending), down, ", ".join(ascending[::-1]), template_id="2 numbers",
+        scenario_a=", ".join(shown), scenario_b=", ".join(shown), metadata={"numbers": shown},
+    )
+
+
+_small_sorting = with_shots(_small_sorting_query, 4)
+
+
 def _number_sorting(rng: random.Random, profile: str) -> MinimalPair:
-    if profile == "paper":
-        count = rng.randint(3, 5)
-        values = rng.sample([x / 10 for x in range(-500, 501)], count)
-        shown = [f"{v:.1f}" for v in values]
-        key = {s: v for s, v in zip(shown, values)}
-        ascending = sorted(shown, key=key.get)
-        text = "Sort these numbers in {order} order: " + ", ".join(shown) + _SORT_INSTRUCTIONS
-        fmt = lambda xs: "[" + ", ".join(f"'{x}'" for x in xs) + "]"  # noqa: E731
-    else:
-        values = rng.sample(range(1, 21), 2)
-        shown = [str(v) for v in values]
-        ascending = sorted(shown, key=int)
-        text = "Sort these numbers in {order} order: " + ", ".join(shown) + ". Answer with the sorted list."
-        fmt = lambda xs: "[" + ", ".join(xs) + "]"  # noqa: E731
+    if profile == "small":
+        return _small_sorting(rng)
+    count = rng.randint(3, 5)
+    values = rng.sample([x / 10 for x in range(-500, 501)], count)
+    shown = [f"{v:.1f}" for v in values]
+    key = {s: v for s, v in zip(shown, values)}
+    ascending = sorted(shown, key=key.get)
+    text = "Sort these numbers in {order} order: " + ", ".join(shown) + _SORT_INSTRUCTIONS
+    fmt = lambda xs: "[" + ", ".join(f"'{x}'" for x in xs) + "]"  # noqa: E731
     return MinimalPair(
         text.format(order="ascending"), fmt(ascending), text.format(order="descending"), fmt(ascending[::-1]),
         template_id=f"{len(shown)} numbers", scenario_a=", ".join(shown), scenario_b=", ".join(shown),
@@ -341,27 +362,70 @@ _SYLLOGISM_PREFIX = ("You will be given logical premises and a conclusion. Deter
                      " follows from the premises alone. Do not use real-world knowledge. Answer only Yes or No.\n")
 
 
+def _two_rules(rng: random.Random, rules: list[tuple[str, str]], render, fact: str, template: str,
+               meta: dict) -> MinimalPair:
+    """The small-profile logic pair: two rules "if X then Y", a fact X; conclude Y.
+
+    ``rules`` are (antecedent, consequent) keys; the fact fires ``rules[0]``. The corrupted side
+    swaps the two consequents, so the same fact now licenses the other conclusion, and both
+    prompts hold the same words in a different order (equal token counts). The fired rule is
+    listed first or second at random, so neither position nor recency gives the answer away.
+    ``render(rules_in_order, fact)`` writes the problem; the answer is the fired consequent.
+    """
+    (x, y), (z, w) = rules
+    swapped = [(x, w), (z, y)]
+    order = [0, 1] if rng.random() < 0.5 else [1, 0]
+    side_a, side_b = [rules[i] for i in order], [swapped[i] for i in order]
+    return MinimalPair(
+        render(side_a, fact), y, render(side_b, fact), w, template_id=template,
+        scenario_a=render(side_a, fact), scenario_b=render(side_b, fact),
+        metadata={**meta, "rules": [[list(r) for r in side_a], [list(r) for r in side_b]], "fact": fact,
+                  "fired_position": order.index(0)},
+    )
+
+
+#: Categories without a leading vowel, so "is a" never hints at the answer.
+_CONSONANT_CATEGORIES = [c for c in _CATEGORIES if c[0][0] not in "aeiou"]
+_NAMES = ["Ali", "Wei", "Sam", "Noor", "Ravi", "Zara", "Hana", "Leo", "Maya", "Omar"]
+
+
+def _small_syllogism_query(rng: random.Random) -> MinimalPair:
+    (a, _), (b, _), (c, _), (d, _) = rng.sample(_CONSONANT_CATEGORIES, 4)
+    person = rng.choice(_NAMES)
+    plural = dict(_CONSONANT_CATEGORIES)
+
+    def render(rules, fact):
+        said = " ".join(f"All {plural[s]} are {plural[p]}." for s, p in rules)
+        return f"{said} {person} is a {fact}. So {person} is a"
+    return _two_rules(rng, [(a, b), (c, d)], render, a, "two rules, one fires", {"sub_task": "instantiation"})
+
+
+_small_syllogism = with_shots(_small_syllogism_query, 4)
+
+
+def _small_fol_query(rng: random.Random) -> MinimalPair:
+    f, g, h, k = rng.sample(string.ascii_uppercase, 4)
+    const = rng.choice("abcde")
+
+    def render(rules, fact):
+        said = " ".join(f"∀x({s}(x) → {p}(x))." for s, p in rules)
+        return f"{said} {fact}({const}). Therefore"
+    pair = _two_rules(rng, [(f, g), (h, k)], render, f, "two rules, one fires", {"sub_task": "instantiation"})
+    return MinimalPair(pair.problem_a, f"{pair.answer_a}({const})", pair.problem_b, f"{pair.answer_b}({const})",
+                       pair.template_id, pair.scenario_a, pair.scenario_b, {**pair.metadata, "constant": const})
+
+
+_small_fol = with_shots(_small_fol_query, 4)
+
+
 def _logic_syllogism_1(rng: random.Random, profile: str) -> MinimalPair:
-    if profile == "paper":
-        name, terms, premises, conclusion, invalid = _syllogism(rng)
-        given = " ".join(_english(p, terms) for p in premises)
-        text = "Premises: {g}\nConclusion: {c}\nDoes the conclusion follow?"
-        good, bad = _english(conclusion, terms), _english(invalid, terms)
-        meta = {"sub_task": name, "premise_forms": [p[0] for p in premises], "figure": VALID_SYLLOGISMS[name][0]}
-    else:
-        (s_sg, s_pl), (p_sg, p_pl) = rng.sample(_CATEGORIES, 2)
-        person = rng.choice(["Ali", "Wei", "Sam", "Noor", "Ravi", "Zara", "Hana", "Leo", "Maya", "Omar"])
-        # One step: the quantifier word decides whether the membership follows.
-        good_premise, bad_premise = f"All {s_pl} are {p_pl}.", f"No {s_pl} are {p_pl}."
-        fact = f"{person} is a {s_sg}."
-        question = f"Does it follow that {person} is a {p_sg}?"
-        given_a, given_b = f"{good_premise} {fact}", f"{bad_premise} {fact}"
-        return MinimalPair(
-            f"Premises: {given_a}\nQuestion: {question}", "Yes", f"Premises: {given_b}\nQuestion: {question}", "No",
-            template_id="one-step membership", scenario_a=given_a, scenario_b=given_b,
-            metadata={"sub_task": "instantiation", "premises": [[good_premise, fact], [bad_premise, fact]],
-                      "conclusion": f"{person} is a {p_sg}."},
-        )
+    if profile == "small":
+        return _small_syllogism(rng)
+    name, terms, premises, conclusion, invalid = _syllogism(rng)
+    given = " ".join(_english(p, terms) for p in premises)
+    text = "Premises: {g}\nConclusion: {c}\nDoes the conclusion follow?"
+    good, bad = _english(conclusion, terms), _english(invalid, terms)
+    meta = {"sub_task": name, "premise_forms": [p[0] for p in premises], "figure": VALID_SYLLOGISMS[name][0]}
     return MinimalPair(
         text.format(g=given, c=good), "Yes", text.format(g=given, c=bad), "No",
         template_id=f"figure {meta['figure']}", scenario_a=good, scenario_b=bad,
@@ -370,27 +434,19 @@ def _logic_syllogism_1(rng: random.Random, profile: str) -> MinimalPair:
 
 
 def _logic_syllogism_symbolic(rng: random.Random, profile: str) -> MinimalPair:
-    if profile == "paper":
-        name, _, premises, conclusion, invalid = _syllogism(rng)
-        letters = dict(zip("SMP", rng.sample(string.ascii_uppercase, 3)))
-        given = " ".join(_fol(p, letters) + "." for p in premises)
-        good, bad = _fol(conclusion, letters), _fol(invalid, letters)
-        template, sub_task = f"figure {VALID_SYLLOGISMS[name][0]}", name
-    else:
-        p, q = rng.sample(string.ascii_uppercase, 2)
-        const = rng.choice("abcde")
-        negated = rng.random() < 0.5
-        rule = f"∀x({p}(x) → {'¬' if negated else ''}{q}(x))"
-        given = f"{rule}. {p}({const})."
-        good, bad = (f"¬{q}({const})", f"{q}({const})") if negated else (f"{q}({const})", f"¬{q}({const})")
-        template, sub_task = "instantiation", "exclusion" if negated else "instantiation"
+    if profile == "small":
+        return _small_fol(rng)
+    name, _, premises, conclusion, invalid = _syllogism(rng)
+    letters = dict(zip("SMP", rng.sample(string.ascii_uppercase, 3)))
+    given = " ".join(_fol(p, letters) + "." for p in premises)
+    good, bad = _fol(conclusion, letters), _fol(invalid, letters)
     first, second = two_options(rng, good, bad)
     text = "Given: {g} Which of the following is {w}? {o1} or {o2}?"
     return MinimalPair(
         text.format(g=given, w="right", o1=first, o2=second), good,
         text.format(g=given, w="wrong", o1=first, o2=second), bad,
-        template_id=template, scenario_a=given, scenario_b=given,
-        metadata={"sub_task": sub_task, "options": [first, second]},
+        template_id=f"figure {VALID_SYLLOGISMS[name][0]}", scenario_a=given, scenario_b=given,
+        metadata={"sub_task": name, "options": [first, second]},
     )
 
 
@@ -398,11 +454,37 @@ _GROUPS = ["judges", "pilots", "farmers", "singers", "doctors", "sailors", "bake
 _PROPERTIES = ["brave", "rich", "happy", "tall", "kind", "busy", "calm", "tired", "strong", "quiet", "young", "wise"]
 
 
+def _small_modus_ponens_query(rng: random.Random) -> MinimalPair:
+    person = rng.choice(_NAMES)
+    p, q, r, t = rng.sample(_PROPERTIES, 4)
+
+    def render(rules, fact):
+        said = " ".join(f"If {person} is {a}, then {person} is {b}." for a, b in rules)
+        return f"{said} {person} is {fact}. So {person} is"
+    return _two_rules(rng, [(p, q), (r, t)], render, p, "modus ponens, two rules", {"sub_task": "modus_ponens"})
+
+
+_small_modus_ponens = with_shots(_small_modus_ponens_query, 4)
+
+
+def _small_symbolic_ponens_query(rng: random.Random) -> MinimalPair:
+    p, q, r, t = rng.sample("ABCDEFGHJKLMNPQRSTUVWXYZ", 4)
+
+    def render(rules, fact):
+        return " ".join(f"{a} → {b}." for a, b in rules) + f" {fact}. Therefore"
+    return _two_rules(rng, [(p, q), (r, t)], render, p, "modus ponens, two rules", {"sub_task": "modus_ponens"})
+
+
+_small_symbolic_ponens = with_shots(_small_symbolic_ponens_query, 4)
+
+
 def _logic_propositional_1(rng: random.Random, profile: str) -> MinimalPair:
+    if profile == "small":
+        return _small_modus_ponens(rng)
     group = rng.choice(_GROUPS)
     adj_p, adj_q = rng.sample(_PROPERTIES, 2)
     says = lambda adj, neg=False: f"{group} are {'not ' if neg else ''}{adj}"  # noqa: E731
-    rule = rng.choice(["modus_ponens"] if profile == "small" else ["modus_ponens", "modus_tollens", "disjunctive"])
+    rule = rng.choice(["modus_ponens", "modus_tollens", "disjunctive"])
     if rule == "modus_ponens":
         premises = [f"If {says(adj_p)}, then {says(adj_q)}.", f"{says(adj_p).capitalize()}."]
         formulas, good_f = ["p -> q", "p"], "q"
@@ -427,10 +509,12 @@ def _logic_propositional_1(rng: random.Random, profile: str) -> MinimalPair:
 
 
 def _logic_propositional_symbolic(rng: random.Random, profile: str) -> MinimalPair:
+    if profile == "small":
+        return _small_symbolic_ponens(rng)
     p, q = rng.sample("ABCDEFGHJKLMNPQRSTUVWXYZ", 2)
     p_neg, q_neg = (rng.random() < 0.5 for _ in range(2))
     lit = lambda atom, neg: ("¬" if neg else "") + atom  # noqa: E731
-    rule = rng.choice(["modus_ponens"] if profile == "small" else ["modus_ponens", "modus_tollens", "disjunctive"])
+    rule = rng.choice(["modus_ponens", "modus_tollens", "disjunctive"])
     P, Q = lit(p, p_neg), lit(q, q_neg)
     notP, notQ = lit(p, not p_neg), lit(q, not q_neg)
     if rule == "modus_ponens":
@@ -457,7 +541,25 @@ _CODE_PREFIX = "You will be given a Python code snippet. Determine what it print
 
 def _code_config(name: str, what: str) -> dict[str, PromptConfig]:
     config = PromptConfig(path=f"{name}.json", prefix=_CODE_PREFIX.format(what=what))
-    return {"paper": config, "small": config}
+    return {"paper": config, "small": _raw_config(name)}
+
+
+def _small_code(build):
+    """Small profile: a raw few-shot completion; each example is a snippet, then "Output:" and what it prints.
+
+    ``build(rng, "small")`` gives the fenced pair of the chat version; the snippet is reused verbatim.
+    """
+    def query(rng: random.Random) -> MinimalPair:
+        pair = build(rng, "small")
+        unfence = lambda problem: problem.split("```python\n", 1)[1].split("\n```", 1)[0] + "\nOutput:"  # noqa: E731
+        return MinimalPair(unfence(pair.problem_a), pair.answer_a, unfence(pair.problem_b), pair.answer_b,
+                           pair.template_id, pair.scenario_a, pair.scenario_b, pair.metadata)
+    return with_shots(query, 3, separator="\n\n")
+
+
+def _code_task(build):
+    small = _small_code(build)
+    return lambda rng, profile: small(rng) if profile == "small" else build(rng, profile)
 
 
 def _fence(code: str) -> str:
@@ -489,12 +591,15 @@ _WORDS = ["apple", "tiger", "river", "violin", "guitar", "harp", "piano", "lemon
           "horse", "candle", "garden", "rocket", "pencil", "window", "orange", "forest", "island", "silver"]
 
 
+#: Words that are one SmolLM2 token without a leading space (inside quotes), so swaps keep lengths equal.
+_ONE_TOKEN_WORDS = ["apple", "river", "stone", "chair", "bread", "horse", "window", "orange"]
+
+
 def _code_a(rng: random.Random, profile: str) -> MinimalPair:
     yes, no = rng.choice(_WORD_PAIRS)
-    kind = rng.choice(["modulo"] if profile == "small" else ["modulo", "length", "membership"])
+    kind = rng.choice(["membership"] if profile == "small" else ["modulo", "length", "membership"])
     if kind == "modulo":
-        mod = rng.randint(2, 3) if profile == "small" else rng.randint(3, 7)
-        num = rng.randint(1, 30) if profile == "small" else rng.randint(10, 99)
+        mod, num = rng.randint(3, 7), rng.randint(10, 99)
         r_true = num % mod
         r_false = rng.choice([r for r in range(mod) if r != r_true])
         body = "def f(num):\n    if num % {m} == {r}:\n        return \"{y}\"\n    return \"{n}\"\nprint(f({x}))"
@@ -507,8 +612,9 @@ def _code_a(rng: random.Random, profile: str) -> MinimalPair:
         body = "def f(s):\n    if len(s) > {k}:\n        return \"{y}\"\n    return \"{n}\"\nprint(f(\"{w}\"))"
         fill = lambda k: body.format(k=k, y=yes, n=no, w=word)  # noqa: E731
         return _code_pair(fill(limit_true), fill(limit_false), "length", {"sub_task": "length"})
-    items = rng.sample(_WORDS, 4)
-    present, absent = items[0], rng.choice([w for w in _WORDS if w not in items])
+    pool = _ONE_TOKEN_WORDS if profile == "small" else _WORDS
+    items = rng.sample(pool, 2 if profile == "small" else 4)
+    present, absent = items[0], rng.choice([w for w in pool if w not in items])
     body = "def f(x):\n    if x in {lst}:\n        return \"{y}\"\n    return \"{n}\"\nprint(f(\"{q}\"))"
     shuffled = rng.sample(items, len(items))
     fill = lambda q: body.format(lst=shuffled, y=yes, n=no, q=q)  # noqa: E731
@@ -556,8 +662,8 @@ def _code_loop(rng: random.Random, profile: str) -> MinimalPair:
         body = "{t} = 0\nfor {k} in range({n}):\n    {t} += {k} * {s}\nprint({t})"
         template = "sum k*s"
     else:
-        step = rng.randint(1, 3)
-        n1, n2 = rng.sample(range(1, 5), 2)
+        step = 1
+        n1, n2 = rng.sample(range(1, 6), 2)
         body = "{t} = 0\nfor {k} in range({n}):\n    {t} += {s}\nprint({t})"
         template = "count s"
     fill = lambda n: body.format(t=total, k=k, n=n, s=step)  # noqa: E731
@@ -567,6 +673,11 @@ def _code_loop(rng: random.Random, profile: str) -> MinimalPair:
 def _plain(name: str, prefix: str = "", concatenation: str = "", suffix: str = "") -> dict[str, PromptConfig]:
     config = PromptConfig(path=f"{name}.json", prefix=prefix, concatenation=concatenation, suffix=suffix)
     return {"paper": config, "small": config}
+
+
+def _small_raw(configs: dict[str, PromptConfig]) -> dict[str, PromptConfig]:
+    """Keep the paper config; the small profile is a raw few-shot completion."""
+    return {"paper": configs["paper"], "small": _raw_config(configs["paper"].path.removesuffix(".json"))}
 
 
 _REPLY_SUFFIX = " Reply with only the chosen statement, no other words."
@@ -591,30 +702,31 @@ SPECS: dict[str, TaskSpec] = {
         TaskSpec("mul_div_3op_verbal", "MD", _arith(_mul_div, 3, True),
                  _arith_configs("mul_div_3op_verbal", True), "Three-operand product in words."),
         TaskSpec("simple_equation", "MD", _simple_equation,
-                 _plain("simple_equation", concatenation="? \n Please directly give me the value."),
+                 {"paper": _plain("simple_equation", concatenation="? \n Please directly give me the value.")["paper"],
+                  "small": _raw_config("simple_equation")},
                  "Solve a linear equation; the right-hand side changes."),
         TaskSpec("number_sequence", "MD", _number_sequence,
                  {"paper": _plain("number_sequence")["paper"], "small": _raw_config("number_sequence")},
                  "Arithmetic sequence; the gap moves from the middle to the end."),
-        TaskSpec("number_sorting", "MD", _number_sorting, _plain("number_sorting"),
+        TaskSpec("number_sorting", "MD", _number_sorting, _small_raw(_plain("number_sorting")),
                  "Sort ascending vs descending."),
-        TaskSpec("logic_syllogism_1", "MD", _logic_syllogism_1, _plain("logic_syllogism_1", prefix=_SYLLOGISM_PREFIX),
+        TaskSpec("logic_syllogism_1", "MD", _logic_syllogism_1, _small_raw(_plain("logic_syllogism_1", prefix=_SYLLOGISM_PREFIX)),
                  "Does the conclusion follow? Yes/No; the conclusion (or a quantifier) changes."),
         TaskSpec("logic_syllogism_symbolic", "MD", _logic_syllogism_symbolic,
-                 _plain("logic_syllogism_symbolic", suffix=_REPLY_SUFFIX.strip()),
+                 _small_raw(_plain("logic_syllogism_symbolic", suffix=_REPLY_SUFFIX.strip())),
                  "First-order premises; pick the right (or wrong) formula."),
         TaskSpec("logic_propositional_1", "MD", _logic_propositional_1,
-                 _plain("logic_propositional_1", suffix=_REPLY_SUFFIX.strip()),
+                 _small_raw(_plain("logic_propositional_1", suffix=_REPLY_SUFFIX.strip())),
                  "Modus ponens/tollens in English; right vs wrong."),
         TaskSpec("logic_propositional_symbolic", "MD", _logic_propositional_symbolic,
-                 _plain("logic_propositional_symbolic"), "Symbolic propositional rule; Option1/Option2."),
-        TaskSpec("code_A", "MD", _code_a, _code_config("code_A", "output value"),
+                 _small_raw(_plain("logic_propositional_symbolic")), "Symbolic propositional rule; Option1/Option2."),
+        TaskSpec("code_A", "MD", _code_task(_code_a), _code_config("code_A", "output value"),
                  "A function with a modulo/length/membership test; the test's constant changes."),
-        TaskSpec("code_B", "MD", _code_b, _code_config("code_B", "output value"),
+        TaskSpec("code_B", "MD", _code_task(_code_b), _code_config("code_B", "output value"),
                  "String split or dict lookup; the index/key changes."),
-        TaskSpec("code_conditional", "MD", _code_conditional, _code_config("code_conditional", "value"),
+        TaskSpec("code_conditional", "MD", _code_task(_code_conditional), _code_config("code_conditional", "value"),
                  "if/else on a comparison; < becomes >."),
-        TaskSpec("code_list", "MD", _code_list, _code_config("code_list", "value"), "List indexing; the index changes."),
-        TaskSpec("code_loop", "MD", _code_loop, _code_config("code_loop", "number"), "Loop accumulation; range changes."),
+        TaskSpec("code_list", "MD", _code_task(_code_list), _code_config("code_list", "value"), "List indexing; the index changes."),
+        TaskSpec("code_loop", "MD", _code_task(_code_loop), _code_config("code_loop", "number"), "Loop accumulation; range changes."),
     ]
 }
