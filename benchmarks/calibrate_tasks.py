@@ -1,6 +1,6 @@
 """Measure how well a small model solves each task of both profiles (the 60% both-correct filter).
 
-Writes book/data/task_calibration_smollm2.csv with one row per (profile, task): items scored,
+Writes benchmarks/results/task_calibration_<model>.csv (a design-time record; the book reads the real runs) with one row per (profile, task): items scored,
 token-aligned items, clean / corrupted / both-correct accuracy over the aligned items, and
 whether the task passes the study's 60% filter (METHOD §2). Scoring is modularity.scoring's
 (summed teacher-forced answer log-probs, special tokens never added: ``bos="study"``).
@@ -23,7 +23,7 @@ from modularity.models import load_model
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import TASK_NAMES, generate_task
 
-OUT = Path(__file__).resolve().parents[1] / "book" / "data" / "task_calibration_smollm2.csv"
+RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["profile", "task", "domain", "n_items", "n_aligned", "clean_accuracy", "corrupted_accuracy",
            "both_correct_accuracy", "passes", "model", "seed", "bos"]
 
@@ -44,8 +44,10 @@ def main(argv=None) -> int:
     parser.add_argument("--profiles", default="small,paper")
     parser.add_argument("--tasks", default="", help="comma-separated subset (default: all 46)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV to update (default: benchmarks/results/task_calibration_<model>.csv)")
     args = parser.parse_args(argv)
+    args.out = args.out or RESULTS / f"task_calibration_{args.model.split('-')[0]}.csv"
     torch.set_num_threads(args.threads)
     tasks = [t for t in args.tasks.split(",") if t] or list(TASK_NAMES)
     loaded = load_model(args.model)

@@ -5,12 +5,13 @@ Every answer is computed here (never typed), and the tests re-check it independe
 ``small`` keeps the same task and corruption but one-digit numbers, two-element lists and
 one-step logic, so that 100–300M models can solve part of it.
 
-In ``small``, the eight arithmetic tasks and number_sequence are raw few-shot completions
-(``force_base_evaluation``; solved examples of the same kind, one per line, then the query; the
-changed operand is the last one; answers with a leading space). Measured on
+In ``small`` every formal task is a raw few-shot completion (``force_base_evaluation``; solved
+examples of the same kind, then the query; answers with a leading space). Measured on
 SmolLM2-135M-Instruct, the chat-template versions gave both-correct ≈ 0 for every formal task
-(the model preferred the same answer string after both prompts); see
-book/data/task_calibration_smollm2.csv for what the few-shot versions reach.
+(the model preferred the same answer string after both prompts). Both candidate answers are named
+in both prompts wherever the task has a choice to make (two rules in logic, two keys or indices in
+code), so a task cannot be solved by copying the only answer in sight. The accuracies reached are
+in each run's eval_summary.csv and in the task chapter of the book.
 """
 from __future__ import annotations
 
