@@ -289,11 +289,68 @@ def test_per_task_cached_computes_once(tmp_path):
     assert calls == ["a", "bb", "ccc", "bb"]
 
 
+def test_stop_early_param():
+    assert validate_params(GOOD)["stop_early"] is True
+    assert validate_params(dict(GOOD, stop_early=False))["stop_early"] is False
+    with pytest.raises(ParamsError, match="stop_early=1 should be"):
+        validate_params(dict(GOOD, stop_early=1))
+
+
+def _eval_frame(n, scored):
+    frame = pd.DataFrame({"item": np.arange(n), "aligned": True, "scored": np.arange(n) < scored,
+                          "lp_cc": np.where(np.arange(n) < scored, -1.0, np.nan)})
+    frame["both_correct"] = False
+    return frame
+
+
+def test_cached_evaluation_keeps_stopped_tasks_apart(tmp_path):
+    """A task stopped early is cached apart from complete evaluations: a run without stop_early or
+    with another threshold never reads it; a complete evaluation serves every run."""
+    calls = []
+
+    def evaluate(name, stop_below):
+        calls.append((name, stop_below))
+        stopped = stop_below is not None and name == "bad"
+        return _eval_frame(8, 3 if stopped else 8)
+
+    paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"good": "f1", "bad": "f2"})
+    params = validate_params(dict(GOOD, threshold=0.6))
+    first = runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    assert calls == [("good", 0.6), ("bad", 0.6)]
+    assert first["bad"].scored.sum() == 3 and first["good"].scored.all()
+    assert [p.name for p in (paths.cache / "eval").iterdir()] == ["good-f1.csv"]
+    assert [p.name for p in (paths.cache / "eval_stopped_0.6").iterdir()] == ["bad-f2.csv"]
+    again = runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    assert len(calls) == 2  # both read back
+    pd.testing.assert_frame_equal(again["bad"], first["bad"])
+    # another threshold: the stopped task is scored again, the complete one is reused
+    runs.cached_evaluation(paths, dict(params, threshold=0.5), ["good", "bad"], evaluate, progress=False)
+    assert calls[2:] == [("bad", 0.5)]
+    # no stopping: every item is needed, so the stopped file is not used
+    full = runs.cached_evaluation(paths, dict(params, stop_early=False), ["good", "bad"], evaluate, progress=False)
+    assert calls[3:] == [("bad", None)] and full["bad"].scored.all()
+    assert sorted(p.name for p in (paths.cache / "eval").iterdir()) == ["bad-f2.csv", "good-f1.csv"]
+    # ... and from now on the complete evaluation serves runs with stop_early too
+    runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    assert len(calls) == 4
+
+
+def test_cached_evaluation_reads_frames_from_before_the_scored_column(tmp_path):
+    paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"old": "f1"})
+    legacy = _eval_frame(4, 4).drop(columns="scored")
+    runs.save_table(legacy, paths.task_file("eval", "old", ".csv"))
+    frames = runs.cached_evaluation(paths, validate_params(GOOD), ["old"],
+                                    lambda *a: pytest.fail("recomputed"), progress=False)
+    assert list(frames["old"].columns) == ["item", "aligned", "scored", "lp_cc", "both_correct"]
+    assert frames["old"].scored.all()
+
+
 def test_task_fingerprints_follow_items_and_cache_keys():
     base = validate_params(dict(GOOD, n_items=4))
     prints = runs.task_fingerprints(base)
     assert prints == runs.task_fingerprints(dict(base))
-    assert prints == runs.task_fingerprints(dict(base, batch_size=64, threshold=0.9))  # not cache keys
+    # not cache keys (stop_early and threshold name the folder of stopped evaluations instead)
+    assert prints == runs.task_fingerprints(dict(base, batch_size=64, threshold=0.9, stop_early=False))
     metric = runs.task_fingerprints(dict(base, metric="logit_diff"))
     assert all(metric[t] != prints[t] for t in prints)
     reseeded = runs.task_fingerprints(dict(base, seed=1))

@@ -335,3 +335,178 @@ def test_summarize_suite_and_passing_by_domain():
     by_domain = scoring.passing_by_domain(suite).set_index("domain")
     assert by_domain.loc["MD", "n_tasks"] == 2 and by_domain.loc["MD", "n_passing"] == 1
     assert by_domain.loc["MD", "share"] == 0.5 and by_domain.loc["Lan", "share"] == 1.0
+
+
+# --------------------------------------------------------------------------
+# Exact early stopping (curtailment) of evaluate_task
+# --------------------------------------------------------------------------
+def _numbered_task(n, misaligned=()):
+    """Items "The cat number i sat on the" / "The dog number i …" (misaligned ones get an extra word)."""
+    items = [_item(f"The cat number {i} sat on the",
+                   f"The dog number {i} sat on the" + (" very" if i in misaligned else ""))
+             for i in range(n)]
+    return _task(items=items)
+
+
+def _scripted_logprobs(outcomes, calls):
+    """A stand-in for sequence_logprobs: item i (read from its prompt) is both-correct iff
+    ``outcomes[i]``; otherwise the clean prompt prefers the wrong answer. Logs every pair scored."""
+    import re
+
+    def fake(loaded, prompts, answers, *args, **kwargs):
+        out = []
+        for prompt, answer in zip(prompts, answers):
+            text = loaded.tokenizer.decode(prompt)
+            item = int(re.search(r"number (\d+)", text).group(1))
+            clean, says_mat = " cat " in text, loaded.tokenizer.decode(answer) == " mat"
+            prefers_mat = clean and outcomes[item]  # corrupted prompts always prefer " dog"
+            calls.append(item)
+            out.append(-1.0 if says_mat == prefers_mat else -2.0 - item / 100)
+        return np.array(out)
+
+    return fake
+
+
+def test_deciding_failures_matches_the_filter_comparison():
+    for n in range(1, 101):
+        for threshold in (0.01, 0.07, 0.1, 0.3, 0.5, 0.55, 0.6, 0.7, 0.9, 1.0, 1 / 3, 2 / 3):
+            limit = scoring.deciding_failures(n, threshold)
+            # with limit - 1 failures the task can still pass, with limit it cannot
+            assert (n - limit + 1) / n >= threshold or limit == 1 and n / n < threshold
+            assert (n - limit) / n < threshold
+    assert scoring.deciding_failures(64, 0.6) == 26  # 39 of 64 pass, 38 do not
+    # 55/100 passes at 0.55 although 0.55 * 100 == 55.00000000000001 rounds up to 56
+    assert scoring.deciding_failures(100, 0.55) == 46
+    assert scoring.deciding_failures(0, 0.6) is None
+
+
+def test_hopeless_task_stops_after_the_deciding_items(tiny_models, monkeypatch):
+    loaded = tiny_models["llama"]
+    calls = []
+    monkeypatch.setattr(scoring, "sequence_logprobs", _scripted_logprobs([False] * 64, calls))
+    task = _numbered_task(64)
+    frame = evaluate_task(loaded, task, stop_below=0.6)
+    # 26 failures decide at 60% (at most 38/64 < 0.60): one chunk of 26 items, 4 pairs each
+    assert frame.scored.tolist() == [True] * 26 + [False] * 38
+    assert sorted(set(calls)) == list(range(26)) and len(calls) == 4 * 26
+    assert len(frame) == 64 and frame.item.tolist() == list(range(64))
+    unscored = frame[~frame.scored]
+    assert unscored[["lp_cc", "lp_ci", "lp_rc", "lp_ri"]].isna().all().all()
+    assert not unscored[["clean_correct", "corrupted_correct", "both_correct"]].any().any()
+    summary = summarize_task(frame, 0.6)
+    assert summary["n_scored"] == 26 and summary["n_items"] == 64 and summary["n_aligned"] == 64
+    assert summary["passes"] is False
+    assert summary["reason"] == "stopped after 26 of 64 items: 26 of 64 aligned items not both-correct, at most 38/64 < 0.60"
+    assert summary["both_correct_accuracy"] == 0.0 and summary["clean_accuracy"] == 0.0
+    assert both_correct_indices(frame).size == 0
+    # fixed chunks of 16 items: the first chunk cannot decide, the second does
+    assert evaluate_task(loaded, task, stop_below=0.6, chunk_items=16).scored.sum() == 26
+    assert evaluate_task(loaded, task, stop_below=0.6, chunk_items=20).scored.sum() == 26
+    assert evaluate_task(loaded, task, stop_below=0.6, chunk_items=40).scored.sum() == 40
+
+
+def test_task_that_can_still_pass_is_never_stopped(tiny_models, monkeypatch):
+    loaded = tiny_models["llama"]
+    calls = []
+    # 25 failures first, then 39 successes: 39/64 passes at 0.6, and every prefix could still pass
+    outcomes = [False] * 25 + [True] * 39
+    monkeypatch.setattr(scoring, "sequence_logprobs", _scripted_logprobs(outcomes, calls))
+    task = _numbered_task(64)
+    for chunk_items in (1, 7, 16, 64):
+        frame = evaluate_task(loaded, task, stop_below=0.6, chunk_items=chunk_items)
+        assert frame.scored.all(), chunk_items
+        summary = summarize_task(frame, 0.6)
+        assert summary["passes"] is True and summary["n_scored"] == 64
+        assert summary["both_correct_accuracy"] == 39 / 64
+    # one more failure and it is decided right there, whatever the chunk size
+    outcomes[25] = False
+    for chunk_items in (1, 7, 26):
+        frame = evaluate_task(loaded, task, stop_below=0.6, chunk_items=chunk_items)
+        assert frame.scored.sum() == 26, chunk_items
+        assert summarize_task(frame, 0.6)["passes"] is False
+
+
+def test_misaligned_items_are_not_counted_as_failures(tiny_models, monkeypatch):
+    loaded = tiny_models["llama"]
+    misaligned = {0, 3, 4, 10, 11, 12, 30}
+    monkeypatch.setattr(scoring, "sequence_logprobs", _scripted_logprobs([False] * 40, []))
+    frame = evaluate_task(loaded, _numbered_task(40, misaligned), stop_below=0.5, chunk_items=1)
+    assert frame.aligned.tolist() == [i not in misaligned for i in range(40)]
+    # 33 aligned items: 17 failures decide at 50% (16/33 < 0.5); items 0-22 hold 6 misaligned
+    assert scoring.deciding_failures(33, 0.5) == 17
+    assert frame.scored.tolist() == [True] * 23 + [False] * 17
+    summary = summarize_task(frame, 0.5)
+    assert (summary["n_scored"], summary["n_aligned"], summary["n_misaligned"]) == (23, 33, 7)
+    assert summary["reason"] == "stopped after 23 of 40 items: 17 of 33 aligned items not both-correct, at most 16/33 < 0.50"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_early_stopping_rows_and_decisions_equal_full_evaluation_scripted(tiny_models, monkeypatch, seed):
+    """Random outcome patterns: same decision as the full evaluation at every threshold, scored rows
+    identical, and the stop comes no later than needed (the prefix before the last chunk could still pass)."""
+    loaded = tiny_models["llama"]
+    rng = np.random.default_rng(seed)
+    n = 48
+    outcomes = (rng.random(n) < rng.uniform(0.2, 0.9)).tolist()
+    monkeypatch.setattr(scoring, "sequence_logprobs", _scripted_logprobs(outcomes, []))
+    task = _numbered_task(n, misaligned=set(rng.choice(n, 5, replace=False).tolist()))
+    full = evaluate_task(loaded, task)
+    assert full.scored.all()
+    for threshold in (0.1, 0.3, 0.5, 0.6, 0.75, 0.9, 1.0):
+        expected = summarize_task(full, threshold)
+        for chunk_items in (1, 5, 16):
+            early = evaluate_task(loaded, task, stop_below=threshold, chunk_items=chunk_items)
+            got = summarize_task(early, threshold)
+            assert got["passes"] == expected["passes"], (threshold, chunk_items)
+            pd.testing.assert_frame_equal(early[early.scored].drop(columns="scored"),
+                                          full[early.scored].drop(columns="scored"))
+            if got["passes"]:
+                assert early.scored.all() and got == expected
+            if not early.scored.all():
+                failures = (early.aligned & early.scored & ~early.both_correct).sum()
+                limit = scoring.deciding_failures(int(full.aligned.sum()), threshold)
+                assert failures >= limit
+                if chunk_items == 1:  # stopped at the item that decided, not later
+                    assert failures == limit and not early.both_correct[early.scored].iloc[-1]
+
+
+def test_early_stopping_on_a_real_model_equals_full_evaluation(tiny_models):
+    """The tiny random model, thresholds on both sides of its accuracy: same decisions, and the
+    scored rows equal the full run's up to batch-composition rounding."""
+    loaded = tiny_models["qwen2"]
+    words = ["cat", "dog", "bird", "fish", "cow", "horse", "mouse", "lion"]
+    items = [_item(f"The {words[i % 8]} number {i} sat on the",
+                   f"The {words[(3 * i + 1) % 8]} number {i} sat on the" + (" very" if i % 7 == 3 else ""),
+                   " mat", " rug" if i % 2 else " big table") for i in range(40)]
+    task = _task(items=items)
+    full = evaluate_task(loaded, task, batch_size=8)
+    accuracy = summarize_task(full)["both_correct_accuracy"]
+    assert 0 <= accuracy < 0.6
+    stopped_any = False
+    for threshold in (0.01, accuracy, accuracy + 0.01, 0.3, 0.6, 0.95):
+        early = evaluate_task(loaded, task, batch_size=8, stop_below=threshold, chunk_items=4)
+        got, expected = summarize_task(early, threshold), summarize_task(full, threshold)
+        assert got["passes"] == expected["passes"], threshold
+        stopped_any |= not early.scored.all()
+        rows = early.scored
+        np.testing.assert_allclose(early.loc[rows, ["lp_cc", "lp_ci", "lp_rc", "lp_ri"]].to_numpy(),
+                                   full.loc[rows, ["lp_cc", "lp_ci", "lp_rc", "lp_ri"]].to_numpy(), atol=1e-5, rtol=0)
+        for column in ("aligned", "clean_correct", "corrupted_correct", "both_correct"):
+            assert early.loc[rows, column].tolist() == full.loc[rows, column].tolist()
+    assert summarize_task(full, accuracy)["passes"] is True
+    assert stopped_any
+
+
+def test_summary_of_frames_without_scored_column_and_mismatched_threshold(tiny_models, monkeypatch):
+    legacy = _frame([True] * 4, [True, True, True, False], cc=np.zeros(4), ci=-np.ones(4),
+                    rc=-np.ones(4), ri=np.array([0.0, 0.0, 0.0, -2.0]))
+    summary = summarize_task(legacy, 0.6)
+    assert summary["n_scored"] == 4 and summary["passes"] is True and summary["both_correct_accuracy"] == 0.75
+    assert summarize_task(legacy.assign(scored=True), 0.6) == summary
+    # a frame stopped at 0.9 cannot be judged at 0.3: refuse rather than guess
+    monkeypatch.setattr(scoring, "sequence_logprobs", _scripted_logprobs([False] * 20, []))
+    stopped = evaluate_task(tiny_models["llama"], _numbered_task(20), stop_below=0.9, chunk_items=1)
+    assert stopped.scored.sum() == 3
+    with pytest.raises(ValueError, match="could still reach"):
+        summarize_task(stopped, 0.3)
+    assert "at most 17/20 < 0.90" in summarize_task(stopped, 0.9)["reason"]

@@ -60,6 +60,7 @@ SCHEMA: dict[str, Param] = {
     "threads": Param(0, int, "CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)"),
     "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (METHOD §15.10)", ("model", "study")),
     "threshold": Param(0.60, float, "inclusion filter on both-correct accuracy", required=True),
+    "stop_early": Param(True, bool, "stop scoring a task once it can no longer reach threshold (same decision)"),
     "metric": Param("paper", str, "attribution metric", ("paper", "logit_diff")),
     "attribution_items": Param(0, int, "max both-correct items per task for attribution, 0 means all"),
     "verify_tasks": Param(3, int, "tasks on which attribution is checked against exact patching"),
@@ -401,6 +402,41 @@ def per_task_cached(paths: RunPaths, kind: str, names, compute, desc: str = "tas
         else:
             out[name] = compute(name)
             save_table(out[name], path)
+    return out
+
+
+def cached_evaluation(paths: RunPaths, params: dict, names, evaluate, desc: str = "evaluating",
+                      progress: bool = True) -> dict:
+    """Stage 1's item frames ``{name: frame}``, cached per task like :func:`per_task_cached`.
+
+    ``evaluate(name, stop_below)`` scores one task (:func:`modularity.scoring.evaluate_task`);
+    ``stop_below`` is ``params["threshold"]`` when ``params["stop_early"]``, else None.
+    A complete evaluation (every item scored, stopped or not) goes to ``eval/`` and serves
+    every run. A task stopped early goes to ``eval_stopped_<threshold>/`` and serves only runs
+    with ``stop_early`` and that threshold: a run without it needs every item's scores, and
+    another threshold may need more items. Neither setting enters the fingerprints
+    (:data:`CACHE_KEYS`), which also name the attribution caches; those exist only for
+    passing tasks, which are never stopped. Frames cached before the ``scored`` column
+    existed are complete and get ``scored`` True.
+    """
+    from tqdm.auto import tqdm
+
+    stop_below = params["threshold"] if params["stop_early"] else None
+    stopped_kind = f"eval_stopped_{params['threshold']!r}"
+    out = {}
+    for name in tqdm(list(names), desc=desc, disable=not progress):
+        complete_path = paths.task_file("eval", name, ".csv")
+        stopped_path = paths.task_file(stopped_kind, name, ".csv")
+        if complete_path.exists():
+            frame = pd.read_csv(complete_path)
+            if "scored" not in frame:
+                frame.insert(frame.columns.get_loc("aligned") + 1, "scored", True)
+        elif stop_below is not None and stopped_path.exists():
+            frame = pd.read_csv(stopped_path)
+        else:
+            frame = evaluate(name, stop_below)
+            save_table(frame, complete_path if frame["scored"].all() else stopped_path)
+        out[name] = frame
     return out
 
 

@@ -9,10 +9,12 @@ and y⁻ (``clean_incorrect``): LPcc, LPci (clean prompt) and LPrc, LPri
 (corrupted prompt). An item is *both-correct* when LPcc > LPci **and**
 LPri > LPrc. A task passes the filter when the both-correct fraction of its
 token-aligned items (clean and corrupted prompts of equal length) is at least
-the threshold (0.60 in the study).
+the threshold (0.60 in the study). :func:`evaluate_task` can stop scoring a task as soon
+as it can no longer reach the threshold (exact curtailment: the same decision).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -262,37 +264,94 @@ def sequence_logprobs(
 # --------------------------------------------------------------------------
 # Evaluation of a task
 # --------------------------------------------------------------------------
+def deciding_failures(n_aligned: int, threshold: float) -> int | None:
+    """Fewest aligned items that are *not* both-correct with which a task of ``n_aligned``
+    aligned items can no longer reach ``threshold``; None when no count can (no aligned items).
+
+    The passing count is found with the comparison :func:`summarize_task` makes
+    (``n_both / n_aligned >= threshold`` in floating point), so the stop is exact.
+    """
+    if n_aligned == 0:
+        return None
+    need = min(max(math.ceil(threshold * n_aligned), 0), n_aligned)  # both-correct items to pass
+    while need > 0 and (need - 1) / n_aligned >= threshold:
+        need -= 1
+    while need < n_aligned and need / n_aligned < threshold:
+        need += 1
+    return n_aligned - need + 1
+
+
+def _chunk_end(aligned: np.ndarray, start: int, wanted_aligned: int, chunk_items: int) -> int:
+    """End of the next chunk: the fewest items from ``start`` that hold ``wanted_aligned``
+    aligned items (the failures that could still decide), but at least ``chunk_items``."""
+    reached = np.flatnonzero(np.cumsum(aligned[start:]) >= wanted_aligned)
+    end = start + (reached[0] + 1 if len(reached) else len(aligned) - start)
+    return min(len(aligned), max(end, start + chunk_items))
+
+
 def evaluate_task(
     loaded: LoadedModel,
     task: TaskData,
     batch_size: int = 16,
     bos: str = "model",
     progress: bool = False,
+    stop_below: float | None = None,
+    chunk_items: int = 16,
 ) -> pd.DataFrame:
-    """Per-item scores of one task.
+    """Per-item scores of one task, optionally stopped once it cannot pass the filter.
 
-    Returns one row per item: ``item``, ``clean_len``, ``corrupted_len``,
-    ``aligned``, ``lp_cc``, ``lp_ci``, ``lp_rc``, ``lp_ri``, ``clean_correct``,
-    ``corrupted_correct``, ``both_correct``.
+    Returns one row per item (``len(task)`` rows, in item order): ``item``, ``clean_len``,
+    ``corrupted_len``, ``aligned``, ``scored``, ``lp_cc``, ``lp_ci``, ``lp_rc``, ``lp_ri``,
+    ``clean_correct``, ``corrupted_correct``, ``both_correct``.
+
+    ``stop_below=None`` (default) scores every item in one call of :func:`sequence_logprobs`.
+    With a threshold, items are scored in order, in chunks, and scoring stops as soon as
+    so many aligned items are not both-correct that the task cannot reach ``stop_below``
+    even if every remaining aligned item were both-correct (exact curtailment:
+    :func:`summarize_task` at that threshold decides as on the full evaluation; a task that
+    could still pass is scored to the end). Each chunk is the fewest items that could
+    decide (as many aligned items as failures are still missing), but at least
+    ``chunk_items`` items so batches stay full. Rows not scored have ``scored`` False,
+    NaN log-probs and False in the three correctness columns.
     """
+    if chunk_items < 1:
+        raise ValueError(f"chunk_items must be >= 1, got {chunk_items}")
     tokens = tokenize_task(loaded, task, bos)
-    n = len(tokens)
-    prompts = tokens.clean * 2 + tokens.corrupted * 2
-    answers = tokens.correct + tokens.incorrect + tokens.correct + tokens.incorrect
-    lp = sequence_logprobs(loaded, prompts, answers, batch_size, progress, desc=task.name)
-    lp_cc, lp_ci, lp_rc, lp_ri = lp[:n], lp[n : 2 * n], lp[2 * n : 3 * n], lp[3 * n :]
+    n, aligned = len(tokens), tokens.aligned
+    lp = np.full((4, n), np.nan)
+    scored = np.zeros(n, dtype=bool)
+    limit = None if stop_below is None else deciding_failures(int(aligned.sum()), stop_below)
+    start, failures = 0, 0
+    while start < n:
+        end = n if limit is None else _chunk_end(aligned, start, limit - failures, chunk_items)
+        chunk = range(start, end)
+        clean = [tokens.clean[i] for i in chunk]
+        corrupted = [tokens.corrupted[i] for i in chunk]
+        correct = [tokens.correct[i] for i in chunk]
+        incorrect = [tokens.incorrect[i] for i in chunk]
+        scores = sequence_logprobs(loaded, clean * 2 + corrupted * 2, correct + incorrect + correct + incorrect,
+                                   batch_size, progress, desc=task.name)
+        lp[:, start:end] = scores.reshape(4, end - start)
+        scored[start:end] = True
+        cc, ci, rc, ri = lp[:, start:end]
+        failures += int((aligned[start:end] & ~((cc > ci) & (ri > rc))).sum())
+        start = end
+        if limit is not None and failures >= limit:
+            break
     frame = pd.DataFrame(
         {
             "item": np.arange(n),
             "clean_len": [len(p) for p in tokens.clean],
             "corrupted_len": [len(p) for p in tokens.corrupted],
-            "aligned": tokens.aligned,
-            "lp_cc": lp_cc,
-            "lp_ci": lp_ci,
-            "lp_rc": lp_rc,
-            "lp_ri": lp_ri,
+            "aligned": aligned,
+            "scored": scored,
+            "lp_cc": lp[0],
+            "lp_ci": lp[1],
+            "lp_rc": lp[2],
+            "lp_ri": lp[3],
         }
     )
+    # comparisons with NaN are False: unscored rows are never correct
     frame["clean_correct"] = frame.lp_cc > frame.lp_ci
     frame["corrupted_correct"] = frame.lp_ri > frame.lp_rc
     frame["both_correct"] = frame.clean_correct & frame.corrupted_correct
@@ -302,26 +361,46 @@ def evaluate_task(
 def summarize_task(items: pd.DataFrame, threshold: float = 0.60) -> dict:
     """Accuracies over the token-aligned items, baselines C and R, and the filter decision.
 
-    ``passes`` is False with a ``reason`` when the task is excluded; no NaN is
-    left unexplained.
+    Accuracies, their SE, C and R use the aligned items that were scored (all of them
+    unless :func:`evaluate_task` stopped early; a frame without a ``scored`` column counts
+    as fully scored). ``n_aligned`` counts every aligned item, ``n_scored`` the scored
+    items. A task stopped early fails with a reason that gives the best accuracy it could
+    still have reached. ``passes`` is False with a ``reason`` when the task is excluded;
+    no NaN is left unexplained.
     """
-    aligned = items[items.aligned]
-    n_aligned = len(aligned)
-    both = aligned[aligned.both_correct]
+    scored_mask = items["scored"].astype(bool) if "scored" in items else pd.Series(True, index=items.index)
+    aligned_mask = items.aligned.astype(bool)
+    n_aligned = int(aligned_mask.sum())
+    aligned = items[aligned_mask & scored_mask]
+    n_scored_aligned = len(aligned)
+    both = aligned[aligned.both_correct.astype(bool)]
     summary = {
         "n_items": len(items),
         "n_aligned": n_aligned,
         "n_misaligned": len(items) - n_aligned,
-        "clean_accuracy": aligned.clean_correct.mean() if n_aligned else float("nan"),
-        "corrupted_accuracy": aligned.corrupted_correct.mean() if n_aligned else float("nan"),
-        "both_correct_accuracy": len(both) / n_aligned if n_aligned else float("nan"),
+        "n_scored": int(scored_mask.sum()),
+        "clean_accuracy": aligned.clean_correct.mean() if n_scored_aligned else float("nan"),
+        "corrupted_accuracy": aligned.corrupted_correct.mean() if n_scored_aligned else float("nan"),
+        "both_correct_accuracy": len(both) / n_scored_aligned if n_scored_aligned else float("nan"),
         "n_both_correct": len(both),
         "C": float((both.lp_cc - both.lp_ci).mean()) if len(both) else float("nan"),
         "R": float((both.lp_rc - both.lp_ri).mean()) if len(both) else float("nan"),
     }
-    summary["both_correct_se"] = binomial_se(summary["both_correct_accuracy"], n_aligned)
+    summary["both_correct_se"] = binomial_se(summary["both_correct_accuracy"], n_scored_aligned)
     if n_aligned == 0:
         passes, reason = False, "no token-aligned items"
+    elif summary["n_scored"] < len(items):
+        failures = n_scored_aligned - len(both)
+        best = (n_aligned - failures) / n_aligned
+        if best >= threshold:
+            raise ValueError(
+                f"scoring stopped after {summary['n_scored']} of {len(items)} items, but the task could "
+                f"still reach {best:.2f} >= threshold {threshold:.2f}: evaluate it without stop_below "
+                "or with this threshold"
+            )
+        passes = False
+        reason = (f"stopped after {summary['n_scored']} of {len(items)} items: {failures} of {n_aligned} "
+                  f"aligned items not both-correct, at most {n_aligned - failures}/{n_aligned} < {threshold:.2f}")
     elif summary["both_correct_accuracy"] < threshold:
         passes = False
         reason = f"both-correct {summary['both_correct_accuracy']:.2f} < {threshold:.2f}"

@@ -22,7 +22,7 @@ from modularity import runs
 
 P = runs.notebook_params(globals())
 paths = runs.RunPaths.of(P)
-{k: P[k] for k in ("model", "profile", "n_items", "seed", "threshold", "dtype", "device", "bos")}
+{k: P[k] for k in ("model", "profile", "n_items", "seed", "threshold", "stop_early", "dtype", "device", "bos")}
 """),
     ("code", r"""
 import numpy as np
@@ -74,13 +74,22 @@ clean_ok, corrupted_ok = lp[0] > lp[1], lp[3] > lp[2]
 assert np.all(lp < 0), "log-probabilities of real tokens are negative"
 print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {clean_ok and corrupted_ok}")
 """),
-    ("md", "## 3. Scoring every item of every task\n\nEach task's per-item scores are cached, so an interrupted run resumes where it stopped."),
+    ("md", r"""
+## 3. Scoring every item of every task
+
+Each task's per-item scores are cached, so an interrupted run resumes where it stopped. With
+`stop_early` (the default) a task's items are scored in order, in chunks, and scoring stops as soon
+as so many aligned items are wrong that the task could not reach the threshold even if every
+remaining item were right: this *exact curtailment* gives the same pass/fail decision as scoring
+every item, and only the accuracy of an excluded task is then measured on the items scored.
+"""),
     ("code", r"""
-items = runs.per_task_cached(
+items = runs.cached_evaluation(
     paths,
-    "eval",
+    P,
     suite,
-    lambda name: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"]),
+    lambda name, stop_below: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"],
+                                                   stop_below=stop_below),
     desc="evaluating",
 )
 summary = scoring.summarize_suite(items, domains, P["threshold"])
@@ -95,6 +104,7 @@ assert (summary.n_aligned <= summary.n_items).all()
 kept = summary[summary.n_both_correct > 0]
 assert (kept.C > 0).all() and (kept.R < 0).all()
 assert summary.passes.sum() == (summary.both_correct_accuracy >= P["threshold"]).sum()
+assert not summary.passes[summary.n_scored < summary.n_items].any(), "a stopped task cannot pass"
 """),
     ("md", "## 4. Accuracy per task"),
     ("code", r"""
@@ -107,11 +117,12 @@ charts.show(
             f"{100 * P['threshold']:.0f}% line are excluded from all later stages.",
 )
 """),
-    ("md", "Per task: aligned items, the three accuracies, the binomial standard error of the both-correct accuracy (√(p(1−p)/n) over the aligned items), the baselines C and R, and the decision (`eval_summary.csv` next to this notebook has every column)."),
+    ("md", "Per task: aligned items, items scored (fewer than all when scoring stopped early), the three accuracies, the binomial standard error of the both-correct accuracy (√(p(1−p)/n) over the scored aligned items), the baselines C and R, and the decision (`eval_summary.csv` next to this notebook has every column)."),
     ("code", r"""
-compact = summary.rename(columns={"n_aligned": "aligned", "clean_accuracy": "clean", "corrupted_accuracy": "corrupted",
-                                  "both_correct_accuracy": "both", "both_correct_se": "SE", "passes": "kept"})
-compact[["task", "domain", "aligned", "clean", "corrupted", "both", "SE", "C", "R", "kept"]].round(2)
+compact = summary.rename(columns={"n_aligned": "aligned", "n_scored": "scored", "clean_accuracy": "clean",
+                                  "corrupted_accuracy": "corrupted", "both_correct_accuracy": "both",
+                                  "both_correct_se": "SE", "passes": "kept"})
+compact[["task", "domain", "aligned", "scored", "clean", "corrupted", "both", "SE", "C", "R", "kept"]].round(2)
 """),
     ("md", "## 5. Which tasks pass, per domain"),
     ("code", r"""
@@ -147,6 +158,9 @@ sorted(p.name for p in paths.results.iterdir())
 
 * Both-correct accuracy is measured on **token-aligned** items only (METHOD §2); the table shows how
   many items were aligned. A low alignment rate means the accuracy describes a subset.
+* For a task whose scoring stopped early (`scored` below the item count) the accuracies describe
+  the first items only; the decision is exact, the accuracy is a rough estimate (set
+  `stop_early: false` to score every item).
 * A task below the filter is not "unsolvable": it may pass with more items, another profile or a
   larger model. Later stages simply have nothing reliable to attribute for it.
 * Scores are computed in the model's dtype on the embedded model's dequantized 4-bit weights; near
