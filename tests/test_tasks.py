@@ -745,3 +745,10 @@ def test_loads_the_study_config_style(tmp_path):
                            "standardize_answers": None, "merging_sign": ""}}))
     loaded = load_study_data(tmp_path)["physics_speed"]
     assert loaded.items == task.items and loaded.config.prefix == "" and not loaded.config.force_base_evaluation
+
+
+def test_prompt_tail_keeps_the_query_and_marks_breaks():
+    from modularity.tasks import prompt_tail
+    assert prompt_tail("a\nb") == "a ↵ b"
+    tail = prompt_tail("x" * 300 + "\n3 + 4 =", width=20)
+    assert len(tail) == 20 and tail.startswith("…") and tail.endswith("↵ 3 + 4 =")

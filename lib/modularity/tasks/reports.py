@@ -45,6 +45,16 @@ def label_balance(task: TaskData) -> dict:
     }
 
 
+def prompt_tail(text: str, width: int = 110) -> str:
+    """The end of a prompt for a table cell: line breaks shown as "↵", the start elided with "…".
+
+    The end is what a reader needs (the query after any solved examples), and a literal newline
+    would vanish in an HTML table.
+    """
+    flat = text.replace("\n", " ↵ ")
+    return flat if len(flat) <= width else "…" + flat[-(width - 1):]
+
+
 def option_first_share(task: TaskData) -> float | None:
     """Share of items whose clean-correct answer is the first listed option (None if no options)."""
     hits = []
