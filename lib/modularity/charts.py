@@ -163,8 +163,8 @@ def accuracy_heatmap(
     """SI Fig 1: both-correct accuracy (%) with tasks as columns and models as rows.
 
     ``df`` is long: columns ``task``, ``model``, ``accuracy`` (percent, or fractions ≤ 1 which are
-    converted), plus ``domain`` unless tasks are ``"domain/task"`` labels. Optional ``n_aligned`` and
-    ``n_both`` columns appear in the tooltip. Colours: viridis from 50 to 100 (clamped); columns are
+    converted), plus ``domain`` unless tasks are ``"domain/task"`` labels. Optional ``n_aligned``,
+    ``n_both`` and ``n_scored`` columns appear in the tooltip. Colours: viridis from 50 to 100 (clamped); columns are
     grouped by domain (Language, Formal, Physical, Social) and sorted by task key; cells below the
     inclusion ``threshold`` are outlined in red.
     """
@@ -196,7 +196,8 @@ def accuracy_heatmap(
         alt.Tooltip("accuracy:Q", title="both-correct accuracy (%)", format=".1f"),
         alt.Tooltip("status:N", title="60% filter"),
     ]
-    for extra, t in (("n_both", "items both-correct"), ("n_aligned", "token-aligned items")):
+    for extra, t in (("n_both", "items both-correct"), ("n_aligned", "token-aligned items"),
+                     ("n_scored", "items scored (fewer: stopped early)")):
         if extra in d.columns:
             tooltip.append(alt.Tooltip(f"{extra}:Q", title=t))
 

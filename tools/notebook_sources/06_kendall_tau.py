@@ -36,22 +36,25 @@ assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in run
 assert pct > 0 and int(n_permutations) >= 1
 results_root = runs.results_root()
 """),
-    ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every run's stage 1, in the layout of the study's SI Fig 1 (tasks as columns, models as rows; cells outlined in red fall below the inclusion filter)."),
+    ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every committed run's stage 1 (each model with each task profile it was run on), in the layout of the study's SI Fig 1 (tasks as columns, runs as rows; cells outlined in red fall below the inclusion filter)."),
     ("code", r"""
 accuracy_rows = []
-for run in runs_to_compare:
-    path = results_root / run / "eval_summary.csv"
-    if path.is_file():
-        summary = pd.read_csv(path)
-        accuracy_rows.append(summary.assign(model=run)[["task", "domain", "model", "both_correct_accuracy",
-                                                         "n_aligned", "n_both_correct", "passes"]])
+for path in sorted(results_root.glob("*/*/eval_summary.csv")):  # every committed run, both profiles
+    run = f"{path.parent.parent.name}/{path.parent.name}"
+    summary = pd.read_csv(path)
+    if "n_scored" not in summary:  # runs from before early stopping scored every item
+        summary["n_scored"] = summary.n_items
+    accuracy_rows.append(summary.assign(model=run)[["task", "domain", "model", "both_correct_accuracy",
+                                                     "n_aligned", "n_both_correct", "n_scored", "passes"]])
 accuracy = pd.concat(accuracy_rows, ignore_index=True) if accuracy_rows else pd.DataFrame()
 if len(accuracy):
     assert accuracy.both_correct_accuracy.dropna().between(0, 1).all()
     charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accuracy": "accuracy",
                                                                  "n_both_correct": "n_both"})),
                 caption="Figure 0. Both-correct accuracy (%) of each model on each task (SI Fig 1 layout); "
-                        "hover a cell for the item counts.")
+                        "hover a cell for the item counts. A task whose evaluation stopped early, once it "
+                        "could no longer reach the filter, shows the accuracy of the items scored before "
+                        "the stop: its decision is exact, its accuracy an underestimate.")
     display(accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum")
             .rename_axis(index="tasks passing, per domain"))
 else:
