@@ -433,3 +433,16 @@ def test_toc_lists_only_finished_stages(tmp_path):
     sections = toc["parts"][1]["chapters"][0]["sections"]
     assert [s["file"] for s in sections] == ["book/results/m/small/01_eval", "book/results/m/small/02_attribution"]
     assert sections[0]["title"] == "m (small) · evaluation"
+
+
+def test_book_pages_are_in_the_toc_with_their_titles(tmp_path):
+    import yaml
+
+    from modularity import runs
+
+    toc = yaml.safe_load(runs.write_toc(tmp_path).read_text())
+    entries = [c for part in toc["parts"] for c in part["chapters"]]
+    files = {c["file"]: c.get("title") for c in entries}
+    for name, (template, page, _, _, title) in runs.BOOK_PAGES.items():
+        assert (runs.REPO_ROOT / "notebooks" / f"{template}.ipynb").exists(), name
+        assert files[page.removesuffix(".ipynb")] == title, name

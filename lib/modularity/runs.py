@@ -448,11 +448,17 @@ def progress(iterable, total: int | None = None, desc: str = ""):
 
 
 #: Book chapters made by executing a notebook once for the whole book (not per run):
-#: template → (page, parameters, working directory relative to the repo).
-BOOK_PAGES: dict[str, tuple[str, dict, str]] = {
-    "00_task_suite": ("book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks"),
-    "06_kendall_tau": ("book/across_models.ipynb", {}, "."),
-    "90_provenance": ("book/provenance.ipynb", {}, "."),
+#: page name → (template in notebooks/, page, parameters, working directory relative to the repo,
+#: navigation title or None for the notebook's own heading).
+BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
+    "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
+    "across_models": ("06_kendall_tau", "book/across_models.ipynb",
+                      {"runs_to_compare": ["smollm2-135m-instruct/small", "gemma3-270m/small"]}, ".",
+                      "Across models (small profile)"),
+    "across_models_paper": ("06_kendall_tau", "book/across_models_paper.ipynb",
+                            {"runs_to_compare": ["smollm2-135m-instruct/paper", "gemma3-270m/paper"]}, ".",
+                            "Across models (paper profile)"),
+    "provenance": ("90_provenance", "book/provenance.ipynb", {}, ".", None),
 }
 
 
@@ -466,14 +472,20 @@ def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = 
         raise ValueError(f"unknown book page(s) {unknown}; pages are {list(BOOK_PAGES)}")
     outputs = []
     for name in chosen:
-        page, parameters, cwd = BOOK_PAGES[name]
+        template, page, parameters, cwd, _ = BOOK_PAGES[name]
         output = REPO_ROOT / page
         papermill.execute_notebook(
-            str(REPO_ROOT / "notebooks" / f"{name}.ipynb"), str(output), parameters=parameters,
+            str(REPO_ROOT / "notebooks" / f"{template}.ipynb"), str(output), parameters=parameters,
             cwd=str(REPO_ROOT / cwd), kernel_name="python3", progress_bar=False, log_output=log_output,
         )
         outputs.append(output)
     return outputs
+
+
+def _page_entry(name: str) -> dict:
+    _, page, _, _, title = BOOK_PAGES[name]
+    entry = {"file": page.removesuffix(".ipynb")}
+    return {**entry, "title": title} if title else entry
 
 
 def check_task_fingerprints(paths: RunPaths, summary: pd.DataFrame) -> None:
@@ -567,10 +579,11 @@ def write_toc(root: Path | None = None) -> Path:
         "format": "jb-book",
         "root": "book/intro",
         "parts": [
-            {"caption": "The study", "chapters": [{"file": "book/tasks"}, {"file": "book/methods"}]},
-            {"caption": "Results", "chapters": [results, {"file": "book/across_models"}]},
+            {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
+            {"caption": "Results", "chapters": [results, _page_entry("across_models"),
+                                                 _page_entry("across_models_paper")]},
             {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, {"file": "book/teaching"},
-                                                        {"file": "book/limitations"}, {"file": "book/provenance"}]},
+                                                        {"file": "book/limitations"}, _page_entry("provenance")]},
         ],
     }
     header = "# Written by `modularity book pages` (runs.write_toc): run pages are the finished stages present.\n"

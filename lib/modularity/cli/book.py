@@ -6,9 +6,11 @@ import argparse
 HELP = """\
 Execute the book's whole-book notebooks into book/ (run pages come from `modularity run`):
 
-  00_task_suite  -> book/tasks.ipynb          the task suite chapter
-  06_kendall_tau -> book/across_models.ipynb  Kendall tau and accuracy across the runs present
-  90_provenance  -> book/provenance.ipynb     manifests of every run
+  tasks                (00_task_suite)  -> book/tasks.ipynb                the task suite chapter
+  across_models        (06_kendall_tau) -> book/across_models.ipynb        accuracy of every run; Kendall tau
+                                                                           between the small-profile runs
+  across_models_paper  (06_kendall_tau) -> book/across_models_paper.ipynb  the same for the paper-profile runs
+  provenance           (90_provenance)  -> book/provenance.ipynb           manifests of every run
 
 It first rewrites _toc.yml so that the Results part lists the finished stage notebooks of
 every run under book/results/ (as recorded in each run's manifest.json).
