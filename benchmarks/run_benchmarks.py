@@ -13,13 +13,17 @@ call and the median of ``--repeats`` (≥ 3) timed calls:
                 time, forward hooks keeping full activations with ``retain_grad()``) → speed-up.
 3. ablation     cells/s of ``ablation.ablation_logprobs`` + ``summarise_logprobs`` (exactly
                 ``ablate_target``; timed in two calls to keep the log-probs for the agreement
-                check), with random top-0.1%-sized sets on one target; the floor is one plain
-                forward of the target's clean ⊕ answer sequences per cell → ratio; a reference
-                (one set, one item, one answer at a time, plain hooks) → speed-up.
+                check), with ``--ablation-sets`` (default 24, as a real target; --quick 6)
+                random top-0.1%-sized sets on one target; the floor is one plain forward of the
+                target's clean ⊕ answer sequences per cell → ratio (timed runs alternate with
+                the path's, wall and process CPU time both reported); a reference (one set, one
+                item, one answer at a time, plain hooks) → speed-up.
 4. memory       peak RSS per phase (Linux: VmHWM reset through /proc/self/clear_refs; elsewhere
                 the process high-water mark from getrusage), weight bytes; bytes stored per
                 task (one attribution safetensors file, one eval CSV).
 
+Every timing is kept as wall time (``seconds``, ``times``) and process CPU time (``cpu_seconds``,
+``cpu_times``): on a loaded shared machine the CPU time is the steadier measure of the work.
 Writes a JSON (``--out``, default ``benchmarks/results/<label>.json``) with the machine's
 CPU count, torch threads and load average at start and end, and prints a table.
 
@@ -27,6 +31,7 @@ Usage:
     python benchmarks/run_benchmarks.py                    # tiny model + embedded SmolLM2
     python benchmarks/run_benchmarks.py --quick --out /tmp/b.json
     python benchmarks/run_benchmarks.py --threads 1 --label mybox
+    python benchmarks/run_benchmarks.py --threads 1 --phases ablation --ablation-sets 24 --out /tmp/a.json
     python benchmarks/run_benchmarks.py --show benchmarks/results/mybox.json   # the table again
 """
 from __future__ import annotations
@@ -80,6 +85,12 @@ MAIN_JOB = {"n_tasks": 46, "n_items": 64, "attribution_items": 48, "ablation_ite
             "controls_per_self_cell": 6}
 
 
+PHASES = ("evaluation", "attribution", "ablation")
+#: Source sets per ablation target: the stage runs one per passing source task plus random
+#: controls (15–35 per target in the study's runs); --quick keeps 6.
+ABLATION_SETS = 24
+
+
 @dataclasses.dataclass(frozen=True)
 class Sizes:
     """Workload per model. ``*_ref_*``: the slice the (slow) references run on; their rates are
@@ -100,8 +111,8 @@ class Sizes:
 
 
 SIZES = {
-    "tiny": Sizes(32, 16, 32, 16, 8, 16, 16, 16, 6, 6, 16, True),
-    "embedded": Sizes(32, 16, 2, 16, 8, 2, 16, 16, 6, 1, 2, False),
+    "tiny": Sizes(32, 16, 32, 16, 8, 16, 16, 16, ABLATION_SETS, 6, 16, True),
+    "embedded": Sizes(32, 16, 2, 16, 8, 2, 16, 16, ABLATION_SETS, 1, 2, False),
     "quick": Sizes(8, 16, 2, 8, 8, 2, 8, 16, 6, 1, 2, True),
 }
 
@@ -121,14 +132,48 @@ def measure(fn: Callable[[], object], repeats: int, warmup: Callable[[], object]
     (warmup or fn)()
     warm = time.perf_counter() - start
     loops = 1 if warmup is not None else max(1, math.ceil(min_seconds / max(warm, 1e-6)))
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        gc.collect()
+        seconds, cpu = _timed(fn, loops)
+        times.append(seconds)
+        cpu_times.append(cpu)
+    return _summary(times, cpu_times, loops)
+
+
+def _timed(fn: Callable[[], object], loops: int) -> tuple[float, float]:
+    """Wall and process CPU seconds per call of ``loops`` calls of ``fn``."""
+    gc.collect()
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - start) / loops, (time.process_time() - cpu) / loops
+
+
+def _summary(times: list[float], cpu_times: list[float], loops: int) -> dict:
+    return {"seconds": statistics.median(times), "times": times, "loops_per_run": loops,
+            "cpu_seconds": statistics.median(cpu_times), "cpu_times": cpu_times}
+
+
+def measure_interleaved(fns: dict[str, Callable[[], object]], repeats: int,
+                        warmups: dict[str, Callable[[], object] | None] | None = None,
+                        min_seconds: float = 0.25) -> dict[str, dict]:
+    """:func:`measure` for several workloads whose times are compared (a path and its floor),
+    their timed runs alternating (a, b, a, b, ...) so that each sees the same load on a
+    shared machine; a workload under ``min_seconds`` loops as in :func:`measure`."""
+    warmups = warmups or {}
+    loops = {}
+    for name, fn in fns.items():
         start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        times.append((time.perf_counter() - start) / loops)
-    return {"seconds": statistics.median(times), "times": times, "loops_per_run": loops}
+        (warmups.get(name) or fn)()
+        warm = time.perf_counter() - start
+        loops[name] = 1 if warmups.get(name) is not None else max(1, math.ceil(min_seconds / max(warm, 1e-6)))
+    runs = {name: ([], []) for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            seconds, cpu = _timed(fn, loops[name])
+            runs[name][0].append(seconds)
+            runs[name][1].append(cpu)
+    return {name: _summary(*runs[name], loops[name]) for name in fns}
 
 
 def _status_kb(field: str) -> int | None:
@@ -349,7 +394,8 @@ def reference_ablate(loaded: LoadedModel, tokens, indices, flat_set: np.ndarray)
 # --------------------------------------------------------------------------- phases
 
 
-def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memory: Memory, log) -> dict:
+def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memory: Memory, log,
+                phases=PHASES) -> dict:
     model = loaded.model
     pad_id = loaded.tokenizer.pad_token_id or 0
     result = {
@@ -396,7 +442,8 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
         out["speedup_vs_reference"] = out["items_per_s"] / out["reference"]["items_per_s"]
         return out
 
-    result["evaluation"] = phase("evaluation", evaluation)
+    if "evaluation" in phases:
+        result["evaluation"] = phase("evaluation", evaluation)
 
     # 2. attribution --------------------------------------------------------------------------
     target = generate_task(TARGET_TASK, "small", max(sizes.attr_items, sizes.abl_items), SEED)
@@ -454,14 +501,15 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
                                      {"task": TARGET_TASK, "domain": target.domain, "metric": "paper",
                                       "n_items": opt_scores.n_items, "C": C, "R": R})
             safetensors_bytes = path.stat().st_size
-            csv = runs.save_table(frames[EVAL_TASKS[0]], Path(tmp) / "eval.csv")
-            csv_bytes = csv.stat().st_size
-        result["storage"] = {"attribution_safetensors_bytes": safetensors_bytes,
-                             "eval_csv_bytes": csv_bytes, "eval_csv_items": len(frames[EVAL_TASKS[0]]),
-                             "eval_csv_bytes_per_item": csv_bytes / len(frames[EVAL_TASKS[0]])}
+            result["storage"] = {"attribution_safetensors_bytes": safetensors_bytes}
+            if EVAL_TASKS[0] in frames:  # the evaluation phase ran
+                csv_bytes = runs.save_table(frames[EVAL_TASKS[0]], Path(tmp) / "eval.csv").stat().st_size
+                result["storage"].update({"eval_csv_bytes": csv_bytes, "eval_csv_items": len(frames[EVAL_TASKS[0]]),
+                                          "eval_csv_bytes_per_item": csv_bytes / len(frames[EVAL_TASKS[0]])})
         return out
 
-    result["attribution"] = phase("attribution", attribution_phase)
+    if "attribution" in phases:
+        result["attribution"] = phase("attribution", attribution_phase)
 
     # 3. ablation -----------------------------------------------------------------------------
     abl_index = aligned[: sizes.abl_items]
@@ -491,10 +539,11 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
         first = dict(list(sets.items())[:1])
         ref_sets = list(sets.values())[: sizes.abl_ref_sets]
         ref_index = abl_index[: sizes.abl_ref_items]
-        opt = measure(lambda: run_ablation(sets, abl_index), repeats,
-                      None if sizes.full_warmup else lambda: run_ablation(first, ref_index))
+        # The path and its floor alternate, so both see the same load on a shared machine.
+        timed = measure_interleaved({"opt": lambda: run_ablation(sets, abl_index), "floor": floor}, repeats,
+                                    {"opt": None if sizes.full_warmup else lambda: run_ablation(first, ref_index)})
+        opt, flo = timed["opt"], timed["floor"]
         patched = lps["last"].patched  # [n_sets, 2, N]
-        flo = measure(floor, repeats)
         ref_out = {}
         ref = measure(lambda: ref_out.update(r=[reference_ablate(loaded, tokens, ref_index, s) for s in ref_sets]),
                       repeats, None if sizes.full_warmup else
@@ -502,19 +551,35 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
         diff = max(float(np.abs(patched[k][:, : len(ref_index)] - r).max()) for k, r in enumerate(ref_out["r"]))
         cells = len(sets)
         ref_cells = len(ref_sets) * len(ref_index) / len(abl_index)  # cell-equivalents of the reference's work
+        floor_tokens = sum(b.input_ids.numel() for b in clean_batches)
+        carrier_tokens = _ablation_carrier_tokens(tokens, abl_index, sizes.abl_batch)
+        # Per cell the path runs its carrier sequences once per set, plus once for the unablated
+        # group and (at most) once for the corrupted recording, shared by all sets.
+        token_ratio = carrier_tokens * (cells + 2) / cells / floor_tokens
         out = {"task": TARGET_TASK, "n_items": len(abl_index), "batch_size": sizes.abl_batch, "n_sets": cells,
                "set_size": set_size, "mode": "corrupted", "cells": cells, **opt, "cells_per_s": cells / opt["seconds"],
-               "floor": {**flo, "what": "one plain forward of the target's clean ⊕ answer sequences"},
+               "floor": {**flo, "what": "one plain forward of the target's clean ⊕ answer sequences",
+                         "n_sequences": 2 * len(abl_index), "padded_tokens": floor_tokens},
                "ratio_to_forward_per_cell": (opt["seconds"] / cells) / flo["seconds"],
+               "ratio_to_forward_per_cell_cpu": (opt["cpu_seconds"] / cells) / flo["cpu_seconds"],
+               "carrier_padded_tokens_per_set": carrier_tokens,
+               "token_ratio_per_cell": token_ratio,
                "fixed_overhead_note": f"includes the corrupted recording and the unablated group: "
-                                      f"at least ({cells}+2)/{cells} = {(cells + 2) / cells:.2f} forwards per cell",
+                                      f"({cells}+2)/{cells} = {(cells + 2) / cells:.2f} forwards of the carrier "
+                                      f"sequences per cell; y+ and y- share one carrier when they differ only in "
+                                      f"their last token, which is not run, so a carrier forward is "
+                                      f"{carrier_tokens / floor_tokens:.2f} of the floor's padded tokens and the "
+                                      f"tokens run per cell are {token_ratio:.2f} floors",
                "reference": {"n_sets": len(ref_sets), "n_items": len(ref_index), "cell_equivalents": ref_cells, **ref,
                              "cells_per_s": ref_cells / ref["seconds"]},
                "max_abs_lp_diff_vs_reference": diff}
         out["speedup_vs_reference"] = out["cells_per_s"] / out["reference"]["cells_per_s"]
+        # Cost per token run against the floor's cost per token (1 = no overhead beyond the forwards).
+        out["overhead_per_token_cpu"] = out["ratio_to_forward_per_cell_cpu"] / token_ratio
         return out
 
-    result["ablation"] = phase("ablation", ablation_phase)
+    if "ablation" in phases:
+        result["ablation"] = phase("ablation", ablation_phase)
 
     peak = max(peaks.values())
     result["memory"] = {"weight_bytes": result["weight_bytes"], "peak_rss_bytes": peak,
@@ -522,6 +587,20 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
                         "peak_minus_weights_bytes": peak - result["weight_bytes"],
                         "within_target": peak <= result["weight_bytes"] + 2 * GiB}
     return result
+
+
+def _ablation_carrier_tokens(tokens, index, batch_size: int) -> int:
+    """Padded tokens of the carrier sequences ``ablation_logprobs`` runs once per set (as it
+    builds them: y⁺ and y⁻ share a carrier where they can, the carrier's last token dropped)."""
+    total = 0
+    for s in range(0, len(index), batch_size):
+        items = [int(i) for i in index[s : s + batch_size]] * 2
+        n = len(items) // 2
+        answers = [tokens.correct[i] for i in items[:n]] + [tokens.incorrect[i] for i in items[:n]]
+        carriers, _ = scoring.plan_carriers([tokens.clean[i] for i in items], answers, keys=items)
+        width = max(len(tokens.clean[items[p]]) + len(answer) - 1 for p, answer in carriers)
+        total += width * len(carriers)
+    return total
 
 
 def projection(embedded: dict) -> dict:
@@ -556,27 +635,42 @@ def table(report: dict) -> str:
     head = f"{'model':<22} {'phase':<12} {'rate':>14} {'ref rate':>10} {'speed-up':>9} {'ratio':>7} {'target':>7} {'peak RSS':>9}"
     lines += [head, "-" * len(head)]
     for name, r in report["models"].items():
-        ev, at, ab = r["evaluation"], r["attribution"], r["ablation"]
-        rows = [
-            ("evaluation", f"{_fmt_rate(ev['items_per_s'])} it/s", _fmt_rate(ev["reference"]["items_per_s"]),
-             ev["speedup_vs_reference"], "", "", ev["peak_rss_bytes"]),
-            ("attribution", f"{_fmt_rate(at['items_per_s'])} it/s", _fmt_rate(at["reference"]["items_per_s"]),
-             at["speedup_vs_reference"], f"{at['ratio_to_floor']:.2f}", "≤1.30", at["peak_rss_bytes"]),
-            ("ablation", f"{_fmt_rate(ab['cells_per_s'])} cell/s", _fmt_rate(ab["reference"]["cells_per_s"]),
-             ab["speedup_vs_reference"], f"{ab['ratio_to_forward_per_cell']:.2f}", "≤1.20", ab["peak_rss_bytes"]),
-        ]
+        ev, at, ab = r.get("evaluation"), r.get("attribution"), r.get("ablation")
+        rows = []
+        if ev:
+            rows.append(("evaluation", f"{_fmt_rate(ev['items_per_s'])} it/s", _fmt_rate(ev["reference"]["items_per_s"]),
+                         ev["speedup_vs_reference"], "", "", ev["peak_rss_bytes"]))
+        if at:
+            rows.append(("attribution", f"{_fmt_rate(at['items_per_s'])} it/s", _fmt_rate(at["reference"]["items_per_s"]),
+                         at["speedup_vs_reference"], f"{at['ratio_to_floor']:.2f}", "≤1.30", at["peak_rss_bytes"]))
+        if ab:
+            rows.append(("ablation", f"{_fmt_rate(ab['cells_per_s'])} cell/s", _fmt_rate(ab["reference"]["cells_per_s"]),
+                         ab["speedup_vs_reference"], f"{ab['ratio_to_forward_per_cell']:.2f}", "≤1.20",
+                         ab["peak_rss_bytes"]))
         for phase, rate, ref, speed, ratio, target, peak in rows:
             lines.append(f"{name:<22} {phase:<12} {rate:>14} {ref:>10} {speed:>8.1f}× {ratio:>7} {target:>7} "
                          f"{peak / 2**20:>6.0f} MiB")
-        mem, st = r["memory"], r["storage"]
+        mem, st = r["memory"], r.get("storage", {})
+        stored = ""
+        if "attribution_safetensors_bytes" in st:
+            stored = f"; stored per task: attribution {st['attribution_safetensors_bytes'] / 1024:.1f} KiB"
+            if "eval_csv_bytes" in st:
+                stored += f", eval CSV {st['eval_csv_bytes'] / 1024:.1f} KiB ({st['eval_csv_items']} items)"
         lines.append(f"{'':<22} memory: weights {mem['weight_bytes'] / 2**20:.0f} MiB, peak RSS "
                      f"{mem['peak_rss_bytes'] / 2**20:.0f} MiB (target ≤ weights + 2 GiB: "
-                     f"{'met' if mem['within_target'] else 'NOT met'}); stored per task: attribution "
-                     f"{st['attribution_safetensors_bytes'] / 1024:.1f} KiB, eval CSV {st['eval_csv_bytes'] / 1024:.1f} KiB "
-                     f"({st['eval_csv_items']} items)")
-        lines.append(f"{'':<22} agreement with references: eval |ΔLP| ≤ {ev['max_abs_lp_diff_vs_reference']:.1e}, "
-                     f"attribution rel ≤ {at['max_rel_score_diff_vs_reference']:.1e}, "
-                     f"ablation |ΔLP| ≤ {ab['max_abs_lp_diff_vs_reference']:.1e}")
+                     f"{'met' if mem['within_target'] else 'NOT met'}){stored}")
+        agree = [f"{label} {sign} {rec[key]:.1e}" for label, sign, rec, key in (
+            ("eval |ΔLP|", "≤", ev, "max_abs_lp_diff_vs_reference"),
+            ("attribution rel", "≤", at, "max_rel_score_diff_vs_reference"),
+            ("ablation |ΔLP|", "≤", ab, "max_abs_lp_diff_vs_reference")) if rec]
+        lines.append(f"{'':<22} agreement with references: " + ", ".join(agree))
+        if ab and "ratio_to_forward_per_cell_cpu" in ab:
+            lines.append(f"{'':<22} ablation: {ab['n_sets']} sets × {ab['n_items']} items per target; per cell "
+                         f"{ab['seconds'] / ab['cells']:.2f} s wall, {ab['cpu_seconds'] / ab['cells']:.2f} s CPU; "
+                         f"ratio to one forward: wall {ab['ratio_to_forward_per_cell']:.2f}, CPU "
+                         f"{ab['ratio_to_forward_per_cell_cpu']:.2f}; tokens run per cell "
+                         f"{ab['token_ratio_per_cell']:.2f} × the floor's (CPU cost per token "
+                         f"{ab['overhead_per_token_cpu']:.2f} × the floor's)")
     if "projection" in report:
         p = report["projection"]
         parts = ", ".join(f"P={k}: {v['minutes']:.0f} min" for k, v in p["total_by_passing_tasks"].items())
@@ -617,12 +711,27 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=None, help="JSON path (default: benchmarks/results/<label>.json)")
     parser.add_argument("--note", default="", help="free text stored in the JSON (e.g. why --threads 1)")
     parser.add_argument("--show", metavar="JSON", help="print the table of an earlier run's JSON and exit")
+    parser.add_argument("--ablation-sets", type=int, default=None, metavar="S",
+                        help=f"source sets per ablation target (default {ABLATION_SETS}; --quick: 6)")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES),
+                        help="phases to run (default: all; the projection needs all three)")
     args = parser.parse_args(argv)
     if args.show:
         print(table(json.loads(Path(args.show).read_text())))
         return 0
     if args.repeats < 3:
         parser.error("--repeats must be at least 3")
+    if args.ablation_sets is not None and args.ablation_sets < 1:
+        parser.error("--ablation-sets must be at least 1")
+    phases = tuple(p for p in PHASES if p in args.phases)
+
+    def sizes_of(kind: str) -> Sizes:
+        sizes = SIZES[kind]
+        if args.ablation_sets is not None:
+            sizes = dataclasses.replace(sizes, abl_sets=args.ablation_sets,
+                                        abl_ref_sets=min(sizes.abl_ref_sets, args.ablation_sets))
+        return sizes
+
     if args.threads:
         torch.set_num_threads(args.threads)
     label = args.label or socket.gethostname()
@@ -635,21 +744,24 @@ def main(argv=None) -> int:
     memory = Memory()
     report = {"schema": 1, "label": label, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "git_sha": runs.git_sha(), "options": {"quick": args.quick, "threads": args.threads,
-                                                     "repeats": args.repeats, "note": args.note},
+                                                     "repeats": args.repeats, "note": args.note,
+                                                     "phases": list(phases), "ablation_sets": args.ablation_sets},
               "targets": TARGETS, "machine": machine, "baseline_rss_bytes": memory.current(), "models": {}}
 
     with tempfile.TemporaryDirectory() as tmp:
         log("building the tiny llama")
         tiny = load_model(str(build_tiny_llama(Path(tmp) / "tiny-llama")))
-        report["models"]["tiny-llama"] = bench_model("tiny-llama", tiny, SIZES["quick" if args.quick else "tiny"],
-                                                     args.repeats, memory, log)
+        report["models"]["tiny-llama"] = bench_model("tiny-llama", tiny, sizes_of("quick" if args.quick else "tiny"),
+                                                     args.repeats, memory, log, phases)
         del tiny
     if not args.quick:
         gc.collect()
         log(f"loading {EMBEDDED}")
         embedded = load_model(EMBEDDED)
-        report["models"][EMBEDDED] = bench_model(EMBEDDED, embedded, SIZES["embedded"], args.repeats, memory, log)
-        report["projection"] = projection(report["models"][EMBEDDED])
+        report["models"][EMBEDDED] = bench_model(EMBEDDED, embedded, sizes_of("embedded"), args.repeats, memory,
+                                                 log, phases)
+        if phases == PHASES:
+            report["projection"] = projection(report["models"][EMBEDDED])
         del embedded
 
     machine["load_avg_end"] = load_avg()

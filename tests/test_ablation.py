@@ -288,3 +288,57 @@ def test_summary_direction_for_metric_change():
     assert lower["within"] == -higher["within"] and lower["across"] == -higher["across"]
     wrong_way = ablation.ablation_summary(-drops, n_permutations=199)
     assert wrong_way["p"] > 0.5  # testing the negative effect as if higher were stronger finds nothing
+
+
+# --------------------------------------------------------------------------- speed-ups that must not change values
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models, toy_tokens, family):
+    """The corrupted recording stops after the last touched layer: same values, fewer layers run."""
+    loaded, tokens = tiny_models[family], toy_tokens[family]
+    batch = scoring.make_batch([tokens.corrupted[n] for n in range(len(tokens))],
+                               [tokens.correct[n] for n in range(len(tokens))], pad_id=0).to(loaded.device)
+    columns = {0: torch.tensor([1, 5, 9])}  # layer 0 only: layer 1 need not run
+    modules = loaded.neuron_modules()
+    calls = []
+    handle = modules[1].register_forward_pre_hook(lambda m, args: calls.append(1))
+    try:
+        with torch.no_grad():
+            truncated = ablation._recording_forward(loaded, batch, columns, truncate=True)
+            assert not calls, "the truncated recording ran the layer above the last touched one"
+            full = ablation._recording_forward(loaded, batch, columns, truncate=False)
+            assert calls, "the full recording runs every layer"
+    finally:
+        handle.remove()
+    assert list(truncated) == [0]
+    assert torch.equal(truncated[0], full[0])
+    assert not any(m._forward_pre_hooks for m in modules), "recording hooks must be removed"
+    # End to end: a set in layer 0 only (truncated recording) against the per-item reference.
+    flat = np.array([1, 5, 9])
+    lps = ablation.ablation_logprobs(loaded, tokens, np.arange(len(tokens)), {"low": flat}, batch_size=4)
+    np.testing.assert_allclose(lps.patched[0], reference_logprobs(loaded, tokens, flat), atol=1e-4)
+
+
+# Multi-token answers: sharing a prefix (one carrier, last token dropped) and of different lengths.
+LONG_ANSWERS = [
+    ("The city I visited was", "The town I visited was", " New York City", " New York State"),
+    ("My favourite number is", "His favourite number is", " forty two", " seven"),
+    ("The colour of the sky is", "The colour of the sea is", " light blue", " dark grey"),
+]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_multi_token_answers_equal_reference(tiny_models, family):
+    loaded = tiny_models[family]
+    tokens = scoring.tokenize_task(loaded, make_task(LONG_ANSWERS))
+    assert tokens.aligned.all(), "toy prompts must be token-aligned"
+    assert max(len(a) for a in tokens.correct + tokens.incorrect) > 1
+    items = np.arange(len(tokens))
+    sets = some_sets(loaded)
+    for mode in ("corrupted", "zero"):
+        lps = ablation.ablation_logprobs(loaded, tokens, items, sets, mode=mode, batch_size=3)
+        for row, name in enumerate(lps.sources):
+            np.testing.assert_allclose(lps.patched[row], reference_logprobs(loaded, tokens, sets[name], mode),
+                                       atol=1e-4, err_msg=f"{mode} {name}")
+        np.testing.assert_allclose(lps.unablated, reference_logprobs(loaded, tokens, np.empty(0), mode), atol=1e-4)

@@ -19,8 +19,13 @@ Speed: per target batch the corrupted run is done once for all source sets, and
 several sets run in **one** forward: the clean batch is replicated G times along
 the batch axis, each replica (group) carrying its own neuron mask. Only the
 union of all sets' neurons is recorded and touched (one ``index_select`` /
-``torch.where`` / ``index_copy`` per layer), so memory stays small. No per-item
-or per-neuron Python loop runs in the hot path.
+``torch.where`` / ``index_copy`` per layer, hooks only on layers some set of the
+forward touches), so memory stays small. No per-item or per-neuron Python loop
+runs in the hot path. Work that cannot change a scored log-prob is skipped, with
+identical values: y⁺ and y⁻ share one sequence where they differ only in their
+last token; the last answer token of each sequence is not run (no scored logit
+comes after it, and causal attention keeps it from earlier positions); the
+corrupted recording forward stops after the last layer any set touches.
 
 Everything here is pure computation (tensors / DataFrames in and out).
 """
@@ -104,23 +109,63 @@ def _plan(sets: Sequence[np.ndarray], n_layers: int, d_ff: int, device) -> _Plan
 # --------------------------------------------------------------------------- hooks
 
 
+class _StopForward(Exception):
+    """Raised by the recording hook once the last needed layer is recorded."""
+
+
 @contextmanager
-def _record_columns(modules, columns: dict[int, torch.Tensor]) -> Iterator[dict[int, torch.Tensor]]:
-    """Record ``site[..., columns[ℓ]]`` ([B, S, u_ℓ]) of each listed layer."""
+def _layer_hooks(modules, make_hook, layers) -> Iterator[None]:
+    """Forward pre-hooks ``make_hook(ℓ)`` on the listed layers only (none on the others)."""
+    handles = [modules[layer].register_forward_pre_hook(make_hook(layer)) for layer in sorted(layers)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def _record_columns(modules, columns: dict[int, torch.Tensor], stop: bool = False) -> Iterator[dict[int, torch.Tensor]]:
+    """Record ``site[..., columns[ℓ]]`` ([B, S, u_ℓ]) of each listed layer.
+
+    With ``stop`` the hook of the last listed layer raises :class:`_StopForward` after
+    recording, so a forward run inside :func:`_recording_forward` ends there (a truncated
+    forward: the layers above, the final norm and the head never run)."""
     recorded: dict[int, torch.Tensor] = {}
+    last = max(columns, default=None)
 
     def make_hook(layer):
-        if layer not in columns:
-            return lambda module, args: None
         cols = columns[layer]
 
         def hook(module, args):
             recorded[layer] = args[0].index_select(-1, cols)
+            if stop and layer == last:
+                raise _StopForward
 
         return hook
 
-    with hooks(modules, make_hook):
+    with _layer_hooks(modules, make_hook, columns):
         yield recorded
+
+
+def _recording_forward(loaded: LoadedModel, batch: Batch, columns: dict[int, torch.Tensor],
+                       truncate: bool = True) -> dict[int, torch.Tensor]:
+    """``site[..., columns[ℓ]]`` of the touched layers on ``batch`` (unpatched), [B, S, u_ℓ].
+
+    Only the touched layers' neuron inputs are needed, so with ``truncate`` the forward
+    stops right after the last touched layer records: identical values (nothing above a
+    layer feeds back into it), fewer layers run."""
+    if not columns:
+        return {}
+    with _record_columns(loaded.neuron_modules(), columns, stop=truncate) as recorded:
+        try:
+            loaded.model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        except _StopForward:
+            pass
+    missing = set(columns) - set(recorded)
+    if missing:
+        raise RuntimeError(f"the recording forward never reached layers {sorted(missing)}")
+    return dict(recorded)
 
 
 def _patch_columns(modules, columns, masks, values):
@@ -129,8 +174,6 @@ def _patch_columns(modules, columns, masks, values):
     ([B, S, u_ℓ] shared by the groups, or [1, 1, u_ℓ] constants)."""
 
     def make_hook(layer):
-        if layer not in masks:
-            return lambda module, args: None
         cols, mask, new = columns[layer], masks[layer], values[layer]
 
         def hook(module, args):
@@ -147,7 +190,7 @@ def _patch_columns(modules, columns, masks, values):
 
         return hook
 
-    return hooks(modules, make_hook)
+    return _layer_hooks(modules, make_hook, masks)  # layers no group of this forward patches: no hook
 
 
 def _replicate(batch: Batch, groups: int) -> Batch:
@@ -252,7 +295,10 @@ def ablation_logprobs(
         # y⁺ and y⁻ of an item share one sequence when they differ only in their last token:
         # the patched values at the positions that predict it depend on the prompt alone.
         carriers, carrier_of = plan_carriers([tokens.clean[i] for i in items], answers, keys=items)
-        carrier_answers = [answer for _, answer in carriers]
+        # A carrier's last answer token is never an input that matters: no scored logit comes
+        # after it and causal attention keeps it from earlier positions, so every sequence
+        # stops one token early (one-token answers: the prompt alone). Same values, fewer tokens.
+        carrier_answers = [answer[:-1] for _, answer in carriers]
         requests = [(carrier_of[j], answers[j]) for j in range(2 * n)]
         clean = make_batch([tokens.clean[items[p]] for p, _ in carriers], carrier_answers, pad_id,
                            requests=requests).to(device)
@@ -262,11 +308,8 @@ def ablation_logprobs(
             # Equal lengths make every position line up: same shape, same answer positions.
             assert corrupted.input_ids.shape == clean.input_ids.shape
             assert torch.equal(corrupted.last_prompt, clean.last_prompt)
-            with _record_columns(modules, plan.columns) as recorded:
-                loaded.model.base_model(
-                    input_ids=corrupted.input_ids, attention_mask=corrupted.attention_mask, use_cache=False
-                )
-            values = dict(recorded)  # [carriers, S, u_ℓ]
+            # Truncated: stops after the last layer any set touches.
+            values = _recording_forward(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
         else:
             values = constants
         tokens_per_group = clean.input_ids.numel()
