@@ -50,31 +50,38 @@ floors and against naive reference implementations; each JSON under `benchmarks/
 run on one machine.
 """),
     ("code", r"""
+def measured(m: dict, phase: str, key: str) -> float:
+    # a benchmark run may cover only some phases (e.g. `--phases ablation`)
+    return m.get(phase, {}).get(key, float("nan"))
+
+
 bench_rows = []
 for path in sorted((runs.REPO_ROOT / "benchmarks" / "results").glob("*.json")):
     bench = json.loads(path.read_text())
     for model, m in bench["models"].items():
-        bench_rows.append({"run": bench["label"], "model": model, "threads": bench["machine"]["torch_threads"],
-                           "eval items/s": m["evaluation"]["items_per_s"],
-                           "eval speed-up vs naive": m["evaluation"]["speedup_vs_reference"],
-                           "attribution / floor": m["attribution"]["ratio_to_floor"],
-                           "ablation / forward per cell": m["ablation"]["ratio_to_forward_per_cell"],
+        bench_rows.append({"run": bench["label"], "created": bench["created"], "model": model,
+                           "threads": bench["machine"]["torch_threads"],
+                           "ablation sets": m.get("sizes", {}).get("abl_sets", float("nan")),
+                           "eval items/s": measured(m, "evaluation", "items_per_s"),
+                           "eval speed-up vs naive": measured(m, "evaluation", "speedup_vs_reference"),
+                           "attribution / floor": measured(m, "attribution", "ratio_to_floor"),
+                           "ablation / forward per cell": measured(m, "ablation", "ratio_to_forward_per_cell"),
                            "peak RSS (GB)": m["memory"]["peak_rss_bytes"] / 1e9,
                            "weights (GB)": m["memory"]["weight_bytes"] / 1e9})
-benchmarks = pd.DataFrame(bench_rows)
+benchmarks = pd.DataFrame(bench_rows).sort_values(["created", "model"]).reset_index(drop=True)
 benchmarks
 """),
     ("md", r"""
 The cost model counts forward-pass equivalents per stage as this package runs them (see
 `modularity.runs.estimate_cost`) and converts them to time with an *achieved* throughput. We
-calibrate that throughput on the measured SmolLM2 evaluation rate of the last benchmark, then
+calibrate that throughput on the measured SmolLM2 evaluation rate of the most recent benchmark that measured it, then
 project to 7B and 70B Llama-shaped models on one GPU under a stated assumption: an achieved
 300 TFLOP/s in bf16 (about a third of an H100's dense peak; not measured here).
 """),
     ("code", r"""
-smol = benchmarks[benchmarks.model == "smollm2-135m-instruct"]
+smol = benchmarks[(benchmarks.model == "smollm2-135m-instruct") & benchmarks["eval items/s"].notna()]
 if len(smol):
-    last = smol.iloc[-1]
+    last = smol.iloc[-1]  # the most recent benchmark that measured the evaluation
     tokens_per_sequence = 60
     cpu_flops = last["eval items/s"] * runs.FORWARDS_PER_UNIT["evaluation"] * tokens_per_sequence * 2 * 135e6
     print(f"calibrated CPU throughput: {cpu_flops / 1e9:.1f} GFLOP/s ({last['run']}, {last['threads']} thread(s))")
