@@ -446,3 +446,24 @@ def test_book_pages_are_in_the_toc_with_their_titles(tmp_path):
     for name, (template, page, _, _, title) in runs.BOOK_PAGES.items():
         assert (runs.REPO_ROOT / "notebooks" / f"{template}.ipynb").exists(), name
         assert files[page.removesuffix(".ipynb")] == title, name
+
+
+def test_committed_eval_summaries_reads_every_run_and_marks_stopped_tasks(tmp_path):
+    import pandas as pd
+
+    from modularity import runs
+
+    assert runs.committed_eval_summaries(tmp_path).empty
+    old = tmp_path / "a" / "paper"
+    new = tmp_path / "b" / "small"
+    old.mkdir(parents=True)
+    new.mkdir(parents=True)
+    # a run from before early stopping (no n_scored) and one with a stopped task
+    pd.DataFrame({"task": ["t1"], "n_items": [64], "passes": [True]}).to_csv(old / "eval_summary.csv", index=False)
+    pd.DataFrame({"task": ["t1", "t2"], "n_items": [64, 64], "n_scored": [64, 26],
+                  "passes": [True, False]}).to_csv(new / "eval_summary.csv", index=False)
+    frame = runs.committed_eval_summaries(tmp_path)
+    assert list(frame.run) == ["a/paper", "b/small", "b/small"]
+    assert list(frame.model) == ["a", "b", "b"] and list(frame.profile) == ["paper", "small", "small"]
+    assert list(frame.n_scored) == [64, 64, 26]
+    assert list(frame.stopped_early) == [False, False, True]

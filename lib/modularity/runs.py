@@ -386,6 +386,26 @@ def load_suite(params: dict) -> dict:
     return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
 
 
+def committed_eval_summaries(results: Path | None = None) -> pd.DataFrame:
+    """Stage 1 summaries of every run under ``results`` (default :func:`results_root`): one row
+    per (run, task).
+
+    The columns of ``eval_summary.csv`` plus ``model``, ``profile``, ``run``
+    (``"model/profile"``) and ``stopped_early`` (scoring stopped before the last item, so the
+    accuracy is an underestimate; the decision is exact). Runs made before early stopping
+    existed scored every item and get ``n_scored = n_items``. An empty frame when there are none.
+    """
+    frames = []
+    for path in sorted((results or results_root()).glob("*/*/eval_summary.csv")):
+        summary = pd.read_csv(path)
+        if "n_scored" not in summary:
+            summary["n_scored"] = summary.n_items
+        model, profile = path.parent.parent.name, path.parent.name
+        frames.append(summary.assign(model=model, profile=profile, run=f"{model}/{profile}",
+                                     stopped_early=summary.n_scored < summary.n_items))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 def per_task_cached(paths: RunPaths, kind: str, names, compute, desc: str = "tasks",
                     progress: bool = True) -> dict:
     """``{name: compute(name)}`` with one CSV per task under ``paths.cache / kind``.

@@ -38,16 +38,10 @@ results_root = runs.results_root()
 """),
     ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every committed run's stage 1 (each model with each task profile it was run on), in the layout of the study's SI Fig 1 (tasks as columns, runs as rows; cells outlined in red fall below the inclusion filter)."),
     ("code", r"""
-accuracy_rows = []
-for path in sorted(results_root.glob("*/*/eval_summary.csv")):  # every committed run, both profiles
-    run = f"{path.parent.parent.name}/{path.parent.name}"
-    summary = pd.read_csv(path)
-    if "n_scored" not in summary:  # runs from before early stopping scored every item
-        summary["n_scored"] = summary.n_items
-    accuracy_rows.append(summary.assign(model=run)[["task", "domain", "model", "both_correct_accuracy",
-                                                     "n_aligned", "n_both_correct", "n_scored", "passes"]])
-accuracy = pd.concat(accuracy_rows, ignore_index=True) if accuracy_rows else pd.DataFrame()
+accuracy = runs.committed_eval_summaries(results_root)  # every committed run, both profiles
 if len(accuracy):
+    accuracy = accuracy.assign(model=accuracy.run)[["task", "domain", "model", "both_correct_accuracy",
+                                                    "n_aligned", "n_both_correct", "n_scored", "passes"]]
     assert accuracy.both_correct_accuracy.dropna().between(0, 1).all()
     charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accuracy": "accuracy",
                                                                  "n_both_correct": "n_both"})),
