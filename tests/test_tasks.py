@@ -105,8 +105,27 @@ def test_labels_balanced(suite):
         correct = Counter(i["clean_correct"] for i in task.items)
         incorrect = Counter(i["clean_incorrect"] for i in task.items)
         for answer, count in correct.items():
-            if count >= 10:  # binomial noise bound for a symmetric design
-                assert abs(count - incorrect[answer]) <= 3 * (count + incorrect[answer]) ** 0.5, (name, answer)
+            if count >= 10:  # binomial noise bound for a symmetric design (4 sigma: ~300 answers are tested)
+                assert abs(count - incorrect[answer]) <= 4 * (count + incorrect[answer]) ** 0.5, (name, answer)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_generators_draw_both_labels_equally(profile):
+    """Where a task has two answer labels, its generator gives each as side a's answer in 45-55% of
+    1,000 draws (3 sigma), so the alternating clean side makes each the clean-correct answer half the
+    time. (This caught small secondary_emotions at 39/61: the query filler was drawn uniformly and
+    one label had more fillers.)"""
+    import random
+    from modularity.tasks import SPECS
+    for name in TASK_NAMES:
+        rng, labels = random.Random(0), Counter()
+        for _ in range(1000):
+            try:
+                labels[SPECS[name].build_pair(rng, profile).answer_a] += 1
+            except ValueError:  # a degenerate draw, redrawn by generate_task too
+                continue
+        if len(labels) == 2:
+            assert max(labels.values()) / sum(labels.values()) <= 0.55, (name, labels)
 
 
 def test_listed_options_have_no_order_leak(suite):
@@ -589,14 +608,19 @@ _KNOWN = {
     "social_interactions": {"hugs": " kind", "comforts": " kind", "kicks": " mean", "bullies": " mean"},
     "desires_goals": {"gym": " exercise", "library": " read", "pool": " swim", "kitchen": " cook"},
 }
+_SAW_THE_MOVE = {"watched", "looked on", "was watching", "was looking", "stood by", "was there", "saw it", "looked"}
+_MISSED_THE_MOVE = {"slept", "was away", "was asleep", "was outside", "was out", "was gone", "was resting", "napped"}
 _CONVERSE = {"boss": "employee", "teacher": "student", "doctor": "patient", "parent": "child", "coach": "player"}
 _CONVERSE.update({v: k for k, v in list(_CONVERSE.items())})
 
 
 def _query_answer(name: str, query: str) -> str | None:
     """The answer of a query line, derived from the text alone (None when no rule applies)."""
-    if name == "agent":  # belief follows perception: "X saw the O in the P. X thinks the O is in the"
-        return " " + re.match(r"\w+ saw the \w+ in the (\w+)\. ", query).group(1)
+    if name == "agent":  # false belief: X thinks the object is where X last saw it
+        m = re.match(r"(\w+) put the (\w+) in the (\w+)\. While \1 ([\w ]+), \w+ moved the \2 to the (\w+)\. ", query)
+        first, clause, moved_to = m.group(3), m.group(4), m.group(5)
+        assert clause in _SAW_THE_MOVE or clause in _MISSED_THE_MOVE, clause
+        return " " + (moved_to if clause in _SAW_THE_MOVE else first)
     if name == "social_relations":  # "A is B's R, so B is A's" → the converse of R
         return " " + _CONVERSE[re.match(r"\w+ is \w+'s (\w+), so ", query).group(1)]
     hits = {a for word, a in _KNOWN[name].items() if re.search(rf"\b{word}\b", query)}
@@ -662,6 +686,51 @@ def test_small_completions_equal_token_length():
     for name in SMALL_COMPLETION:
         for item in generate_task(name, "small", N, 0).items:
             assert n_tokens(item["clean_problem"]) == n_tokens(item["corrupted_problem"]), (name, item)
+
+
+def test_small_shots_never_repeat_the_query():
+    """A solved example identical to the query would show the model its answer (seen on 36% of the
+    number_sequence items before with_shots excluded it)."""
+    for name in TASK_NAMES:
+        if TASK_DOMAINS[name] != "MD":
+            continue
+        for item in generate_task(name, "small", 64, 0).items:
+            separator = "\n\n" if "\nOutput:" in item["clean_problem"] else "\n"
+            for shot in item["shots"]:
+                problem = shot.rsplit(" ", 1)[0]
+                for side in ("clean_problem", "corrupted_problem"):
+                    assert not item[side].endswith(separator + problem), (name, shot, item[side][-80:])
+
+
+def test_small_profile_is_not_solved_by_copying():
+    """No small-profile task may be solvable by copying the only candidate its query names (the
+    formal designs rejected for that reason are in benchmarks/formal_designs.py). A few arithmetic
+    items name their answer by chance (2 × 1 × 3 = 6 names no 6, but 3 - 1 + 1 = 3 does)."""
+    from modularity.tasks import copy_solvable_share
+    for name in TASK_NAMES:
+        assert copy_solvable_share(generate_task(name, "small", 64, 0)) <= 0.05, name
+
+
+def test_copy_solvable_share_flags_single_candidate_queries():
+    from modularity.tasks import PromptConfig, TaskData, copy_solvable_share
+    from modularity.tasks.reports import query_of
+    shots = "If Al is tall, then Al is kind. Al is tall. So Al is kind\n"
+    one_rule = shots + "If Bo is calm, then Bo is {}. Bo is calm. So Bo is"
+    two_rules = shots + "If Bo is calm, then Bo is {}. If Bo is shy, then Bo is {}. Bo is calm. So Bo is"
+    item = lambda a, b, ans_a, ans_b: {"clean_problem": a, "corrupted_problem": b, "clean_correct": ans_a,  # noqa: E731
+                                        "clean_incorrect": ans_b, "corrupted_correct": ans_b, "corrupted_incorrect": ans_a}
+    copyable = item(one_rule.format("rich"), one_rule.format("wise"), " rich", " wise")
+    choice = item(two_rules.format("rich", "wise"), two_rules.format("wise", "rich"), " rich", " wise")
+    kind_named = item(one_rule.format("rich"), one_rule.format("kind"), " rich", " kind")  # " kind" only in a shot
+    assert query_of(copyable["clean_problem"], copyable["corrupted_problem"]).startswith("If Bo")
+    task = lambda *items: TaskData(name="t", domain="MD", config=PromptConfig(path="t.json"), items=list(items))  # noqa: E731
+    assert copy_solvable_share(task(copyable)) == 1.0
+    assert copy_solvable_share(task(choice)) == 0.0
+    assert copy_solvable_share(task(kind_named)) == 1.0  # the shots are not the query
+    assert copy_solvable_share(task(copyable, choice)) == 0.5
+    code = item("x = 1\nOutput: 1\n\nd = {'a': 'cat'}\nprint(d['a'])\nOutput:",
+                "x = 1\nOutput: 1\n\nd = {'a': 'dog'}\nprint(d['a'])\nOutput:", " cat", " dog")
+    assert copy_solvable_share(task(code)) == 1.0  # a blank line separates multi-line examples
 
 
 # ------------------------------------------------------------------ study layout round trip

@@ -7,8 +7,8 @@
 """
 from .base import PROFILES, MinimalPair, TaskSpec
 from .number_words import number_to_words
-from .reports import (alignment_rate, chat_formatter, diversity_report, label_balance, option_first_share,
-                      prompt_tail)
+from .reports import (alignment_rate, chat_formatter, copy_solvable_share, diversity_report, label_balance,
+                      option_first_share, prompt_tail)
 from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, PromptConfig, TaskData,
                      assemble_message)
 from .study_io import TaskDataError, export_study_layout, load_study_data, validate_items
@@ -17,7 +17,7 @@ from .suite import SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_sui
 __all__ = [
     "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "PROFILES", "REQUIRED_KEYS", "SPECS", "TASK_DOMAINS", "TASK_NAMES",
     "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
-    "alignment_rate", "assemble_message", "chat_formatter", "describe_tasks", "diversity_report",
+    "alignment_rate", "assemble_message", "chat_formatter", "copy_solvable_share", "describe_tasks", "diversity_report",
     "export_study_layout", "generate_suite", "generate_task", "label_balance", "load_study_data",
     "number_to_words", "option_first_share", "prompt_tail", "task_seed", "validate_items",
 ]

@@ -80,11 +80,15 @@ def build_completion_pair(rng: random.Random, task: dict, names: list[str], obje
     else:
         entries = [(f, a) for a in group["answers"] for f in group["fillers"][a]]
     answer_of = dict(entries)
-    query_a = rng.choice([f for f, _ in entries])
-    partners = [f for f, a in entries if a != answer_of[query_a] and lengths[f] == lengths[query_a]]
-    if not partners:
-        raise ValueError("no partner of equal token length")
-    query_b = rng.choice(partners)
+    # the answer first, then one of its fillers that has a partner of equal token length: every
+    # answer is side a's equally often, however many fillers (and partners) each answer has
+    answer_a = rng.choice(sorted({a for _, a in entries}))
+    partners_of = {f: [g for g, b in entries if b != a and lengths[g] == lengths[f]] for f, a in entries if a == answer_a}
+    candidates = [f for f, partners in partners_of.items() if partners]
+    if not candidates:
+        raise ValueError(f"no filler of answer {answer_a!r} has a partner of equal token length")
+    query_a = rng.choice(candidates)
+    query_b = rng.choice(partners_of[query_a])
     people = tuple(rng.sample(names, 2))
     obj = rng.choice(objects)
     # shots: alternate the two query answers' families, never reuse a query filler

@@ -49,18 +49,25 @@ def with_shots(build, n_shots: int, separator: str = "\n"):
     """Small-profile wrapper: ``n_shots`` solved problems of the same kind, then the query.
 
     ``build(rng)`` gives a MinimalPair whose problems end where the answer starts ("3 + 4 =").
-    Each shot is one side of a fresh pair with its answer written after it; the query is the
-    pair itself. Both prompts share the shots, so they still differ only in the query's detail.
-    Answers get a leading space (they continue the raw text, as in the Language tasks). Examples
-    are joined by ``separator`` (one per line; a blank line between multi-line code examples).
+    Each shot is one side of a fresh pair with its answer written after it, never one of the
+    query's two problems (that would show the answer); the query is the pair itself. Both prompts
+    share the shots, so they still differ only in the query's detail. Answers get a leading space
+    (they continue the raw text, as in the Language tasks). Examples are joined by ``separator``
+    (one per line; a blank line between multi-line code examples).
     """
     def build_pair(rng: random.Random) -> MinimalPair:
         query = build(rng)
         shots = []
         for _ in range(n_shots):
-            shot = build(rng)
-            side = rng.choice("ab")
-            shots.append(f"{getattr(shot, 'problem_' + side)} {getattr(shot, 'answer_' + side)}")
+            for _attempt in range(100):
+                shot = build(rng)
+                side = rng.choice("ab")
+                problem = getattr(shot, "problem_" + side)
+                if problem not in (query.problem_a, query.problem_b):
+                    break  # a solved copy of the query would hand the model its answer
+            else:
+                raise ValueError("no solved example differs from the query")
+            shots.append(f"{problem} {getattr(shot, 'answer_' + side)}")
         context = separator.join(shots) + separator
         return MinimalPair(
             context + query.problem_a, " " + query.answer_a, context + query.problem_b, " " + query.answer_b,
@@ -663,10 +670,12 @@ def _code_loop(rng: random.Random, profile: str) -> MinimalPair:
         body = "{t} = 0\nfor {k} in range({n}):\n    {t} += {k} * {s}\nprint({t})"
         template = "sum k*s"
     else:
-        step = 1
-        n1, n2 = rng.sample(range(1, 6), 2)
+        # += 2, not += 1: with += 1 the printed total equals the range() argument, so copying the one
+        # number in sight would solve the item (reports.copy_solvable_share)
+        step = 2
+        n1, n2 = rng.sample(range(1, 5), 2)
         body = "{t} = 0\nfor {k} in range({n}):\n    {t} += {s}\nprint({t})"
-        template = "count s"
+        template = "count by s"
     fill = lambda n: body.format(t=total, k=k, n=n, s=step)  # noqa: E731
     return _code_pair(fill(n1), fill(n2), template, {"sub_task": "accumulate"})
 

@@ -1,6 +1,8 @@
-"""Descriptive checks on a suite: diversity, label balance, token alignment."""
+"""Descriptive checks on a suite: diversity, label balance, copy-solvability, token alignment."""
 from __future__ import annotations
 
+import os
+import re
 from collections import Counter
 from typing import Callable
 
@@ -53,6 +55,43 @@ def prompt_tail(text: str, width: int = 110) -> str:
     """
     flat = text.replace("\n", " ↵ ")
     return flat if len(flat) <= width else "…" + flat[-(width - 1):]
+
+
+def _names(text: str, answer: str) -> bool:
+    """Whether ``answer`` (stripped, unquoted) occurs in ``text`` as a whole word or number."""
+    word = answer.strip().strip("'\"")
+    return bool(word) and re.search(rf"(?<![\w.]){re.escape(word)}(?![\w])", text) is not None
+
+
+def query_of(problem: str, other: str) -> str:
+    """The query of a problem: its last example, where the minimal pair's detail sits.
+
+    Both problems of an item share their solved examples, so the query starts after the last
+    example separator before the two texts first differ: a blank line if that shared start has
+    one (multi-line code examples), else a line break; a problem without either is all query.
+    """
+    shared = len(os.path.commonprefix([problem, other]))
+    head = problem[:shared]
+    cut = head.rfind("\n\n")
+    start = cut + 2 if cut >= 0 else head.rfind("\n") + 1
+    return problem[start:]
+
+
+def copy_solvable_share(task: TaskData) -> float:
+    """Share of items that copying alone solves: on both sides, the query names the correct answer
+    and not the foil (answers compared as whole words, quotes stripped; see :func:`query_of`).
+
+    A model that answers with the one candidate it sees in the query gets such an item
+    both-correct without doing the task. A two-rule logic item (both conclusions named) or an
+    arithmetic item (the answer named nowhere) is not copy-solvable.
+    """
+    copyable = 0
+    for item in task.items:
+        clean, corrupted = item["clean_problem"], item["corrupted_problem"]
+        sides = [(query_of(clean, corrupted), item["clean_correct"], item["clean_incorrect"]),
+                 (query_of(corrupted, clean), item["corrupted_correct"], item["corrupted_incorrect"])]
+        copyable += all(_names(query, correct) and not _names(query, foil) for query, correct, foil in sides)
+    return copyable / len(task.items)
 
 
 def option_first_share(task: TaskData) -> float | None:

@@ -6,6 +6,10 @@ appear in a random order that is the same in both prompts of an item.
 In the ``small`` profile all nine are raw few-shot completions over stereotyped, familiar cues
 (``content/small_completion.json``; :func:`.fewshot.build_completion_pair`), e.g. "Tom won the game.
 Tom feels" → " happy" vs "Tom lost the game. Tom feels" → " sad", with 3–6 solved lines first.
+``agent`` is a false-belief story in which both places are named: "Mia put the cup in the box.
+While Mia slept, Tom moved the cup to the bag. Mia thinks the cup is in the" → " box" (" bag" when
+Mia watched). An earlier version ("Mia saw the cup in the box. Mia thinks the cup is in the") named
+only the answer, so copying solved it (``reports.copy_solvable_share``).
 """
 from __future__ import annotations
 
