@@ -9,9 +9,12 @@ that were tried for the formal tasks, so the book can show why the suite is what
   candidate in sight (the model must select by an index, a key, a comparison, a count or a rule);
   more solved examples ("shots") for the suite's own near misses; a Python REPL transcript instead
   of ``Output:`` for the code tasks; ``max``/``min`` and "the larger/smaller of" for sorting;
-* **copy** designs: the correct answer is the only candidate named in the prompt, so copying
+* **copy** designs: the correct answer is the only candidate named in the query, so copying
   solves the item. They pass easily and were rejected (they would put "copy" neurons into the
   formal domain); they are measured here as the contrast.
+
+The kind is measured, not declared: a design is *copy* when copying solves at least half of its
+items (:func:`modularity.tasks.reports.copy_solvable_share`, also in the CSV).
 
 Writes ``benchmarks/results/formal_designs_<model>.csv`` (one row per design; 48 items each by
 default; the task chapter reads it). About 4 minutes for SmolLM2 and 7 for Gemma on 2 CPU cores.
@@ -36,7 +39,7 @@ from modularity.models import load_model
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import formal
 from modularity.tasks.base import MinimalPair, pair_to_item
-from modularity.tasks.reports import prompt_tail
+from modularity.tasks.reports import copy_solvable_share, prompt_tail
 from modularity.tasks.schema import PromptConfig, TaskData
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -133,28 +136,28 @@ def _arith(generator, n_ops: int, verbal: bool):
 
 
 W = formal.with_shots
-#: (design, the task it was meant for, kind, shots, pair builder)
+#: (design, the task it was meant for, shots, pair builder); the kind is measured (copy_solvable_share)
 DESIGNS = [
-    ("two-rule modus ponens, 8 shots", "logic_propositional_1", "choice", 8, W(formal._small_modus_ponens_query, 8)),
-    ("two-rule symbolic modus ponens, 10 shots", "logic_propositional_symbolic", "choice", 10,
+    ("two-rule modus ponens, 8 shots", "logic_propositional_1", 8, W(formal._small_modus_ponens_query, 8)),
+    ("two-rule symbolic modus ponens, 10 shots", "logic_propositional_symbolic", 10,
      W(formal._small_symbolic_ponens_query, 10)),
-    ("two-rule first-order syllogism, 8 shots", "logic_syllogism_symbolic", "choice", 8, W(formal._small_fol_query, 8)),
-    ("two-rule syllogism in words, 8 shots", "logic_syllogism_1", "choice", 8, W(formal._small_syllogism_query, 8)),
-    ("REPL: index a two-element list", "code_list", "choice", 6, repl_shots(repl_list_index, 6)),
-    ("REPL: look up one of two keys", "code_B", "choice", 6, repl_shots(repl_dict_lookup, 6)),
-    ("REPL: if-else expression, < vs >", "code_conditional", "choice", 6, repl_shots(repl_conditional, 6)),
-    ("REPL: loop count", "code_loop", "choice", 6, repl_shots(repl_loop_count, 6)),
-    ("code: x = x + b, then print", "code_loop", "choice", 3, W(code_increment, 3, "\n\n")),
-    ("code: if-else that adds or subtracts 1", "code_conditional", "choice", 3, W(code_branch_arithmetic, 3, "\n\n")),
-    ("max(a, b) vs min(a, b)", "number_sorting", "choice", 6, W(max_min, 6)),
-    ("the larger vs the smaller of a and b", "number_sorting", "choice", 6, W(larger_smaller, 6)),
-    ("sequence, 8 shots", "number_sequence", "choice", 8, W(formal._small_sequence_query, 8)),
-    ("equation x + b = c, 12 shots", "simple_equation", "choice", 12, W(formal._small_equation_query, 12)),
-    ("a × b × c, 12 shots", "mul_div_3op_symbolic", "choice", 12, W(_arith(formal._mul_div, 3, False), 12)),
-    ("a ± b in words, 16 shots", "add_sub_2op_verbal", "choice", 16, W(_arith(formal._add_sub, 2, True), 16)),
-    ("a ± b ± c, 16 shots", "add_sub_3op_symbolic", "choice", 16, W(_arith(formal._add_sub, 3, False), 16)),
-    ("single-rule modus ponens (copy-solvable)", "logic_propositional_1", "copy", 4, W(single_rule_ponens, 4)),
-    ("single-key dictionary (copy-solvable)", "code_B", "copy", 3, W(single_key_lookup, 3, "\n\n")),
+    ("two-rule first-order syllogism, 8 shots", "logic_syllogism_symbolic", 8, W(formal._small_fol_query, 8)),
+    ("two-rule syllogism in words, 8 shots", "logic_syllogism_1", 8, W(formal._small_syllogism_query, 8)),
+    ("REPL: index a two-element list", "code_list", 6, repl_shots(repl_list_index, 6)),
+    ("REPL: look up one of two keys", "code_B", 6, repl_shots(repl_dict_lookup, 6)),
+    ("REPL: if-else expression, < vs >", "code_conditional", 6, repl_shots(repl_conditional, 6)),
+    ("REPL: loop count", "code_loop", 6, repl_shots(repl_loop_count, 6)),
+    ("code: x = x + b, then print", "code_loop", 3, W(code_increment, 3, "\n\n")),
+    ("code: if-else that adds or subtracts 1", "code_conditional", 3, W(code_branch_arithmetic, 3, "\n\n")),
+    ("max(a, b) vs min(a, b)", "number_sorting", 6, W(max_min, 6)),
+    ("the larger vs the smaller of a and b", "number_sorting", 6, W(larger_smaller, 6)),
+    ("sequence, 8 shots", "number_sequence", 8, W(formal._small_sequence_query, 8)),
+    ("equation x + b = c, 12 shots", "simple_equation", 12, W(formal._small_equation_query, 12)),
+    ("a × b × c, 12 shots", "mul_div_3op_symbolic", 12, W(_arith(formal._mul_div, 3, False), 12)),
+    ("a ± b in words, 16 shots", "add_sub_2op_verbal", 16, W(_arith(formal._add_sub, 2, True), 16)),
+    ("a ± b ± c, 16 shots", "add_sub_3op_symbolic", 16, W(_arith(formal._add_sub, 3, False), 16)),
+    ("single-rule modus ponens (copy-solvable)", "logic_propositional_1", 4, W(single_rule_ponens, 4)),
+    ("single-key dictionary (copy-solvable)", "code_B", 3, W(single_key_lookup, 3, "\n\n")),
 ]
 
 
@@ -193,12 +196,14 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
     rows = []
-    for design, meant_for, kind, shots, build in DESIGNS:
+    for design, meant_for, shots, build in DESIGNS:
         start = time.time()
         task = design_task(design, build, args.n_items, args.seed)
+        copy_share = copy_solvable_share(task)
+        kind = "copy" if copy_share >= 0.5 else "choice"
         summary = summarize_task(evaluate_task(loaded, task, batch_size=16, bos="study"))
         first = task.items[0]
-        rows.append({"design": design, "meant_for": meant_for, "kind": kind, "shots": shots,
+        rows.append({"design": design, "meant_for": meant_for, "kind": kind, "copy_solvable": copy_share, "shots": shots,
                      "n_items": summary["n_items"], "n_aligned": summary["n_aligned"],
                      "clean_accuracy": summary["clean_accuracy"], "corrupted_accuracy": summary["corrupted_accuracy"],
                      "both_correct_accuracy": summary["both_correct_accuracy"],
