@@ -11,8 +11,6 @@ Usage (a few minutes per profile on 2 CPU cores at 32 items per task):
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,20 +18,13 @@ import pandas as pd
 import torch
 
 from modularity.models import load_model
+from modularity.runs import save_table
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import TASK_NAMES, generate_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["profile", "task", "domain", "n_items", "n_aligned", "clean_accuracy", "corrupted_accuracy",
            "both_correct_accuracy", "passes", "model", "seed", "bos"]
-
-
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    frame.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:
@@ -71,7 +62,7 @@ def main(argv=None) -> int:
             order = {n: i for i, n in enumerate(TASK_NAMES)}
             frame = pd.DataFrame(rows, columns=COLUMNS)
             frame = frame.sort_values(["profile", "task"], key=lambda s: s.map(order) if s.name == "task" else s)
-            write_atomic(frame, args.out)
+            save_table(frame.round(4), args.out)
     frame = pd.read_csv(args.out)
     print(frame.groupby(["profile", "domain"]).passes.agg(["sum", "size"]))
     return 0

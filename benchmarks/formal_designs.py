@@ -25,9 +25,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -36,6 +34,7 @@ import pandas as pd
 import torch
 
 from modularity.models import load_model
+from modularity.runs import save_table
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import formal
 from modularity.tasks.base import MinimalPair, pair_to_item
@@ -175,14 +174,6 @@ def design_task(name: str, build, n_items: int, seed: int) -> TaskData:
                     items=items)
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    frame.to_csv(tmp, index=False, float_format="%.4f")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
@@ -212,7 +203,7 @@ def main(argv=None) -> int:
                      f"{first['clean_incorrect']!r}", "model": args.model, "seed": args.seed})
         print(f"{design:45s} {kind:6s} both={summary['both_correct_accuracy']:.2f} ({time.time() - start:.0f}s)",
               flush=True)
-        write_atomic(pd.DataFrame(rows), out)
+        save_table(pd.DataFrame(rows).round(4), out)  # atomic: a killed run keeps the rows so far
     return 0
 
 

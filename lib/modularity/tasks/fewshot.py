@@ -83,7 +83,8 @@ def build_completion_pair(rng: random.Random, task: dict, names: list[str], obje
     # the answer first, then one of its fillers that has a partner of equal token length: every
     # answer is side a's equally often, however many fillers (and partners) each answer has
     answer_a = rng.choice(sorted({a for _, a in entries}))
-    partners_of = {f: [g for g, b in entries if b != a and lengths[g] == lengths[f]] for f, a in entries if a == answer_a}
+    partners_of = {f: [g for g, b in entries if b != answer_a and lengths[g] == lengths[f]]
+                   for f, a in entries if a == answer_a}
     candidates = [f for f, partners in partners_of.items() if partners]
     if not candidates:
         raise ValueError(f"no filler of answer {answer_a!r} has a partner of equal token length")
