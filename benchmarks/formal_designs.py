@@ -17,10 +17,11 @@ The kind is measured, not declared: a design is *copy* when copying solves at le
 items (:func:`modularity.tasks.reports.copy_solvable_share`, also in the CSV).
 
 Writes ``benchmarks/results/formal_designs_<model>.csv`` (one row per design; 48 items each by
-default; the task chapter reads it). About 4 minutes for SmolLM2 and 7 for Gemma on 2 CPU cores.
+default; the task chapter reads it). About 10 minutes for SmolLM2 on 2 CPU cores; ``--resume`` continues an interrupted run.
 
 Usage:
     python benchmarks/formal_designs.py --model smollm2-135m-instruct
+    python benchmarks/formal_designs.py --model smollm2-135m-instruct --resume   # after an interruption
 """
 from __future__ import annotations
 
@@ -37,25 +38,13 @@ from modularity.models import load_model
 from modularity.runs import save_table
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import formal
-from modularity.tasks.base import MinimalPair, pair_to_item
+from modularity.tasks.base import MinimalPair
 from modularity.tasks.reports import copy_solvable_share, prompt_tail
 from modularity.tasks.schema import PromptConfig, TaskData
+from modularity.tasks.suite import draw_items
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _WORDS = ["apple", "river", "stone", "chair", "bread", "horse", "window", "orange", "tiger", "lemon", "cloud", "pencil"]
-
-
-def repl_shots(build, n_shots: int):
-    """A Python REPL transcript: ``n_shots`` solved sessions, then the query; the answer follows a newline."""
-    def pair(rng: random.Random) -> MinimalPair:
-        query, shots = build(rng), []
-        for _ in range(n_shots):
-            shot, side = build(rng), rng.choice("ab")
-            shots.append(getattr(shot, f"problem_{side}") + getattr(shot, f"answer_{side}"))
-        context = "\n".join(shots) + "\n"
-        return MinimalPair(context + query.problem_a, query.answer_a, context + query.problem_b, query.answer_b,
-                           f"{n_shots}-shot {query.template_id}")
-    return pair
 
 
 def repl_list_index(rng):
@@ -142,10 +131,10 @@ DESIGNS = [
      W(formal._small_symbolic_ponens_query, 10)),
     ("two-rule first-order syllogism, 8 shots", "logic_syllogism_symbolic", 8, W(formal._small_fol_query, 8)),
     ("two-rule syllogism in words, 8 shots", "logic_syllogism_1", 8, W(formal._small_syllogism_query, 8)),
-    ("REPL: index a two-element list", "code_list", 6, repl_shots(repl_list_index, 6)),
-    ("REPL: look up one of two keys", "code_B", 6, repl_shots(repl_dict_lookup, 6)),
-    ("REPL: if-else expression, < vs >", "code_conditional", 6, repl_shots(repl_conditional, 6)),
-    ("REPL: loop count", "code_loop", 6, repl_shots(repl_loop_count, 6)),
+    ("REPL: index a two-element list", "code_list", 6, W(repl_list_index, 6, "\n", answer_prefix="")),
+    ("REPL: look up one of two keys", "code_B", 6, W(repl_dict_lookup, 6, "\n", answer_prefix="")),
+    ("REPL: if-else expression, < vs >", "code_conditional", 6, W(repl_conditional, 6, "\n", answer_prefix="")),
+    ("REPL: loop count", "code_loop", 6, W(repl_loop_count, 6, "\n", answer_prefix="")),
     ("code: x = x + b, then print", "code_loop", 3, W(code_increment, 3, "\n\n")),
     ("code: if-else that adds or subtracts 1", "code_conditional", 3, W(code_branch_arithmetic, 3, "\n\n")),
     ("max(a, b) vs min(a, b)", "number_sorting", 6, W(max_min, 6)),
@@ -161,15 +150,8 @@ DESIGNS = [
 
 
 def design_task(name: str, build, n_items: int, seed: int) -> TaskData:
-    """``n_items`` distinct pairs of a design, clean side alternating (as the suite's generator does)."""
-    rng = random.Random(zlib.crc32(f"{seed}:{name}".encode()))
-    items, seen = [], set()
-    while len(items) < n_items:
-        pair = build(rng)
-        if (pair.problem_a, pair.problem_b) in seen or pair.answer_a == pair.answer_b:
-            continue
-        seen.add((pair.problem_a, pair.problem_b))
-        items.append(pair_to_item(pair, clean_is_a=len(items) % 2 == 0))
+    """``n_items`` distinct pairs of a design, drawn as the suite's generator draws a task's."""
+    items = draw_items(build, n_items, random.Random(zlib.crc32(f"{seed}:{name}".encode())), f"design {name!r}")
     return TaskData(name="design", domain="MD", config=PromptConfig(path="design.json", force_base_evaluation=True),
                     items=items)
 
@@ -182,12 +164,20 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=None,
                         help="CSV to write (default: benchmarks/results/formal_designs_<model>.csv)")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the rows of the CSV that match this --model/--seed and score only the missing designs")
     args = parser.parse_args(argv)
     out = args.out or RESULTS / f"formal_designs_{args.model}.csv"
     torch.set_num_threads(args.threads)
-    loaded = load_model(args.model)
     rows = []
+    if args.resume and out.exists():
+        kept = pd.read_csv(out)
+        rows = kept[(kept.model == args.model) & (kept.seed == args.seed)].to_dict("records")
+    done = {row["design"] for row in rows}
+    loaded = load_model(args.model)
     for design, meant_for, shots, build in DESIGNS:
+        if design in done:
+            continue
         start = time.time()
         task = design_task(design, build, args.n_items, args.seed)
         copy_share = copy_solvable_share(task)

@@ -45,15 +45,16 @@ def _raw_config(name: str) -> PromptConfig:
     return PromptConfig(path=f"{name}.json", force_base_evaluation=True)
 
 
-def with_shots(build, n_shots: int, separator: str = "\n"):
+def with_shots(build, n_shots: int, separator: str = "\n", answer_prefix: str = " "):
     """Small-profile wrapper: ``n_shots`` solved problems of the same kind, then the query.
 
     ``build(rng)`` gives a MinimalPair whose problems end where the answer starts ("3 + 4 =").
     Each shot is one side of a fresh pair with its answer written after it, never one of the
     query's two problems (that would show the answer); the query is the pair itself. Both prompts
-    share the shots, so they still differ only in the query's detail. Answers get a leading space
-    (they continue the raw text, as in the Language tasks). Examples are joined by ``separator``
-    (one per line; a blank line between multi-line code examples).
+    share the shots, so they still differ only in the query's detail. Answers get ``answer_prefix``
+    (a leading space: they continue the raw text, as in the Language tasks; "" where the answer
+    starts a line, as in a REPL transcript). Examples are joined by ``separator`` (one per line; a
+    blank line between multi-line code examples).
     """
     def build_pair(rng: random.Random) -> MinimalPair:
         query = build(rng)
@@ -67,10 +68,11 @@ def with_shots(build, n_shots: int, separator: str = "\n"):
                     break  # a solved copy of the query would hand the model its answer
             else:
                 raise ValueError("no solved example differs from the query")
-            shots.append(f"{problem} {getattr(shot, 'answer_' + side)}")
+            shots.append(f"{problem}{answer_prefix}{getattr(shot, 'answer_' + side)}")
         context = separator.join(shots) + separator
         return MinimalPair(
-            context + query.problem_a, " " + query.answer_a, context + query.problem_b, " " + query.answer_b,
+            context + query.problem_a, answer_prefix + query.answer_a, context + query.problem_b,
+            answer_prefix + query.answer_b,
             template_id=f"{n_shots}-shot {query.template_id}", scenario_a=query.scenario_a,
             scenario_b=query.scenario_b, metadata={**query.metadata, "shots": shots},
         )

@@ -33,6 +33,34 @@ def _check_name_profile(name: str, profile: str) -> TaskSpec:
     return SPECS[name]
 
 
+def draw_items(build, n_items: int, rng: random.Random, what: str = "the generator") -> list[dict]:
+    """``n_items`` distinct items from ``build(rng) -> MinimalPair``, clean side alternating, shuffled.
+
+    Draws until ``n_items`` distinct pairs are found (a ValueError from ``build`` is a degenerate
+    draw and is drawn again); raises ValueError naming ``what`` if the content runs out first.
+    """
+    items, seen = [], set()
+    for _ in range(_ATTEMPTS_PER_ITEM * n_items + 100):
+        if len(items) == n_items:
+            break
+        try:
+            pair = build(rng)
+        except ValueError:  # a degenerate draw (e.g. equal outputs); draw again
+            continue
+        key = frozenset(((pair.problem_a, pair.answer_a), (pair.problem_b, pair.answer_b)))
+        if key in seen or pair.problem_a == pair.problem_b or pair.answer_a == pair.answer_b:
+            continue
+        seen.add(key)
+        items.append(pair_to_item(pair, clean_is_a=len(items) % 2 == 0))
+    if len(items) < n_items:
+        raise ValueError(
+            f"{what} yields only {len(items)} distinct items, {n_items} requested; "
+            "ask for fewer items or add content under modularity/tasks/content/"
+        )
+    rng.shuffle(items)
+    return items
+
+
 def generate_task(name: str, profile: str = "small", n_items: int = 100, seed: int = 0) -> TaskData:
     """``n_items`` distinct minimal pairs of task ``name``, deterministic in (name, profile, n_items, seed).
 
@@ -44,25 +72,7 @@ def generate_task(name: str, profile: str = "small", n_items: int = 100, seed: i
     if n_items < 1:
         raise ValueError(f"n_items must be at least 1, got {n_items}")
     rng = random.Random(task_seed(seed, name) + PROFILES.index(profile))
-    items, seen = [], set()
-    for _ in range(_ATTEMPTS_PER_ITEM * n_items + 100):
-        if len(items) == n_items:
-            break
-        try:
-            pair = spec.build_pair(rng, profile)
-        except ValueError:  # a degenerate draw (e.g. equal outputs); draw again
-            continue
-        key = frozenset(((pair.problem_a, pair.answer_a), (pair.problem_b, pair.answer_b)))
-        if key in seen or pair.problem_a == pair.problem_b or pair.answer_a == pair.answer_b:
-            continue
-        seen.add(key)
-        items.append(pair_to_item(pair, clean_is_a=len(items) % 2 == 0))
-    if len(items) < n_items:
-        raise ValueError(
-            f"task {name!r} ({profile}) yields only {len(items)} distinct items, {n_items} requested; "
-            "ask for fewer items or add content under modularity/tasks/content/"
-        )
-    rng.shuffle(items)
+    items = draw_items(lambda r: spec.build_pair(r, profile), n_items, rng, f"task {name!r} ({profile})")
     return TaskData(name=name, domain=spec.domain, config=spec.config(profile), items=items)
 
 
