@@ -1,5 +1,4 @@
 """Tests for modularity.stats: permutation tests, kNN clustering/ARI, per-domain, bars, Kendall τ."""
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,9 +7,8 @@ from scipy.stats import kendalltau
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from modularity import stats as st
-from modularity.matrix_csv import read_matrix_csv
+from modularity import study
 
-DATA = Path(__file__).parent / "data"
 N_PERM = 999
 
 
@@ -172,7 +170,7 @@ def test_vectorised_null_ari_equals_sklearn():
 
 def test_study_average_overlap_reproduces_verified_ari():
     """METHOD §6 [verified]: ARI 0.7838; null mean ≈ 0.0002, SD ≈ 0.038, max ≈ 0.26; p = 1/10001."""
-    matrix = read_matrix_csv(DATA / "study_average_overlap_0.1pct.csv")
+    matrix = study.overlap_matrix("average", 0.1)  # the vendored file the study shipped
     result = st.ari_permutation(matrix, n_permutations=10_000, seed=42)
     assert result["ari"] == pytest.approx(0.7838, abs=5e-5)
     assert result["p"] == pytest.approx(1 / 10_001)

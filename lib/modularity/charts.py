@@ -43,6 +43,7 @@ __all__ = [
     "layer_composition",
     "threshold_sweep",
     "accuracy_bars",
+    "beside_study",
     "to_html",
     "to_svg",
     "show",
@@ -869,3 +870,52 @@ def paired_cells(a: pd.DataFrame, b: pd.DataFrame, *, name_a: str, name_b: str,
         color=alt.Color("pair:N", title="cell"),
         tooltip=["source", "target", alt.Tooltip("a:Q", format=".3f"), alt.Tooltip("b:Q", format=".3f")],
     ).properties(width=320, height=320, title=title)
+
+
+# --------------------------------------------------------------------------------------------
+# Runs beside the study
+# --------------------------------------------------------------------------------------------
+
+def beside_study(df: pd.DataFrame, *, title: str = "This run beside the study's six models",
+                 width: int = 520) -> alt.VConcatChart:
+    """Strip plot per measure: the six study models as grey dots, the runs highlighted.
+
+    ``df`` is the long table of :func:`modularity.study.beside_study`: columns ``model``,
+    ``source`` ("study" or "run"), ``measure`` (e.g. "overlap ratio", "ablation ratio", "ARI"),
+    ``value``, ``p``, ``n_tasks``. Ratios are drawn on a log axis with a dashed line at 1 (no
+    domain structure); the ARI on a linear axis with a dashed line at 0 (chance). Rows with a
+    missing value are left out (a run whose statistic could not be computed).
+    """
+    _require(df, ["model", "source", "measure", "value"], "beside_study")
+    panels = []
+    for measure in dict.fromkeys(df["measure"]):
+        d = df[(df["measure"] == measure) & df["value"].notna()].copy()
+        if d.empty:
+            continue
+        is_ratio = "ratio" in measure
+        positive = d["value"] > 0
+        d = d[positive] if is_ratio else d
+        scale = alt.Scale(type="log") if is_ratio else alt.Scale(zero=False, padding=12)
+        tooltip = ["model:N", "source:N", alt.Tooltip("value:Q", format=".3f", title=measure)]
+        tooltip += [alt.Tooltip(c, format=".2g") if c == "p" else alt.Tooltip(c) for c in ("p", "n_tasks") if c in d]
+        points = alt.Chart(d).mark_point(filled=True, size=90, opacity=0.9).encode(
+            x=alt.X("value:Q", title=measure + (" (within / across, log scale)" if is_ratio else ""), scale=scale),
+            y=alt.Y("source:N", title=None, sort=["study", "run"]),
+            color=alt.Color("source:N", scale=alt.Scale(domain=["study", "run"], range=["#9c9c9c", "#d62728"]),
+                            legend=None),
+            shape=alt.Shape("source:N", scale=alt.Scale(domain=["study", "run"], range=["circle", "diamond"]),
+                            legend=None),
+            tooltip=tooltip,
+        )
+        # Only the runs are named: six study dots often sit within a label's width of each other.
+        labels = alt.Chart(d[d["source"] == "run"]).mark_text(align="left", dx=7, dy=-7, fontSize=10).encode(
+            x=alt.X("value:Q", scale=scale), y=alt.Y("source:N", sort=["study", "run"]), text="model:N",
+            color=alt.value("#d62728"))
+        reference = alt.Chart(pd.DataFrame({"value": [1.0 if is_ratio else 0.0]})).mark_rule(
+            strokeDash=[4, 3], color="#555").encode(x=alt.X("value:Q", scale=scale))
+        panels.append(alt.layer(reference, points, labels).properties(width=width, height=70))
+    if not panels:
+        raise ValueError("beside_study: no measure has a value to draw")
+    return alt.vconcat(*panels, spacing=38).properties(title=alt.Title(
+        title, subtitle=["Grey: the study's six models (their shipped matrices; hover for names); red: this "
+                         "project's run(s).", "Dashed: no domain structure (ratio 1) or chance (ARI 0)."]))

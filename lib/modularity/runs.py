@@ -7,6 +7,7 @@ heavy tensors go to ``cache/<run_name>/<profile>/`` (ignored by git).
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -19,7 +20,7 @@ import types
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import yaml
@@ -472,6 +473,7 @@ def progress(iterable, total: int | None = None, desc: str = ""):
 #: navigation title or None for the notebook's own heading).
 BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
     "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
+    "study_results": ("study_results", "book/study_results.ipynb", {}, ".", None),
     "across_models": ("06_kendall_tau", "book/across_models.ipynb",
                       {"runs_to_compare": ["smollm2-135m-instruct/small", "gemma3-270m/small"]}, ".",
                       "Across models (small profile)"),
@@ -494,12 +496,34 @@ def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = 
     for name in chosen:
         template, page, parameters, cwd, _ = BOOK_PAGES[name]
         output = REPO_ROOT / page
-        papermill.execute_notebook(
-            str(REPO_ROOT / "notebooks" / f"{template}.ipynb"), str(output), parameters=parameters,
-            cwd=str(REPO_ROOT / cwd), kernel_name="python3", progress_bar=False, log_output=log_output,
-        )
+        with template_notebook(REPO_ROOT / "notebooks", template) as source:
+            papermill.execute_notebook(
+                str(source), str(output), parameters=parameters,
+                cwd=str(REPO_ROOT / cwd), kernel_name="python3", progress_bar=False, log_output=log_output,
+            )
         outputs.append(output)
     return outputs
+
+
+@contextlib.contextmanager
+def template_notebook(folder: Path, name: str) -> Iterator[Path]:
+    """The ``.ipynb`` papermill executes for template ``name`` of ``folder``.
+
+    A template written as a jupytext percent script (``name.py``) is converted to a temporary
+    notebook (removed afterwards); otherwise ``name.ipynb`` is used as it is.
+    """
+    script, notebook = Path(folder) / f"{name}.py", Path(folder) / f"{name}.ipynb"
+    if not script.exists():
+        if not notebook.exists():
+            raise FileNotFoundError(f"no template {name!r} in {folder} (looked for {script.name} and {notebook.name})")
+        yield notebook
+        return
+    import jupytext
+
+    with tempfile.TemporaryDirectory(prefix="modularity-template-") as tmp:
+        converted = Path(tmp) / f"{name}.ipynb"
+        jupytext.write(jupytext.read(script), converted)
+        yield converted
 
 
 def _page_entry(name: str) -> dict:
@@ -600,7 +624,7 @@ def write_toc(root: Path | None = None) -> Path:
         "root": "book/intro",
         "parts": [
             {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
-            {"caption": "Results", "chapters": [results, _page_entry("across_models"),
+            {"caption": "Results", "chapters": [_page_entry("study_results"), results, _page_entry("across_models"),
                                                  _page_entry("across_models_paper")]},
             {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, {"file": "book/teaching"},
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},
