@@ -328,8 +328,27 @@ def update_manifest(paths: RunPaths, params: dict, stage: str, wall_time_s: floa
         "wall_time_s": round(wall_time_s, 1),
         **(extra or {}),
     }
+    if stage == "01_eval":  # where the items came from: the study's files, what was excluded and sampled
+        manifest.pop("data_source", None)
+        if params.get("data_dir"):
+            manifest["data_source"] = _data_source(params)
     save_json(manifest, path)
     return manifest
+
+
+def _data_source(params: dict) -> dict:
+    """The manifest's record of a ``data_dir`` run's items, per task (see :func:`load_suite`)."""
+    from .tasks import EXCLUSION_REASONS
+
+    suite = load_suite(params)
+    return {
+        "data_dir": params["data_dir"], "n_items": params["n_items"], "seed": params["seed"],
+        "item_table": "source_items.csv",
+        "tasks": {name: {"file": source.file, "n_in_file": source.n_in_file,
+                         "excluded": {r: source.n_excluded(r) for r in EXCLUSION_REASONS if source.excluded.get(r)},
+                         "n_valid": source.n_valid, "n_used": source.n_used}
+                  for name, source in ((name, task.source) for name, task in suite.items())},
+    }
 
 
 # --------------------------------------------------------------------------
@@ -377,13 +396,22 @@ def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Pa
 # --------------------------------------------------------------------------
 # Stage helpers used by the notebooks
 # --------------------------------------------------------------------------
-def load_suite(params: dict) -> dict:
-    """The run's tasks: generated from (profile, n_items, seed), or read from ``data_dir``."""
-    from .tasks import generate_suite, load_study_data
+def load_suite(params: dict, sample: bool = True) -> dict:
+    """The run's tasks: generated from (profile, n_items, seed), or read from ``data_dir``.
+
+    ``data_dir`` (relative paths are taken from the repository root, the notebooks' working
+    directory) is read with :func:`modularity.tasks.load_study_data`, which leaves unusable items
+    out and records them in each task's ``source``; then each task keeps a seeded sample of
+    ``n_items`` of its usable items (all if fewer), in file order, drawn per task
+    (:func:`modularity.tasks.subsample_suite`; ``sample=False`` keeps every usable item).
+    ``profile`` plays no part then.
+    """
+    from .tasks import generate_suite, load_study_data, subsample_suite
 
     tasks = None if params["tasks"] == "all" else list(params["tasks"])
     if params["data_dir"]:
-        return load_study_data(params["data_dir"], tasks=tasks)
+        suite = load_study_data(REPO_ROOT / Path(params["data_dir"]).expanduser(), tasks=tasks)
+        return subsample_suite(suite, params["n_items"], params["seed"]) if sample else suite
     return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
 
 

@@ -9,15 +9,18 @@ from .base import PROFILES, MinimalPair, TaskSpec
 from .number_words import number_to_words
 from .reports import (alignment_rate, chat_formatter, copy_solvable_share, diversity_report, label_balance,
                       option_first_share, prompt_tail)
-from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, PromptConfig, TaskData,
+from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, ItemSource, PromptConfig, TaskData,
                      assemble_message)
-from .study_io import TaskDataError, export_study_layout, load_study_data, validate_items
+from .study_io import (EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, export_study_layout,
+                       item_sources, load_study_data, source_table, subsample_suite, validate_items)
 from .suite import SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task, task_seed
 
 __all__ = [
-    "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "PROFILES", "REQUIRED_KEYS", "SPECS", "TASK_DOMAINS", "TASK_NAMES",
-    "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
-    "alignment_rate", "assemble_message", "chat_formatter", "copy_solvable_share", "describe_tasks", "diversity_report",
-    "export_study_layout", "generate_suite", "generate_task", "label_balance", "load_study_data",
-    "number_to_words", "option_first_share", "prompt_tail", "task_seed", "validate_items",
+    "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
+    "TASK_DOMAINS", "TASK_NAMES",
+    "ItemSource", "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
+    "alignment_rate", "assemble_message", "audit_items", "chat_formatter", "classify_items", "copy_solvable_share",
+    "describe_tasks", "diversity_report", "export_study_layout", "generate_suite", "generate_task", "item_sources",
+    "label_balance", "load_study_data", "number_to_words", "option_first_share", "prompt_tail", "source_table",
+    "subsample_suite", "task_seed", "validate_items",
 ]

@@ -58,14 +58,52 @@ class PromptConfig:
         }
 
 
+@dataclass(frozen=True)
+class ItemSource:
+    """Where a task's items came from in a study-layout data file, and what was left out.
+
+    ``file`` is the data file relative to the layout's root (``data/<domain>/<file>.json``),
+    ``n_in_file`` the number of entries in it, ``excluded`` maps a reason (see
+    :data:`modularity.tasks.study_io.EXCLUSION_REASONS`) to the file positions (0-based) of the
+    entries left out for it, ``valid`` lists the file positions of every usable item and ``used``
+    the file position of each item of :attr:`TaskData.items`, in order (a sample of ``valid``).
+    """
+
+    file: str
+    n_in_file: int
+    excluded: dict = field(default_factory=dict)
+    valid: tuple = ()
+    used: tuple = ()
+
+    @property
+    def n_valid(self) -> int:
+        return len(self.valid)
+
+    @property
+    def n_used(self) -> int:
+        return len(self.used)
+
+    def n_excluded(self, reason: str | None = None) -> int:
+        """Entries excluded for ``reason``, or for any reason."""
+        if reason is None:
+            return sum(len(v) for v in self.excluded.values())
+        return len(self.excluded.get(reason, ()))
+
+
 @dataclass
 class TaskData:
-    """One task: its name, domain code, prompt config and items."""
+    """One task: its name, domain code, prompt config and items.
+
+    ``source`` is set when the items were read from a study-layout file
+    (:func:`modularity.tasks.load_study_data`): the file position of each item and what was
+    excluded. Generated tasks have none.
+    """
 
     name: str
     domain: str
     config: PromptConfig
     items: list[dict] = field(default_factory=list)
+    source: ItemSource | None = None
 
     @property
     def label(self) -> str:
