@@ -54,7 +54,7 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     # The whole-book pages read the run just made (through MODULARITY_ROOT).
     import papermill
 
-    for page, parameters in (("06_kendall_tau", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
+    for page, parameters in (("07_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
         out = tmp_path / f"{page}.ipynb"
         papermill.execute_notebook(str(REPO / "notebooks" / f"{page}.ipynb"), str(out), parameters=parameters,
                                    kernel_name="python3", progress_bar=False, cwd=str(REPO))
@@ -83,6 +83,23 @@ def test_task_suite_notebook_runs(tmp_path):
                                parameters={"n_items": 8}, kernel_name="python3", progress_bar=False,
                                cwd=str(REPO / "notebooks"))
     assert_no_errors(out)
+
+
+def test_script_templates_take_the_run_schema_as_parameters():
+    """A stage template written as a jupytext script declares exactly the run schema's parameters."""
+    import sys
+
+    import jupytext
+
+    sys.path.insert(0, str(REPO / "tools"))
+    from notebook_builder import parameters_source
+
+    for stage in runs.STAGES:
+        script = REPO / "notebooks" / f"{stage}.py"
+        if script.exists():
+            cells = [c for c in jupytext.read(script).cells if "parameters" in c.metadata.get("tags", [])]
+            assert len(cells) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
+            assert cells[0].source.strip() == parameters_source().strip(), f"{script.name}: parameters differ from runs.SCHEMA"
 
 
 def test_templates_carry_no_outputs():

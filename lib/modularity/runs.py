@@ -34,6 +34,7 @@ STAGES: tuple[str, ...] = (
     "03_overlap",
     "04_ari_permutation",
     "05_ablation",
+    "06_beside_the_study",
 )
 
 
@@ -323,9 +324,11 @@ def update_manifest(paths: RunPaths, params: dict, stage: str, wall_time_s: floa
     manifest = json.loads(path.read_text()) if path.exists() else {"stages": {}}
     manifest["params"] = params
     manifest["environment"] = environment_info()
+    # Stages can be rerun one at a time, so each keeps the commit that produced it.
     manifest["stages"][stage] = {
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": round(wall_time_s, 1),
+        "git_sha": manifest["environment"]["git_sha"],
         **(extra or {}),
     }
     if stage == "01_eval":  # where the items came from: the study's files, what was excluded and sampled
@@ -360,16 +363,14 @@ def execute_stage(stage: str, params: dict, notebooks_dir: Path = REPO_ROOT / "n
     import papermill
 
     paths = RunPaths.of(params, root)
-    template = Path(notebooks_dir) / f"{stage}.ipynb"
-    if not template.exists():
-        raise FileNotFoundError(f"stage notebook not found: {template}")
     output = paths.results / f"{stage}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    papermill.execute_notebook(
-        str(template), str(output), parameters=params, cwd=str(REPO_ROOT),
-        kernel_name="python3", progress_bar=False, log_output=log_output,
-    )
+    with template_notebook(Path(notebooks_dir), stage) as template:
+        papermill.execute_notebook(
+            str(template), str(output), parameters=params, cwd=str(REPO_ROOT),
+            kernel_name="python3", progress_bar=False, log_output=log_output,
+        )
     update_manifest(paths, params, stage, time.perf_counter() - start)
     return output
 
@@ -502,10 +503,10 @@ def progress(iterable, total: int | None = None, desc: str = ""):
 BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
     "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
     "study_results": ("study_results", "book/study_results.ipynb", {}, ".", None),
-    "across_models": ("06_kendall_tau", "book/across_models.ipynb",
+    "across_models": ("07_across_models", "book/across_models.ipynb",
                       {"runs_to_compare": ["smollm2-135m-instruct/small", "gemma3-270m/small"]}, ".",
                       "Across models (small profile)"),
-    "across_models_paper": ("06_kendall_tau", "book/across_models_paper.ipynb",
+    "across_models_paper": ("07_across_models", "book/across_models_paper.ipynb",
                             {"runs_to_compare": ["smollm2-135m-instruct/paper", "gemma3-270m/paper"]}, ".",
                             "Across models (paper profile)"),
     "provenance": ("90_provenance", "book/provenance.ipynb", {}, ".", None),
@@ -621,7 +622,8 @@ def estimate_cost(n_params: float, n_layers: int, d_model: int, d_ff: int, *, n_
 
 
 STAGE_TITLES = {"01_eval": "evaluation", "02_attribution": "attribution", "03_overlap": "overlap",
-                "04_ari_permutation": "statistics", "05_ablation": "ablation"}
+                "04_ari_permutation": "statistics", "05_ablation": "ablation",
+                "06_beside_the_study": "beside the study"}
 
 
 def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:

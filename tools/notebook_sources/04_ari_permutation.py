@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, matrix_csv, overlap, stats
+from modularity import charts, matrix_csv, overlap, stats, study
 """),
     ("md", "## 1. The overlap matrices from stage 3"),
     ("code", r"""
@@ -88,6 +88,22 @@ Within-domain overlap is {glue:text}`wc_ratio` times cross-domain overlap (permu
 p = {glue:text}`wc_p`); clustering recovers the domains with ARI = {glue:text}`ari`
 (p = {glue:text}`ari_p`). The crosstab above shows which domains end up together.
 """),
+    ("md", r"""
+### Beside the study
+
+The same two numbers for the study's six models, from their released 0.1% overlap matrices (the
+chapter *The study's own results, recomputed*), and Kendall's τ between this run's overlap matrix
+and each of theirs on the tasks both kept. Stage 6 adds the ablation matrix to the comparison.
+"""),
+    ("code", r"""
+if testable:
+    this_run = study.model_statistics(main, None, n_permutations=P["n_permutations"], knn=P["knn"])
+    placed = study.beside_study({f"{P['run_name']} ({P['profile']})": this_run}, n_permutations=P["n_permutations"])
+    charts.show(charts.beside_study(placed[placed.measure != "ablation ratio"]),
+                caption="Figure 1. This run's overlap ratio (log scale) and ARI (red) beside the study's six "
+                        "models (grey; hover for names).")
+    display(study.tau_against_study(main, "overlap").set_index("study_model"))
+"""),
     ("md", "## 4. Threshold sweep\n\nThe same tests at every top-k% threshold (SI §4)."),
     ("code", r"""
 if testable:
@@ -97,7 +113,7 @@ if testable:
     long = sweep.melt(id_vars="pct", value_vars=[c for c in ("ratio", "ari", "silhouette") if c in sweep],
                       var_name="metric", value_name="value")
     charts.show(charts.threshold_sweep(long),
-                caption="Figure 1. Within/cross overlap ratio, ARI of the clustering and silhouette of the true "
+                caption="Figure 2. Within/cross overlap ratio, ARI of the clustering and silhouette of the true "
                         "domains, against the top-k% threshold used to select each task's neurons.")
 else:
     sweep = pd.DataFrame()

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, runs, stats
+from modularity import charts, runs, stats, study
 from modularity.matrix_csv import read_matrix_csv
 
 pd.set_option("display.precision", 3)
@@ -38,21 +38,22 @@ results_root = runs.results_root()
 """),
     ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every committed run's stage 1 (each model with each task profile it was run on), in the layout of the study's SI Fig 1 (tasks as columns, runs as rows; cells outlined in red fall below the inclusion filter)."),
     ("code", r"""
-accuracy = runs.committed_eval_summaries(results_root)  # every committed run, both profiles
-if len(accuracy):
-    accuracy = accuracy.assign(model=accuracy.run)[["task", "domain", "model", "both_correct_accuracy",
-                                                    "n_aligned", "n_both_correct", "n_scored", "passes"]]
-    assert accuracy.both_correct_accuracy.dropna().between(0, 1).all()
-    charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accuracy": "accuracy",
-                                                                 "n_both_correct": "n_both"})),
-                caption="Figure 0. Both-correct accuracy (%) of each model on each task (SI Fig 1 layout); "
-                        "hover a cell for the item counts. A task whose evaluation stopped early, once it "
-                        "could no longer reach the filter, shows the accuracy of the items scored before "
-                        "the stop: its decision is exact, its accuracy an underestimate.")
-    display(accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum")
-            .rename_axis(index="tasks passing, per domain"))
-else:
-    print("No run has an evaluation yet.")
+columns = ["task", "domain", "model", "both_correct_accuracy", "n_aligned", "n_both_correct", "n_scored", "passes"]
+ours = runs.committed_eval_summaries(results_root)  # every committed run, both profiles
+ours = ours.assign(model=ours.run)[columns] if len(ours) else pd.DataFrame(columns=columns)
+theirs = study.baselines().assign(n_scored=lambda t: t.n_aligned)[columns]  # the six study models
+accuracy = pd.concat([theirs, ours], ignore_index=True)
+assert accuracy.both_correct_accuracy.dropna().between(0, 1).all()
+charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accuracy": "accuracy",
+                                                             "n_both_correct": "n_both"}), cell=13,
+                                    model_order=list(dict.fromkeys(accuracy.model))),
+            caption="Figure 0. Both-correct accuracy (%) of the study's six models (top rows, from its released "
+                    "baselines.json on its own items) and of every run of this project (below, on generated "
+                    "items), task by task (SI Fig 1 layout); hover a cell for the item counts. A task whose "
+                    "evaluation stopped early, once it could no longer reach the filter, shows the accuracy of "
+                    "the items scored before the stop: its decision is exact, its accuracy an underestimate.")
+accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum", sort=False)\
+    .rename_axis(index="tasks passing, per domain")
 """),
     ("md", "## 1. Which runs have matrices\n\nEach run folder should hold `ablation_drop_<pct>.csv` (stage 5) and `overlap_<pct>.csv` (stage 3), with `domain/task` labels."),
     ("code", r"""
@@ -131,7 +132,33 @@ if len(si_table) >= 2:
     si_table = pd.concat([si_table, stats.summarise_models(si_table)])
 si_table if len(si_table) else "no run has an overlap matrix yet"
 """),
+    ("md", "## 6. The runs beside the study\n\nEach run's overlap ratio, ablation ratio and ARI next to the study's six models (the same functions on their released matrices), and Kendall's τ between each run's matrices and each study model's on the tasks the two share."),
+    ("code", r"""
+placed_runs = {run: study.model_statistics(overlap_matrices[run], ablation_matrices.get(run),
+                                           n_permutations=int(n_permutations))
+               for run in runs_to_compare if run in overlap_matrices}
+if placed_runs:
+    placed = study.beside_study(placed_runs, n_permutations=int(n_permutations))
+    charts.show(charts.beside_study(placed, title="The runs beside the study's six models"),
+                caption="Figure 2. Overlap ratio and ablation ratio (within / across, log scale) and ARI of each "
+                        "run (red, named) and of the study's six models (grey; hover for names).")
+    display(placed.pivot_table(index="model", columns="measure", values="value", sort=False))
+else:
+    print("no run has an overlap matrix yet")
+"""),
+    ("code", r"""
+tau_vs_study = pd.concat(
+    {(run, kind): study.tau_against_study(matrices[run], kind, name=run).set_index("study_model")
+     for kind, matrices in (("overlap", overlap_matrices), ("ablation", ablation_matrices))
+     for run in runs_to_compare if run in matrices}, names=["run", "matrix"]) if placed_runs else pd.DataFrame()
+tau_vs_study.groupby(["run", "matrix"]).agg(tau_mean=("tau", "mean"), tau_min=("tau", "min"),
+                                            tau_max=("tau", "max"), common_tasks=("n_tasks", "median")) \
+    if len(tau_vs_study) else "nothing to compare"
+"""),
     ("md", r"""
+Each row summarises τ between one run's matrix and each of the six study models' (mean, range, and
+the median number of tasks the pair shares); the per-pair values are on each run's stage-6 page.
+
 ## Interpretation notes
 
 * τ is a rank correlation over cells; most cross-domain ablation cells are near 0 in every model,

@@ -1,0 +1,158 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Stage 6 · Beside the study: this run and the six large models
+#
+# **Question.** The study found domain-specific neurons in six models of 24B–123B parameters. Where
+# does this run's model sit among them: is its overlap as domain-specific, does ablation hurt its own
+# domain as selectively, do its tasks cluster by domain, and does it rank task pairs like they do?
+#
+# **You will learn**
+#
+# * the three numbers that place a model: the within/across ratio of its overlap matrix and of its
+#   ablation matrix, and the ARI of the study's clustering against the domains;
+# * how Kendall's τ compares two models' matrices on the tasks both of them kept, and why few common
+#   tasks make it noisy.
+#
+# The study's numbers come from its released matrices (vendored under `data/external/llm_modularity/`,
+# see the chapter *The study's own results, recomputed*); this run's from its stage 3 and stage 5
+# tables. Nothing here loads a model.
+
+# %% tags=["parameters"]
+model = None  # embedded alias, local directory/.gguf, or Hugging Face id
+run_name = None  # results folder name; default derived from model
+profile = 'small'  # task difficulty profile
+data_dir = None  # study-layout data directory to use instead of generated tasks
+tasks = 'all'  # 'all' or a list of task keys
+n_items = 100  # items generated per task
+seed = 0  # seed for task generation and random controls
+dtype = 'float32'  # weights/activations dtype
+device = 'cpu'  # 'cpu', 'cuda', 'cuda:N' or 'auto'
+batch_size = 16  # sequences per forward pass
+threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+threshold = 0.6  # inclusion filter on both-correct accuracy
+stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
+metric = 'paper'  # attribution metric
+attribution_items = 0  # max both-correct items per task for attribution, 0 means all
+verify_tasks = 3  # tasks on which attribution is checked against exact patching
+verify_neurons = 20  # neurons per checked task (top by score, plus as many random)
+top_pcts = [0.05, 0.1, 1.0, 5.0]  # top-k% thresholds for the overlap sweep
+main_pct = 0.1  # top-k% used for overlap statistics and ablation
+n_permutations = 10000  # label permutations for p-values
+knn = 5  # k of the kNN graph used for clustering
+ablation_items = 32  # max both-correct items per target task for ablation
+ablation_mode = 'corrupted'  # ablation values
+n_random_controls = 3  # random neuron sets per control type
+ablation_control_cells = 'self'  # cells that get random controls: self, within or all
+
+# %%
+import numpy as np
+import pandas as pd
+from myst_nb import glue
+
+from modularity import charts, runs, stats, study
+from modularity.matrix_csv import read_matrix_csv
+
+P = runs.notebook_params(globals())
+paths = runs.RunPaths.of(P)
+run_label = f"{P['run_name']} ({P['profile']})"
+pd.set_option("display.precision", 3)
+
+# %% [markdown]
+# ## 1. This run's matrices
+#
+# The overlap matrix of stage 3 at the main threshold and the ablation matrix of stage 5. Only tasks
+# that passed the 60% filter are in them.
+
+# %%
+def read_if_present(name: str):
+    path = paths.table(name)
+    return read_matrix_csv(path) if path.is_file() else None
+
+overlap = read_if_present(f"overlap_{P['main_pct']:g}.csv")
+ablation = read_if_present(f"ablation_drop_{P['main_pct']:g}.csv")
+if overlap is None:  # stage 3 writes no matrix when fewer than two tasks were attributed
+    print("This run has no overlap matrix (fewer than two attributed tasks): only the study's models are placed.")
+    overlap = pd.DataFrame()
+pd.Series({"overlap matrix": len(overlap), "ablation matrix": 0 if ablation is None else len(ablation)},
+          name="tasks")
+
+# %% [markdown]
+# ## 2. The three numbers beside the study's
+#
+# For every model, ours and the study's, the same functions compute the within/across ratio (with
+# its label-permutation p) of the overlap and of the ablation matrix, and the ARI of the kNN-graph
+# clustering cut into one cluster per domain present. A number that needs two domains with two tasks
+# each is left out when the run does not have them.
+
+# %%
+this_run = study.model_statistics(overlap, ablation, n_permutations=P["n_permutations"], knn=P["knn"])
+placed = study.beside_study({run_label: this_run}, n_permutations=P["n_permutations"])
+charts.show(charts.beside_study(placed, title=f"{run_label} beside the study's six models"),
+            caption=f"Figure 1. Overlap ratio, ablation ratio (within / across a domain, log scale) and ARI of "
+                    f"{run_label} (red) and of the study's six models (grey, hover for the name).")
+
+# %%
+def position(measure: str) -> dict:
+    rows = placed[placed.measure == measure]
+    value = rows[rows.source == "run"].value.iloc[0]
+    study_values = rows[rows.source == "study"].value
+    return {"this run": value, "p": rows[rows.source == "run"].p.iloc[0],
+            "study min": study_values.min(), "study max": study_values.max(),
+            "study models below this run": f"{int((study_values < value).sum())} of 6" if np.isfinite(value) else "—"}
+
+positions = pd.DataFrame({measure: position(measure) for measure in placed.measure.unique()}).T
+glue("position_text", "; ".join(
+    f"{measure} {row['this run']:.2f} (study {row['study min']:.2f}–{row['study max']:.2f})"
+    for measure, row in positions.iterrows() if pd.notna(row["this run"])) or "no number could be computed",
+    display=False)
+positions
+
+# %% [markdown]
+# {glue:text}`position_text`.
+#
+# ## 3. Do the models rank task pairs alike? Kendall's τ
+#
+# Each study model's matrix and this run's, cut to the tasks both kept: τ-b over the upper triangle of
+# the overlap matrices and over all directed off-diagonal cells of the ablation matrices. With fewer
+# than three common tasks τ is not computed.
+
+# %%
+tau = pd.concat({"overlap": study.tau_against_study(overlap, "overlap", name=run_label),
+                 **({"ablation": study.tau_against_study(ablation, "ablation", name=run_label)}
+                    if ablation is not None else {})}, names=["matrix"]).droplevel(1)
+summary = tau.groupby("matrix", sort=False).agg(tau_mean=("tau", "mean"), tau_min=("tau", "min"),
+                                                 tau_max=("tau", "max"), common_tasks=("n_tasks", "median"))
+glue("tau_text", "; ".join(f"{kind}: mean τ {row.tau_mean:.2f} over the six models "
+                           f"({row.tau_min:.2f} to {row.tau_max:.2f}), about {row.common_tasks:.0f} common tasks"
+                           for kind, row in summary.iterrows() if pd.notna(row.tau_mean)) or "not computable",
+     display=False)
+tau.set_index("study_model", append=True)
+
+# %% [markdown]
+# {glue:text}`tau_text`. For scale: the study's six models agree with each other at τ ≈ 0.7
+# (overlap) and 0.6 (ablation) on 29–30 common tasks.
+
+# %%
+saved = [runs.save_table(placed, paths.table("beside_study.csv")),
+         runs.save_table(tau.reset_index(), paths.table("tau_vs_study.csv"))]
+
+# %% [markdown]
+# ## Interpretation notes
+#
+# * The study's models are 100–1000× larger and pass most tasks; this run passes fewer, so its
+#   ratios rest on fewer cells and its τ on fewer common tasks. A high ratio from a handful of tasks is
+#   weaker evidence than the same ratio from 40.
+# * The ARI depends on which domains are present: with few tasks per domain, one misplaced task moves
+#   it a lot.
+# * The permutation p of each model is computed the same way (labels shuffled, seed 42), so a p at its
+#   floor (1/(permutations + 1)) says the observed structure beat every shuffle.
