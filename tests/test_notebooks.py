@@ -56,8 +56,9 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
 
     for page, parameters in (("07_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
         out = tmp_path / f"{page}.ipynb"
-        papermill.execute_notebook(str(REPO / "notebooks" / f"{page}.ipynb"), str(out), parameters=parameters,
-                                   kernel_name="python3", progress_bar=False, cwd=str(REPO))
+        with runs.template_notebook(REPO / "notebooks", page) as template:
+            papermill.execute_notebook(str(template), str(out), parameters=parameters,
+                                       kernel_name="python3", progress_bar=False, cwd=str(REPO))
         assert_no_errors(out)
     provenance = json.loads((tmp_path / "90_provenance.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in provenance["cells"] for o in c.get("outputs", []))
@@ -68,9 +69,10 @@ def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):
     import papermill
 
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
-    with pytest.raises(papermill.PapermillExecutionError, match="unknown parameter"):
+    with runs.template_notebook(REPO / "notebooks", "01_eval") as template, \
+            pytest.raises(papermill.PapermillExecutionError, match="unknown parameter"):
         papermill.execute_notebook(
-            str(REPO / "notebooks" / "01_eval.ipynb"), str(tmp_path / "out.ipynb"),
+            str(template), str(tmp_path / "out.ipynb"),
             parameters={"model": str(tiny_model_dirs["llama"]), "n_itemz": 3},
             kernel_name="python3", progress_bar=False, cwd=str(REPO))
 
@@ -79,35 +81,37 @@ def test_task_suite_notebook_runs(tmp_path):
     import papermill
 
     out = tmp_path / "tasks.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "00_task_suite.ipynb"), str(out),
-                               parameters={"n_items": 8}, kernel_name="python3", progress_bar=False,
-                               cwd=str(REPO / "notebooks"))
+    with runs.template_notebook(REPO / "notebooks", "00_task_suite") as template:
+        papermill.execute_notebook(str(template), str(out),
+                                   parameters={"n_items": 8}, kernel_name="python3", progress_bar=False,
+                                   cwd=str(REPO / "notebooks"))
     assert_no_errors(out)
 
 
 def test_script_templates_take_the_run_schema_as_parameters():
-    """A stage template written as a jupytext script declares exactly the run schema's parameters."""
-    import sys
-
+    """Every stage template is a jupytext script declaring exactly the run schema's parameters."""
     import jupytext
-
-    sys.path.insert(0, str(REPO / "tools"))
-    from notebook_builder import parameters_source
 
     for stage in runs.STAGES:
         script = REPO / "notebooks" / f"{stage}.py"
-        if script.exists():
-            cells = [c for c in jupytext.read(script).cells if "parameters" in c.metadata.get("tags", [])]
-            assert len(cells) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
-            assert cells[0].source.strip() == parameters_source().strip(), f"{script.name}: parameters differ from runs.SCHEMA"
+        assert script.is_file(), f"stage {stage} has no template {script.name}"
+        cells = [c for c in jupytext.read(script).cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(cells) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
+        assert cells[0].source.strip() == runs.parameters_source().strip(), f"{script.name}: parameters differ from runs.SCHEMA"
 
 
-def test_templates_carry_no_outputs():
-    for template in (REPO / "notebooks").glob("*.ipynb"):
-        cells = json.loads(template.read_text())["cells"]
-        assert not any(c.get("outputs") for c in cells if c["cell_type"] == "code"), template.name
-        tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
-        assert len(tagged) == 1, f"{template.name}: exactly one cell tagged 'parameters'"
+def test_templates_are_scripts_with_one_parameters_cell():
+    """Templates are jupytext percent scripts only: no .ipynb (nothing generated, no code held in strings)."""
+    import jupytext
+
+    notebooks = REPO / "notebooks"
+    assert not sorted(p.name for p in notebooks.glob("*.ipynb")), "templates are notebooks/<name>.py scripts"
+    scripts = sorted(notebooks.glob("*.py"))
+    assert scripts
+    for script in scripts:
+        cells = jupytext.read(script).cells
+        tagged = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
 
 
 def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
@@ -131,8 +135,9 @@ def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
         np.fill_diagonal(values, 1.0)
         write_matrix_csv(pd.DataFrame(values, index=labels, columns=labels), paths.table(f"overlap_{pct:g}.csv"))
     out = tmp_path / "04.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "04_ari_permutation.ipynb"), str(out),
-                               parameters=params, kernel_name="python3", progress_bar=False, cwd=str(REPO))
+    with runs.template_notebook(REPO / "notebooks", "04_ari_permutation") as template:
+        papermill.execute_notebook(str(template), str(out),
+                                   parameters=params, kernel_name="python3", progress_bar=False, cwd=str(REPO))
     assert_no_errors(out)
     summary = json.loads(paths.table("stats_summary.json").read_text())
     assert summary["ari"]["ari"] == pytest.approx(1.0)

@@ -444,7 +444,7 @@ def test_book_pages_are_in_the_toc_with_their_titles(tmp_path):
     entries = [c for part in toc["parts"] for c in part["chapters"]]
     files = {c["file"]: c.get("title") for c in entries}
     for name, (template, page, _, _, title) in runs.BOOK_PAGES.items():
-        assert (runs.REPO_ROOT / "notebooks" / f"{template}.ipynb").exists(), name
+        assert (runs.REPO_ROOT / "notebooks" / f"{template}.py").exists(), name
         assert files[page.removesuffix(".ipynb")] == title, name
 
 

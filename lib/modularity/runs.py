@@ -79,6 +79,15 @@ SCHEMA: dict[str, Param] = {
 }
 
 
+def parameters_source() -> str:
+    """The text of a stage template's parameters cell: one ``name = default  # help`` line per :data:`SCHEMA` entry.
+
+    Every per-run template in ``notebooks/`` (a jupytext percent script) holds exactly this text in its
+    cell tagged ``parameters``, which papermill replaces with a run's values; a test keeps them in step.
+    """
+    return "\n".join(f"{key} = {spec.default!r}  # {spec.help}" for key, spec in SCHEMA.items())
+
+
 class ParamsError(ValueError):
     """A params file or notebook parameter is invalid."""
 

@@ -1,26 +1,35 @@
-CELLS = [
-    ("md", r"""
-# Across models · Do different models agree on which task pairs interact?
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-**Question.** One model's ablation or overlap matrix could reflect quirks of that model. If
-modularity is a property of the tasks, different models should rank the (source, target) pairs
-similarly. The study measures this with Kendall's τ between models' matrices (METHOD §8, §10).
+# %% [markdown]
+# # Across models · Do different models agree on which task pairs interact?
+#
+# **Question.** One model's ablation or overlap matrix could reflect quirks of that model. If
+# modularity is a property of the tasks, different models should rank the (source, target) pairs
+# similarly. The study measures this with Kendall's τ between models' matrices (METHOD §8, §10).
+#
+# **You will learn**
+#
+# * how two task × task matrices are turned into vectors (all off-diagonal directed cells for
+#   ablation, the upper triangle for the symmetric overlap) and compared by Kendall's τ-b;
+# * why only the tasks common to every model can be compared;
+# * how each model's within- vs cross-domain summary (SI Table 1) looks side by side.
+#
+# This notebook is not tied to one params file: it reads the finished runs named below.
 
-**You will learn**
-
-* how two task × task matrices are turned into vectors (all off-diagonal directed cells for
-  ablation, the upper triangle for the symmetric overlap) and compared by Kendall's τ-b;
-* why only the tasks common to every model can be compared;
-* how each model's within- vs cross-domain summary (SI Table 1) looks side by side.
-
-This notebook is not tied to one params file: it reads the finished runs named below.
-"""),
-    ("parameters", r"""
+# %% tags=["parameters"]
 runs_to_compare = ["smollm2-135m-instruct/small", "gemma3-270m/small"]  # folders under book/results/
 pct = 0.1  # top-k% of the matrices to compare (file suffix)
 n_permutations = 10000  # label permutations for the per-model within/cross p-values
-"""),
-    ("code", r"""
+
+# %%
 import os
 from pathlib import Path
 
@@ -35,9 +44,13 @@ pd.set_option("display.precision", 3)
 assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
 assert pct > 0 and int(n_permutations) >= 1
 results_root = runs.results_root()
-"""),
-    ("md", "## 0. Which tasks each model solves\n\nBoth-correct accuracy of every committed run's stage 1 (each model with each task profile it was run on), in the layout of the study's SI Fig 1 (tasks as columns, runs as rows; cells outlined in red fall below the inclusion filter)."),
-    ("code", r"""
+
+# %% [markdown]
+# ## 0. Which tasks each model solves
+#
+# Both-correct accuracy of every committed run's stage 1 (each model with each task profile it was run on), in the layout of the study's SI Fig 1 (tasks as columns, runs as rows; cells outlined in red fall below the inclusion filter).
+
+# %%
 columns = ["task", "domain", "model", "both_correct_accuracy", "n_aligned", "n_both_correct", "n_scored", "passes"]
 ours = runs.committed_eval_summaries(results_root)  # every committed run, both profiles
 ours = ours.assign(model=ours.run)[columns] if len(ours) else pd.DataFrame(columns=columns)
@@ -54,9 +67,14 @@ charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accur
                     "the items scored before the stop: its decision is exact, its accuracy an underestimate.")
 accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum", sort=False)\
     .rename_axis(index="tasks passing, per domain")
-"""),
-    ("md", "## 1. Which runs have matrices\n\nEach run folder should hold `ablation_drop_<pct>.csv` (stage 5) and `overlap_<pct>.csv` (stage 3), with `domain/task` labels."),
-    ("code", r"""
+
+
+# %% [markdown]
+# ## 1. Which runs have matrices
+#
+# Each run folder should hold `ablation_drop_<pct>.csv` (stage 5) and `overlap_<pct>.csv` (stage 3), with `domain/task` labels.
+
+# %%
 def read_if_present(run: str, name: str):
     path = results_root / run / name
     return read_matrix_csv(path) if path.is_file() else None
@@ -74,18 +92,30 @@ for run in runs_to_compare:
 for matrix in [*ablation_matrices.values(), *overlap_matrices.values()]:
     assert list(matrix.index) == list(matrix.columns), "square, same labels on both axes"
 pd.DataFrame(status)
-"""),
-    ("md", "## 2. Common tasks\n\nτ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, METHOD §8)."),
-    ("code", r"""
+
+# %% [markdown]
+# ## 2. Common tasks
+#
+# τ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, METHOD §8).
+
+# %%
 notes, comparable = {}, {}
 for kind, matrices in (("ablation", ablation_matrices), ("overlap", overlap_matrices)):
     comparable[kind], notes[kind] = stats.comparison_note(kind, matrices)
     glue(f"{kind}_note", notes[kind], display=False)
     print(notes[kind])
-"""),
-    ("md", "{glue:text}`ablation_note`\n\n{glue:text}`overlap_note`"),
-    ("md", "## 3. Kendall's τ between models\n\nFor ablation all off-diagonal directed cells count (n·(n−1) values, SD with ddof 0 as the study's script); for overlap the upper triangle (n·(n−1)/2 values, SD with ddof 1). τ-b and its asymptotic p come from scipy."),
-    ("code", r"""
+
+# %% [markdown]
+# {glue:text}`ablation_note`
+#
+# {glue:text}`overlap_note`
+
+# %% [markdown]
+# ## 3. Kendall's τ between models
+#
+# For ablation all off-diagonal directed cells count (n·(n−1) values, SD with ddof 0 as the study's script); for overlap the upper triangle (n·(n−1)/2 values, SD with ddof 1). τ-b and its asymptotic p come from scipy.
+
+# %%
 tau_tables, tau_summaries = {}, {}
 for kind, matrices, mode, ddof in (("ablation", ablation_matrices, "directed", 0),
                                    ("overlap", overlap_matrices, "upper", 1)):
@@ -105,10 +135,20 @@ for kind in ("ablation", "overlap"):
     glue(f"{kind}_tau", text, display=False)
 pd.concat({kind: table for kind, table in tau_tables.items()}, names=["matrix"]) if tau_tables else \
     "τ needs two models: add a second run to runs_to_compare once its stages 3 and 5 have run."
-"""),
-    ("md", "**Ablation:** {glue:text}`ablation_tau`.\n\n**Overlap:** {glue:text}`overlap_tau`.\n\nWith a single pair there is no spread: the SD is undefined (ddof 1) or 0 (ddof 0)."),
-    ("md", "## 4. The cells of the first pair, side by side\n\nEach point is one (source, target) cell: its value in one model against the other. Agreement shows up as a rising cloud."),
-    ("code", r"""
+
+# %% [markdown]
+# **Ablation:** {glue:text}`ablation_tau`.
+#
+# **Overlap:** {glue:text}`overlap_tau`.
+#
+# With a single pair there is no spread: the SD is undefined (ddof 1) or 0 (ddof 0).
+
+# %% [markdown]
+# ## 4. The cells of the first pair, side by side
+#
+# Each point is one (source, target) cell: its value in one model against the other. Agreement shows up as a rising cloud.
+
+# %%
 if "ablation" in tau_tables:
     first = tau_tables["ablation"].iloc[0]
     chart = charts.paired_cells(ablation_matrices[first.model_a], ablation_matrices[first.model_b],
@@ -119,9 +159,13 @@ if "ablation" in tau_tables:
                 "handles such ties, but they weaken it.")
 else:
     print("τ needs two models: nothing to plot.")
-"""),
-    ("md", "## 5. Each model's modularity (SI Table 1)\n\nWithin- and cross-domain means, their ratio and the permutation p, for the overlap and the ablation matrix of each run (METHOD §9)."),
-    ("code", r"""
+
+# %% [markdown]
+# ## 5. Each model's modularity (SI Table 1)
+#
+# Within- and cross-domain means, their ratio and the permutation p, for the overlap and the ablation matrix of each run (METHOD §9).
+
+# %%
 table_rows = []
 for run in runs_to_compare:
     if run in overlap_matrices:
@@ -131,9 +175,13 @@ si_table = pd.DataFrame(table_rows).set_index("run") if table_rows else pd.DataF
 if len(si_table) >= 2:
     si_table = pd.concat([si_table, stats.summarise_models(si_table)])
 si_table if len(si_table) else "no run has an overlap matrix yet"
-"""),
-    ("md", "## 6. The runs beside the study\n\nEach run's overlap ratio, ablation ratio and ARI next to the study's six models (the same functions on their released matrices), and Kendall's τ between each run's matrices and each study model's on the tasks the two share."),
-    ("code", r"""
+
+# %% [markdown]
+# ## 6. The runs beside the study
+#
+# Each run's overlap ratio, ablation ratio and ARI next to the study's six models (the same functions on their released matrices), and Kendall's τ between each run's matrices and each study model's on the tasks the two share.
+
+# %%
 placed_runs = {run: study.model_statistics(overlap_matrices[run], ablation_matrices.get(run),
                                            n_permutations=int(n_permutations))
                for run in runs_to_compare if run in overlap_matrices}
@@ -145,8 +193,8 @@ if placed_runs:
     display(placed.pivot_table(index="model", columns="measure", values="value", sort=False))
 else:
     print("no run has an overlap matrix yet")
-"""),
-    ("code", r"""
+
+# %%
 tau_vs_study = pd.concat(
     {(run, kind): study.tau_against_study(matrices[run], kind, name=run).set_index("study_model")
      for kind, matrices in (("overlap", overlap_matrices), ("ablation", ablation_matrices))
@@ -154,18 +202,16 @@ tau_vs_study = pd.concat(
 tau_vs_study.groupby(["run", "matrix"]).agg(tau_mean=("tau", "mean"), tau_min=("tau", "min"),
                                             tau_max=("tau", "max"), common_tasks=("n_tasks", "median")) \
     if len(tau_vs_study) else "nothing to compare"
-"""),
-    ("md", r"""
-Each row summarises τ between one run's matrix and each of the six study models' (mean, range, and
-the median number of tasks the pair shares); the per-pair values are on each run's stage-6 page.
 
-## Interpretation notes
-
-* τ is a rank correlation over cells; most cross-domain ablation cells are near 0 in every model,
-  so many ties. A positive τ means the models agree on *which* pairs interact, not on how strongly.
-* The asymptotic p treats the cells as independent, which they are not (cells share tasks); read
-  it as a rough guide.
-* Small embedded models pass fewer tasks than the study's large ones, so the common task set can be
-  small and τ noisy. The study had 6 models and 29–30 common tasks (METHOD §8).
-"""),
-]
+# %% [markdown]
+# Each row summarises τ between one run's matrix and each of the six study models' (mean, range, and
+# the median number of tasks the pair shares); the per-pair values are on each run's stage-6 page.
+#
+# ## Interpretation notes
+#
+# * τ is a rank correlation over cells; most cross-domain ablation cells are near 0 in every model,
+#   so many ties. A positive τ means the models agree on *which* pairs interact, not on how strongly.
+# * The asymptotic p treats the cells as independent, which they are not (cells share tasks); read
+#   it as a rough guide.
+# * Small embedded models pass fewer tasks than the study's large ones, so the common task set can be
+#   small and τ noisy. The study had 6 models and 29–30 common tasks (METHOD §8).

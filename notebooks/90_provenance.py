@@ -1,15 +1,24 @@
-CELLS = [
-    ("md", r"""
-# Provenance of every run
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
 
-Each run of `modularity run` writes a `manifest.json` next to its executed notebooks: the
-parameters, the software environment (Python, platform, package versions, git commit of this
-project) and, per stage, when it finished and how long it took. This page collects them.
-"""),
-    ("parameters", r"""
+# %% [markdown]
+# # Provenance of every run
+#
+# Each run of `modularity run` writes a `manifest.json` next to its executed notebooks: the
+# parameters, the software environment (Python, platform, package versions, git commit of this
+# project) and, per stage, when it finished and how long it took. This page collects them.
+
+# %% tags=["parameters"]
 results_root = ""  # folder holding <run>/<profile>/manifest.json; empty means the book's results
-"""),
-    ("code", r"""
+
+# %%
 import json
 from pathlib import Path
 
@@ -20,36 +29,41 @@ from modularity import runs
 root = Path(results_root) if results_root else runs.results_root()
 manifests = {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*/manifest.json"))}
 print(f"{len(manifests)} run(s) found")
-"""),
-    ("md", "## Stages and wall times"),
-    ("code", r"""
+
+# %% [markdown]
+# ## Stages and wall times
+
+# %%
 rows = [{"run": run, "stage": stage, "finished (UTC)": info["finished"], "wall time (s)": info["wall_time_s"]}
         for run, m in manifests.items() for stage, info in sorted(m["stages"].items())]
 stages = pd.DataFrame(rows)
 stages if len(stages) else "no run has been executed yet"
-"""),
-    ("md", "## Environment of the last stage of each run"),
-    ("code", r"""
+
+# %% [markdown]
+# ## Environment of the last stage of each run
+
+# %%
 env = pd.DataFrame({run: {"git SHA": m["environment"]["git_sha"], "python": m["environment"]["python"],
                           "CPU count": m["environment"]["cpu_count"], "platform": m["environment"]["platform"],
                           **m["environment"]["packages"]} for run, m in manifests.items()})
 env
-"""),
-    ("md", "## Parameters"),
-    ("code", r"""
+
+# %% [markdown]
+# ## Parameters
+
+# %%
 params = pd.DataFrame({run: {k: str(v) for k, v in m["params"].items()} for run, m in manifests.items()})
 params
-"""),
-]
-CELLS += [
-    ("md", r"""
-## Measured cost and a cost model for larger models
 
-`make benchmark` (`benchmarks/run_benchmarks.py`) times the three expensive stages against their
-floors and against naive reference implementations; each JSON under `benchmarks/results/` is one
-run on one machine.
-"""),
-    ("code", r"""
+
+# %% [markdown]
+# ## Measured cost and a cost model for larger models
+#
+# `make benchmark` (`benchmarks/run_benchmarks.py`) times the three expensive stages against their
+# floors and against naive reference implementations; each JSON under `benchmarks/results/` is one
+# run on one machine.
+
+# %%
 def measured(m: dict, phase: str, key: str) -> float:
     # a benchmark run may cover only some phases (e.g. `--phases ablation`)
     return m.get(phase, {}).get(key, float("nan"))
@@ -78,19 +92,21 @@ for path in sorted((runs.REPO_ROOT / "benchmarks" / "results").glob("*.json")):
                            "weights (GB)": m["memory"]["weight_bytes"] / 1e9})
 benchmarks = pd.DataFrame(bench_rows).sort_values(["created", "model"]).reset_index(drop=True)
 benchmarks
-"""),
-    ("md", "The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all five stages from an empty cache) as measured end to end, when a record of it is present (`benchmarks/results/main_job_*.json`):"),
-    ("code", r"""
+
+# %% [markdown]
+# The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all five stages from an empty cache) as measured end to end, when a record of it is present (`benchmarks/results/main_job_*.json`):
+
+# %%
 pd.DataFrame(main_jobs).round(1) if main_jobs else print("no measured main job recorded")
-"""),
-    ("md", r"""
-The cost model counts forward-pass equivalents per stage as this package runs them (see
-`modularity.runs.estimate_cost`) and converts them to time with an *achieved* throughput. We
-calibrate that throughput on the measured SmolLM2 evaluation rate of the most recent benchmark that measured it, then
-project to 7B and 70B Llama-shaped models on one GPU under a stated assumption: an achieved
-300 TFLOP/s in bf16 (about a third of an H100's dense peak; not measured here).
-"""),
-    ("code", r"""
+
+# %% [markdown]
+# The cost model counts forward-pass equivalents per stage as this package runs them (see
+# `modularity.runs.estimate_cost`) and converts them to time with an *achieved* throughput. We
+# calibrate that throughput on the measured SmolLM2 evaluation rate of the most recent benchmark that measured it, then
+# project to 7B and 70B Llama-shaped models on one GPU under a stated assumption: an achieved
+# 300 TFLOP/s in bf16 (about a third of an H100's dense peak; not measured here).
+
+# %%
 smol = benchmarks[(benchmarks.model == "smollm2-135m-instruct") & benchmarks["eval items/s"].notna()]
 if len(smol):
     last = smol.iloc[-1]  # the most recent benchmark that measured the evaluation
@@ -107,10 +123,8 @@ if len(smol):
     table = projections.set_index(["model", "stage"])[["units", "minutes", "memory_gb"]]
     display(table.round(2).rename(columns={"units": "work units (items or item-cells)",
                                            "memory_gb": "peak memory (GB)"}))
-"""),
-    ("md", r"""
-The CPU row can be checked against the measured wall times of the runs above. The GPU rows are
-estimates: real throughput depends on batch size, sequence length, attention kernels and, for 70B,
-on how the model is split over GPUs (its bf16 weights alone need about 140 GB).
-"""),
-]
+
+# %% [markdown]
+# The CPU row can be checked against the measured wall times of the runs above. The GPU rows are
+# estimates: real throughput depends on batch size, sequence length, attention kernels and, for 70B,
+# on how the model is split over GPUs (its bf16 weights alone need about 140 GB).

@@ -1,0 +1,236 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The 46-task minimal-pair suite
+#
+# **Question.** What exactly do the 46 tasks of the study ask, and how do we rebuild them as seeded
+# minimal pairs that a small model can partly solve?
+#
+# **You will learn**
+# * what a minimal pair is and how the clean and corrupted prompts of an item differ;
+# * what each of the 46 tasks looks like, domain by domain;
+# * how diverse the generated items are, and how the `paper` and `small` profiles differ;
+# * how often the clean and corrupted prompts tokenize to the same length (the study drops the others);
+# * how to add a task.
+
+# %% tags=["parameters"]
+profile = "small"  # difficulty profile: "paper" (study-like) or "small" (100-300M models)
+seed = 0  # random seed of the generators: same seed, same items
+n_items = 100  # items generated per task
+model = "smollm2-135m-instruct"  # model whose tokenizer is used for the alignment check
+
+# %%
+from modularity.tasks import PROFILES
+
+if profile not in PROFILES:
+    raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+if not (isinstance(n_items, int) and n_items >= 2):
+    raise ValueError(f"n_items must be an integer >= 2, got {n_items!r}")
+if not isinstance(seed, int):
+    raise ValueError(f"seed must be an integer, got {seed!r}")
+
+# %% [markdown]
+# ## 1. What a minimal pair is
+#
+# Each item has a *clean* and a *corrupted* problem that differ in one task-relevant detail; the
+# correct answer of one is the foil of the other. Here is one item, rendered as the model reads it.
+
+# %%
+import pandas as pd
+from modularity.tasks import assemble_message, generate_suite, generate_task
+
+example = generate_task("code_conditional", profile, 1, seed)
+item = example.items[0]
+for condition in ("clean", "corrupted"):
+    print(f"[{condition}]", assemble_message(example.config, item, condition))
+    print("   correct:", repr(item[f"{condition}_correct"]), " foil:", repr(item[f"{condition}_incorrect"]), "\n")
+
+# %% [markdown]
+# ## 2. One example per task
+#
+# The table shows the first item of each task: the end of its clean and corrupted problems (in the
+# `small` profile many prompts start with solved examples; "↵" marks a line break and "…" the elided
+# start), and the two answers.
+
+# %%
+from modularity.tasks import prompt_tail
+
+suite = generate_suite(profile, n_items, seed)
+pd.set_option("display.max_colwidth", 120)
+examples = pd.DataFrame([
+    {"task": t.label, "clean problem (end)": prompt_tail(t.items[0]["clean_problem"]),
+     "corrupted problem (end)": prompt_tail(t.items[0]["corrupted_problem"]),
+     "correct": t.items[0]["clean_correct"], "foil": t.items[0]["clean_incorrect"]}
+    for t in suite.values()
+])
+examples
+
+# %% [markdown]
+# ## 3. Counts and diversity
+#
+# Per task: items, distinct templates, and distinct scenario sentences (the task-relevant sentence or
+# expression of each side). A task built from a handful of sentences would show few scenarios.
+
+# %%
+from modularity.tasks import diversity_report
+
+diversity = diversity_report(suite)
+diversity
+
+# %% [markdown]
+# The answers are balanced: half the items take side *a* of the pair as the clean prompt, and
+# where the question names two options their order is random but identical in both prompts. The last
+# column is the share of items that copying alone would solve: on both sides the query (the last
+# example) names the correct answer and not the foil. Such an item tests copying, not the task, so
+# every `small` task keeps it at or below 5% (a few arithmetic items name their answer by chance).
+
+# %%
+from modularity.tasks import copy_solvable_share, label_balance, option_first_share
+
+balance = pd.DataFrame([{"task": name, **label_balance(task), "correct_option_named_first": option_first_share(task),
+                         "copy_solvable": copy_solvable_share(task)} for name, task in suite.items()])
+assert (balance.side_a_share - 0.5).abs().max() <= 0.5 / n_items + 1e-9, "clean side must alternate a/b"
+assert profile != "small" or balance.copy_solvable.max() <= 0.05, "a small task is solvable by copying"
+balance.round(2)
+
+# %% [markdown]
+# ## 4. The two profiles side by side
+#
+# The same task and corruption at two difficulties: `paper` follows the study's ranges, `small`
+# is calibrated for 100-300M models.
+
+# %%
+side_by_side = []
+for name in ["add_sub_2op_symbolic", "number_sorting", "code_list", "logic_syllogism_1", "physics_buoyancy", "agent"]:
+    row = {"task": name}
+    for prof in PROFILES:
+        task = generate_task(name, prof, 1, seed)
+        row[prof] = prompt_tail(assemble_message(task.config, task.items[0], "clean"), width=240)
+    side_by_side.append(row)
+pd.set_option("display.max_colwidth", 260)
+pd.DataFrame(side_by_side)
+
+# %% [markdown]
+# ## 5. Token alignment for the model's tokenizer
+#
+# The study keeps only items whose clean and corrupted prompts have the same number of tokens.
+# We load only the tokenizer of the model and count, with the model's chat formatting.
+
+# %%
+from transformers.utils import logging as hf_logging
+from modularity.models import load_tokenizer
+from modularity.tasks import alignment_rate, chat_formatter
+
+hf_logging.disable_progress_bar()
+tokenizer = load_tokenizer(model)
+formatter = chat_formatter(tokenizer)
+alignment = pd.DataFrame([{"task": t.label, "aligned_share": alignment_rate(t, tokenizer, formatter)}
+                          for t in suite.values()])
+alignment.sort_values("aligned_share").head(12)
+
+# %% [markdown]
+# ## 6. Which tasks the embedded models solve, per profile
+#
+# The evaluation stage (`01_eval`) of every committed run records, per task, the both-correct accuracy
+# over the token-aligned items and the 60% decision. The tables below are read from those runs
+# (`book/results/<model>/<profile>/eval_summary.csv`), so they always match the results chapters; a
+# profile that has not been run for a model is simply absent, never guessed.
+#
+# **What the `small` formal tasks are, and what they are not.** At 135M parameters the formal domain is
+# the hard one. In `small` every formal task is a raw few-shot completion (solved examples of the same
+# kind, then the query), because the chat-template versions scored near zero on every formal task.
+# The logic tasks give *two* rules and a fact that fires one of them; the corruption swaps the rules'
+# conclusions, so both candidate answers are named in both prompts. Variants with a single rule, where
+# the correct conclusion is the only candidate present in the prompt, are solved by SmolLM2 on every
+# item, but only because it can copy the one answer it sees: they would test copying, not logic, and
+# we did not use them. The code tasks follow the same rule (the printed value must be *selected*, by an
+# index, a key, a comparison or a loop count). The price is that few formal tasks pass for the
+# smallest model; the tables say how many.
+
+# %%
+from modularity import runs
+
+measured = runs.committed_eval_summaries()
+if len(measured):
+    display(measured.groupby(["model", "profile", "domain"]).passes.agg(passing="sum", tasks="size")
+            .unstack("domain").rename_axis(columns=[None, "domain"]))
+    # a task stopped early (it could no longer reach the filter) gets "*": its accuracy is an underestimate
+    measured["shown"] = (measured.both_correct_accuracy.map("{:.2f}".format)
+                         + measured.stopped_early.map({True: "*", False: ""}))
+    per_task = measured.pivot_table(index=["domain", "task"], columns=["model", "profile"],
+                                    values="shown", aggfunc="first")
+    display(per_task)
+    print(f"* stopped early: {int(measured.stopped_early.sum())} of {len(measured)} (task, run) evaluations; "
+          "their decision is exact, their accuracy an underestimate")
+else:
+    print("no evaluation results committed yet: run `modularity run params/<model>.yaml`")
+
+# %% [markdown]
+# **The calibration target.** The `small` profile was meant to let SmolLM2-135M-Instruct pass the
+# filter on at least half of the tasks of *every* domain. Per domain, from its committed `small` run:
+
+# %%
+target_runs = measured[(measured.model == "smollm2-135m-instruct") & (measured.profile == "small")] if len(measured) else measured
+if len(target_runs):
+    target = target_runs.groupby("domain").passes.agg(passing="sum", tasks="size")
+    target["needed"] = (target.tasks + 1) // 2  # at least half
+    target["met"] = target.passing >= target.needed
+    display(target)
+else:
+    print("no small-profile run of smollm2-135m-instruct committed yet")
+
+# %% [markdown]
+# **Formal designs we measured and did not adopt.** `benchmarks/formal_designs.py` scores alternative
+# designs for the formal tasks with the same scoring (48 items each; one CSV per model). *choice*
+# designs make the model select the answer (by an index, a key, a comparison, a count or a rule);
+# they include a Python REPL transcript for the code tasks and more solved examples for the suite's
+# near misses. *copy* designs name only the correct answer in the query: they pass, and that is why
+# they were rejected. At 135M parameters no choice design for logic or code comes close to the
+# filter; that, not a lack of attempts, is why the formal row above falls short.
+
+# %%
+from modularity.runs import REPO_ROOT
+
+design_files = sorted((REPO_ROOT / "benchmarks" / "results").glob("formal_designs_*.csv"))
+if design_files:
+    designs = pd.concat([pd.read_csv(path) for path in design_files])
+    assert designs.both_correct_accuracy.between(0, 1).all()
+    designs["both_correct"] = designs.both_correct_accuracy.map("{:.2f}".format) + " ± " + designs.both_correct_se.map("{:.2f}".format)
+    table = designs.pivot_table(index=["kind", "meant_for", "design"], columns="model", values="both_correct",
+                                aggfunc="first", sort=False)
+    display(table)
+    example = designs.drop_duplicates("design").set_index("design")[["query_end", "answers"]]
+    display(example.rename(columns={"query_end": "query (end)", "answers": "correct / foil"}))
+else:
+    print("no design record yet: run benchmarks/formal_designs.py")
+
+# %% [markdown]
+# ## 7. How to add a task
+#
+# 1. Write a builder `build(rng, profile) -> MinimalPair` in the domain's module
+#    (`modularity/tasks/formal.py`, `language.py`, `physical.py` or `social.py`); put sentences and
+#    word lists in `content/` or `wordlists/` JSON files.
+# 2. Register it with a `TaskSpec(name, domain, build, configs)` in that module's `SPECS`.
+# 3. Add an independent answer check to `tests/test_tasks.py`.
+#
+# The generator draws pairs until it has `n_items` distinct ones, alternates which side is clean,
+# and shuffles, so balance and determinism come for free.
+
+# %%
+import random
+from modularity.tasks import MinimalPair, PromptConfig, TaskSpec
+
+def build_parity(rng: random.Random, profile: str) -> MinimalPair:
+    n = rng.randint(1, 50) * 2
+    return MinimalPair(f"Is {n} even or odd?", "even", f"Is {n + 1} even or odd?", "odd", template_id="parity")
+
+spec = TaskSpec("parity", "MD", build_parity, {p: PromptConfig(path="parity.json") for p in PROFILES})
+spec.build_pair(random.Random(seed), profile)

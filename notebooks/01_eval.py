@@ -1,0 +1,273 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Stage 1 · Evaluation: which tasks can the model do?
+#
+# **Question.** Before asking *which neurons* support a task, we must know whether the model solves
+# the task at all. Attribution and ablation only ever use items the model gets right in both
+# conditions, and a task enters the analysis only if enough of its items are right.
+#
+# **You will learn**
+#
+# * how a multi-token answer is scored by teacher forcing (summed log-probability, METHOD §2);
+# * what *clean correct*, *corrupted correct* and *both correct* mean for a minimal pair;
+# * why items whose clean and corrupted prompts differ in length are dropped;
+# * which tasks pass the 60% inclusion filter, per domain, with their binomial standard error.
+#
+# The cell below holds the parameters; `modularity run params/<model>.yaml` (papermill) replaces them.
+
+# %% tags=["parameters"]
+model = None  # embedded alias, local directory/.gguf, or Hugging Face id
+run_name = None  # results folder name; default derived from model
+profile = 'small'  # task difficulty profile
+data_dir = None  # study-layout data directory to use instead of generated tasks
+tasks = 'all'  # 'all' or a list of task keys
+n_items = 100  # items generated per task
+seed = 0  # seed for task generation and random controls
+dtype = 'float32'  # weights/activations dtype
+device = 'cpu'  # 'cpu', 'cuda', 'cuda:N' or 'auto'
+batch_size = 16  # sequences per forward pass
+threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+threshold = 0.6  # inclusion filter on both-correct accuracy
+stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
+metric = 'paper'  # attribution metric
+attribution_items = 0  # max both-correct items per task for attribution, 0 means all
+verify_tasks = 3  # tasks on which attribution is checked against exact patching
+verify_neurons = 20  # neurons per checked task (top by score, plus as many random)
+top_pcts = [0.05, 0.1, 1.0, 5.0]  # top-k% thresholds for the overlap sweep
+main_pct = 0.1  # top-k% used for overlap statistics and ablation
+n_permutations = 10000  # label permutations for p-values
+knn = 5  # k of the kNN graph used for clustering
+ablation_items = 32  # max both-correct items per target task for ablation
+ablation_mode = 'corrupted'  # ablation values
+n_random_controls = 3  # random neuron sets per control type
+ablation_control_cells = 'self'  # cells that get random controls: self, within or all
+
+# %% [markdown]
+# Parameters are checked against the schema in `modularity.runs` (papermill itself only warns about unknown names).
+
+# %%
+from modularity import runs
+
+P = runs.notebook_params(globals())
+paths = runs.RunPaths.of(P)
+{k: P[k] for k in ("model", "profile", "data_dir", "n_items", "seed", "threshold", "stop_early", "dtype", "device", "bos")}
+
+# %%
+import numpy as np
+import pandas as pd
+import torch
+from myst_nb import glue
+
+from modularity import charts, scoring
+from modularity.models import load_model
+from modularity.tasks import DOMAIN_NAMES
+
+runs.configure_torch(P)
+pd.set_option("display.precision", 3)
+
+# %% [markdown]
+# ## 1. The model and the tasks
+#
+# We load the model (an embedded alias resolves to files installed from PyPI; no network) and the task suite of the chosen profile.
+
+# %%
+loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
+suite = runs.load_suite(P)
+domains = {name: task.domain for name, task in suite.items()}
+pd.Series({
+    "family": loaded.family.name,
+    "layers": loaded.n_layers,
+    "MLP neurons per layer": loaded.d_ff,
+    "MLP neurons in all": loaded.n_neurons,
+    "chat template": loaded.has_chat_template,
+    "tasks": len(suite),
+    "items per task": int(np.median([len(t) for t in suite.values()])),
+}, name=P["model"]).to_frame()
+
+# %% [markdown]
+# ### Where the items come from
+#
+# With `data_dir` set, the items are the study's own task files, read unmodified. Some of their
+# entries cannot serve as minimal pairs and are left out: an **exact duplicate** of an earlier item
+# (all six fields equal) would count one item twice in the accuracy and in the attribution sums;
+# with **equal answers** (y⁺ = y⁻) the two scores of a prompt are identical, so clean and corrupted
+# are indistinguishable and the item can never be right; a **broken swap** (the corrupted answers
+# are not the clean ones swapped) is not a minimal pair; an **empty or missing field** leaves
+# nothing to score. From the remaining items each task keeps a seeded sample of `n_items`, drawn
+# per task and kept in file order (`source_items.csv` maps each item to its position in the file).
+
+# %%
+from IPython.display import Markdown, display
+from modularity import tasks as task_io
+
+if P["data_dir"]:
+    sources = task_io.source_table(suite)
+    n_left_out = sources.n_in_file.sum() - sources.n_valid.sum()
+    display(Markdown(
+        f"**{n_left_out:,} of the {sources.n_in_file.sum():,} entries** of the {len(sources)} files are left out "
+        f"({sources.n_duplicates.sum():,} exact duplicates, {sources.n_equal_answers.sum()} with equal answers, "
+        f"{n_left_out - sources.n_duplicates.sum() - sources.n_equal_answers.sum()} other), in "
+        f"{(sources.n_valid < sources.n_in_file).sum()} tasks; {sources.n_used.sum():,} items are used. "
+        "Tasks with exclusions (positions are 0-based indices into the task's file):"))
+    display(sources[sources.n_valid < sources.n_in_file].drop(columns=["file"]).set_index("task"))
+else:
+    display(Markdown(f"The {len(suite)} tasks were generated by `modularity.tasks` ({P['profile']} profile, "
+                     f"{P['n_items']} items each, seed {P['seed']}), so no item was left out."))
+
+# %% [markdown]
+# The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", METHOD §15.8) and the tasks that share the 2-shot "Context: … Answer:" frame (§15.9).
+
+# %%
+if P["data_dir"]:
+    audit = task_io.audit_items(runs.load_suite(P, sample=False))
+    flagged = audit[(audit.correct_first_share > 0) | audit.shared_study_frame]
+    display(flagged[["task", "domain", "options_in_suffix", "correct_first_share", "fewshot_frame"]].set_index("task"))
+else:
+    audit = None
+    print("generated tasks: no task-file audit")
+
+# %% [markdown]
+# ## 2. Scoring one minimal pair by hand
+#
+# For the first item of the first task, here are the two prompts exactly as the model reads them (chat template applied unless the task is a raw-text Language task) and the four teacher-forced scores.
+
+# %%
+example_task = next(iter(suite.values()))
+example = example_task.items[0]
+clean_prompt, corrupted_prompt = (p[0] for p in scoring.task_prompts(loaded, example_task))
+tokens = scoring.tokenize_task(loaded, example_task, P["bos"])
+lp = scoring.sequence_logprobs(
+    loaded,
+    [tokens.clean[0], tokens.clean[0], tokens.corrupted[0], tokens.corrupted[0]],
+    [tokens.correct[0], tokens.incorrect[0], tokens.correct[0], tokens.incorrect[0]],
+)
+print(f"task: {example_task.label}\n--- clean prompt ---\n{clean_prompt}\n--- corrupted prompt ---\n{corrupted_prompt}")
+print(f"y+ = {example['clean_correct']!r}   y- = {example['clean_incorrect']!r}")
+pd.DataFrame({"prompt": ["clean", "clean", "corrupted", "corrupted"],
+              "answer": ["y+", "y-", "y+", "y-"], "summed log-prob": lp})
+
+# %% [markdown]
+# The item is *clean correct* when the clean prompt prefers y⁺, and *corrupted correct* when the corrupted prompt prefers y⁻, i.e. the corruption really flipped the model's answer.
+
+# %%
+clean_ok, corrupted_ok = lp[0] > lp[1], lp[3] > lp[2]
+assert np.all(lp < 0), "log-probabilities of real tokens are negative"
+print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {clean_ok and corrupted_ok}")
+
+# %% [markdown]
+# ## 3. Scoring every item of every task
+#
+# Each task's per-item scores are cached, so an interrupted run resumes where it stopped. With
+# `stop_early` (the default) a task's items are scored in order, in chunks, and scoring stops as soon
+# as so many aligned items are wrong that the task could not reach the threshold even if every
+# remaining item were right: this *exact curtailment* gives the same pass/fail decision as scoring
+# every item, and only the accuracy of an excluded task is then measured on the items scored.
+
+# %%
+items = runs.cached_evaluation(
+    paths,
+    P,
+    suite,
+    lambda name, stop_below: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"],
+                                                   stop_below=stop_below),
+    desc="evaluating",
+)
+summary = scoring.summarize_suite(items, domains, P["threshold"])
+summary["fingerprint"] = summary.task.map(paths.fingerprints)  # later stages check the items are unchanged
+
+# %% [markdown]
+# Sanity checks: accuracies are fractions, *both correct* cannot exceed either condition, and on the both-correct items the baselines satisfy C > 0 > R by construction.
+
+# %%
+acc = summary[["clean_accuracy", "corrupted_accuracy", "both_correct_accuracy"]].dropna()
+assert ((acc >= 0) & (acc <= 1)).all().all()
+assert (acc.both_correct_accuracy <= acc[["clean_accuracy", "corrupted_accuracy"]].min(axis=1) + 1e-12).all()
+assert (summary.n_aligned <= summary.n_items).all()
+kept = summary[summary.n_both_correct > 0]
+assert (kept.C > 0).all() and (kept.R < 0).all()
+assert summary.passes.sum() == (summary.both_correct_accuracy >= P["threshold"]).sum()
+assert not summary.passes[summary.n_scored < summary.n_items].any(), "a stopped task cannot pass"
+
+# %% [markdown]
+# ## 4. Accuracy per task
+
+# %%
+suite_name = "the study's own items" if P["data_dir"] else f"the {P['profile']} profile"
+charts.show(
+    charts.accuracy_bars(summary.rename(columns={"both_correct_accuracy": "accuracy"}),
+                         threshold=100 * P["threshold"],
+                         title=f"Both-correct accuracy, {P['model']} ({suite_name})"),
+    caption=f"Figure 1. Both-correct accuracy of {P['model']} on each task of {suite_name} "
+            f"(fraction of token-aligned items; hover for values). Bars below the dashed "
+            f"{100 * P['threshold']:.0f}% line are excluded from all later stages.",
+)
+
+# %% [markdown]
+# Per task: aligned items, items scored (fewer than all when scoring stopped early), the three accuracies, the binomial standard error of the both-correct accuracy (√(p(1−p)/n) over the scored aligned items), the baselines C and R, and the decision (`eval_summary.csv` next to this notebook has every column).
+
+# %%
+compact = summary.rename(columns={"n_aligned": "aligned", "n_scored": "scored", "clean_accuracy": "clean",
+                                  "corrupted_accuracy": "corrupted", "both_correct_accuracy": "both",
+                                  "both_correct_se": "SE", "passes": "kept"})
+compact[["task", "domain", "aligned", "scored", "clean", "corrupted", "both", "SE", "C", "R", "kept"]].round(2)
+
+# %% [markdown]
+# ## 5. Which tasks pass, per domain
+
+# %%
+by_domain = scoring.passing_by_domain(summary)
+by_domain["domain name"] = by_domain.domain.map(DOMAIN_NAMES)
+n_pass, n_tasks = int(summary.passes.sum()), len(summary)
+glue("n_pass", n_pass, display=False)
+glue("n_tasks", n_tasks, display=False)
+glue("median_se", f"{summary.both_correct_se.median():.3f}", display=False)
+by_domain
+
+# %% [markdown]
+# **{glue:text}`n_pass` of {glue:text}`n_tasks` tasks** pass the filter. The median binomial standard
+# error of a task's both-correct accuracy is {glue:text}`median_se`: tasks within about two standard
+# errors of the threshold could fall either way with a different sample of items.
+#
+# Excluded tasks and why:
+
+# %%
+excluded = summary.loc[~summary.passes, ["task", "domain", "both_correct_accuracy", "both_correct_se", "reason"]]
+excluded if len(excluded) else "no task was excluded"
+
+# %% [markdown]
+# ## 6. Saving the results
+#
+# Small tables are committed next to this notebook; the manifest records parameters, versions and the git SHA, and for a `data_dir` run what was excluded and sampled per task.
+
+# %%
+all_items = pd.concat([df.assign(task=name) for name, df in items.items()], ignore_index=True)
+runs.save_table(summary, paths.table("eval_summary.csv"))
+runs.save_table(all_items, paths.table("eval_items.csv"))
+if P["data_dir"]:  # which file entries were used, and the audit of the task files
+    runs.save_table(task_io.item_sources(suite), paths.table("source_items.csv"))
+    runs.save_table(audit, paths.table("task_files_audit.csv"))
+assert runs.git_sha() != ""
+sorted(p.name for p in paths.results.iterdir())
+
+# %% [markdown]
+# ## Interpretation notes
+#
+# * Both-correct accuracy is measured on **token-aligned** items only (METHOD §2); the table shows how
+#   many items were aligned. A low alignment rate means the accuracy describes a subset.
+# * For a task whose scoring stopped early (`scored` below the item count) the accuracies describe
+#   the first items only; the decision is exact, the accuracy is a rough estimate (set
+#   `stop_early: false` to score every item).
+# * A task below the filter is not "unsolvable": it may pass with more items, another profile or a
+#   larger model. Later stages simply have nothing reliable to attribute for it.
+# * Scores are computed in the model's dtype on the embedded model's dequantized 4-bit weights; near
+#   ties between LP(c, y⁺) and LP(c, y⁻) can flip under another precision (METHOD §15.15).
