@@ -369,17 +369,11 @@ def _data_source(params: dict) -> dict:
 def execute_stage(stage: str, params: dict, notebooks_dir: Path = REPO_ROOT / "notebooks",
                   root: Path | None = None, log_output: bool = False) -> Path:
     """Execute one stage notebook with papermill into the run's results folder."""
-    import papermill
-
     paths = RunPaths.of(params, root)
     output = paths.results / f"{stage}.ipynb"
     output.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with template_notebook(Path(notebooks_dir), stage) as template:
-        papermill.execute_notebook(
-            str(template), str(output), parameters=params, cwd=str(REPO_ROOT),
-            kernel_name="python3", progress_bar=False, log_output=log_output,
-        )
+    execute_template(Path(notebooks_dir), stage, output, params, REPO_ROOT, log_output)
     update_manifest(paths, params, stage, time.perf_counter() - start)
     return output
 
@@ -524,8 +518,6 @@ BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
 
 def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = False) -> list[Path]:
     """Execute the whole-book chapter notebooks of :data:`BOOK_PAGES` into ``book/``."""
-    import papermill
-
     chosen = names or tuple(BOOK_PAGES)
     unknown = [n for n in chosen if n not in BOOK_PAGES]
     if unknown:
@@ -534,11 +526,7 @@ def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = 
     for name in chosen:
         template, page, parameters, cwd, _ = BOOK_PAGES[name]
         output = REPO_ROOT / page
-        with template_notebook(REPO_ROOT / "notebooks", template) as source:
-            papermill.execute_notebook(
-                str(source), str(output), parameters=parameters,
-                cwd=str(REPO_ROOT / cwd), kernel_name="python3", progress_bar=False, log_output=log_output,
-            )
+        execute_template(REPO_ROOT / "notebooks", template, output, parameters, REPO_ROOT / cwd, log_output)
         outputs.append(output)
     return outputs
 
@@ -562,6 +550,28 @@ def template_notebook(folder: Path, name: str) -> Iterator[Path]:
         converted = Path(tmp) / f"{name}.ipynb"
         jupytext.write(jupytext.read(script), converted)
         yield converted
+
+
+def execute_template(folder: Path, name: str, output: Path, parameters: dict, cwd: Path,
+                     log_output: bool = False) -> Path:
+    """Execute template ``name`` of ``folder`` with papermill into ``output``.
+
+    The executed notebook records the template it came from (the script, relative to the
+    repository when inside it) rather than the temporary notebook papermill actually read.
+    """
+    import nbformat
+    import papermill
+
+    with template_notebook(folder, name) as source:
+        papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(cwd),
+                                   kernel_name="python3", progress_bar=False, log_output=log_output)
+        template = Path(folder) / source.name if source.parent == Path(folder) else Path(folder) / f"{name}.py"
+    notebook = nbformat.read(output, as_version=4)
+    shown = template.resolve()
+    notebook.metadata.setdefault("papermill", {})["input_path"] = str(
+        shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown)
+    nbformat.write(notebook, output)
+    return output
 
 
 def _page_entry(name: str) -> dict:
