@@ -213,7 +213,69 @@ else:
     print("no design record yet: run benchmarks/formal_designs.py")
 
 # %% [markdown]
-# ## 7. How to add a task
+# ## 7. The study's own task files, beside this suite
+#
+# The study's 46 files are not redistributed here, but a run can read them as shipped: a params file
+# whose `data_dir` points at a checkout of the study (`params/smollm2-135m-instruct-study-items.yaml`).
+# Stage 1 of such a run leaves out the entries that cannot be scored and records, per task, what it
+# left out and an audit of the files. The tables below are read from that run's committed tables,
+# so this chapter never reads the study's files itself.
+#
+# Three things differ between the study's files and the suite generated here:
+#
+# * **exact duplicates**: an entry repeated verbatim counts twice in every accuracy and every
+#   attribution sum; the generator draws distinct items only;
+# * **invalid entries**: an item whose two answers are equal cannot be both-correct in any model;
+# * **answer order and shared formats**: where a suffix lists "{correct} or {incorrect}" the correct
+#   option comes first in the clean *and* the corrupted prompt (METHOD §15.8), and ten tasks of two
+#   domains share one 2-shot "Context: … Answer:" frame (METHOD §15.9), which the clustering picks up.
+
+# %%
+import json
+
+study_run = runs.results_root() / "smollm2-135m-instruct-study-items" / "paper"
+if (study_run / "task_files_audit.csv").exists():
+    study_audit = pd.read_csv(study_run / "task_files_audit.csv")
+    source = json.loads((study_run / "manifest.json").read_text())["data_source"]
+    excluded = study_audit[(study_audit.n_duplicates > 0) | (study_audit.n_equal_answers > 0)
+                           | (study_audit.n_other_invalid > 0)]
+    display(excluded[["domain", "task", "n_items", "n_duplicates", "n_equal_answers", "n_other_invalid"]]
+            .set_index(["domain", "task"]))
+    print(f"{len(excluded)} of {len(study_audit)} study files have entries left out: "
+          f"{study_audit.n_duplicates.sum()} exact duplicates, {study_audit.n_equal_answers.sum()} items with "
+          f"equal answers, {study_audit.n_other_invalid.sum()} otherwise invalid, of {study_audit.n_items.sum():,} entries")
+else:
+    study_audit = None
+    print("no run on the study's own items is committed: run params/smollm2-135m-instruct-study-items.yaml")
+
+# %% [markdown]
+# The same audit on the generated suites (both profiles, at this page's `n_items` and `seed`), next
+# to the study's files: per domain, the entries left out, the share of items whose two prompts both
+# name the correct option first, and the tasks in the shared few-shot frame.
+
+# %%
+from modularity.tasks import audit_items, generate_suite
+
+def audit_by_domain(audit: pd.DataFrame) -> pd.DataFrame:
+    return audit.groupby("domain").agg(
+        tasks=("task", "size"), left_out=("n_duplicates", "sum"), equal_answers=("n_equal_answers", "sum"),
+        correct_first=("correct_first_share", lambda shares: int((shares > 0.5).sum())),
+        shared_frame=("shared_study_frame", "sum"))
+
+audits = {f"generated ({p})": audit_items(generate_suite(p, n_items=n_items, seed=seed)) for p in PROFILES}
+if study_audit is not None:
+    audits = {"study's files": study_audit, **audits}
+pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, names=["suite"])
+
+# %% [markdown]
+# `left_out` counts exact duplicates, `equal_answers` items whose two answers are the same,
+# `correct_first` the tasks where most items list the correct option first in both prompts (the
+# option order alone gives the answer away), and `shared_frame` the tasks in the study's shared
+# 2-shot frame. The accuracies SmolLM2 reaches on the
+# study's items (40 sampled per task) are in the per-task table of section 6, under the run
+# `smollm2-135m-instruct-study-items`.
+#
+# ## 8. How to add a task
 #
 # 1. Write a builder `build(rng, profile) -> MinimalPair` in the domain's module
 #    (`modularity/tasks/formal.py`, `language.py`, `physical.py` or `social.py`); put sentences and

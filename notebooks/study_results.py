@@ -269,15 +269,17 @@ def show_table_1(table):
     shown = pd.concat(blocks, axis=1)
     for kind in blocks:
         shown[(kind, "p")] = [stats.format_p(p, N) if name in models else "" for name, p in shown[(kind, "p")].items()]
-    return shown
+    formats = {(kind, column): f for kind in blocks
+               for column, f in (("tasks", "{:.4g}"), ("within", "{:.3f}"), ("cross", "{:.3f}"), ("ratio", "{:.2f}"))}
+    return shown.style.format(formats)
 
 
 table_1_study = si_table_1(ablations_legacy)
 table_1_clean = si_table_1(ablations)
-show_table_1(table_1_study).rename_axis("as the study (legacy tasks kept)")
+show_table_1(table_1_study.rename_axis("as the study (legacy tasks kept)"))
 
 # %%
-show_table_1(table_1_clean).rename_axis("legacy tasks dropped")
+show_table_1(table_1_clean.rename_axis("legacy tasks dropped"))
 
 # %%
 change = (table_1_clean - table_1_study).loc[models, ["ablation_within", "ablation_cross", "ablation_ratio"]]
