@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from modularity.models import load_model
-from modularity.runs import save_table
+from modularity.store import save_table
 from modularity.scoring import evaluate_task, summarize_task
 from modularity.tasks import formal
 from modularity.tasks.base import MinimalPair

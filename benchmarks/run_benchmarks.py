@@ -61,7 +61,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # works without the editable install too
 
-from modularity import ablation, attribution, runs, scoring  # noqa: E402
+from modularity import ablation, attribution, provenance, scoring, store  # noqa: E402
 from modularity.overlap import top_k_count  # noqa: E402
 from modularity.models import (LoadedModel, load_model, load_tokenizer, model_cache_dir,  # noqa: E402
                                resolve_model_source)
@@ -496,14 +496,14 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
                "max_rel_score_diff_vs_reference": rel}
         out["speedup_vs_reference"] = out["items_per_s"] / out["reference"]["items_per_s"]
         with tempfile.TemporaryDirectory() as tmp:
-            path = runs.save_tensors(Path(tmp) / "task.safetensors",
-                                     {"neurons": opt_scores.neurons, "heads": opt_scores.heads},
-                                     {"task": TARGET_TASK, "domain": target.domain, "metric": "paper",
-                                      "n_items": opt_scores.n_items, "C": C, "R": R})
+            path = store.save_tensors(Path(tmp) / "task.safetensors",
+                                      {"neurons": opt_scores.neurons, "heads": opt_scores.heads},
+                                      {"task": TARGET_TASK, "domain": target.domain, "metric": "paper",
+                                       "n_items": opt_scores.n_items, "C": C, "R": R})
             safetensors_bytes = path.stat().st_size
             result["storage"] = {"attribution_safetensors_bytes": safetensors_bytes}
             if EVAL_TASKS[0] in frames:  # the evaluation phase ran
-                csv_bytes = runs.save_table(frames[EVAL_TASKS[0]], Path(tmp) / "eval.csv").stat().st_size
+                csv_bytes = store.save_table(frames[EVAL_TASKS[0]], Path(tmp) / "eval.csv").stat().st_size
                 result["storage"].update({"eval_csv_bytes": csv_bytes, "eval_csv_items": len(frames[EVAL_TASKS[0]]),
                                           "eval_csv_bytes_per_item": csv_bytes / len(frames[EVAL_TASKS[0]])})
         return out
@@ -743,7 +743,7 @@ def main(argv=None) -> int:
     machine["load_avg_start"] = load_avg()
     memory = Memory()
     report = {"schema": 1, "label": label, "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "git_sha": runs.git_sha(), "options": {"quick": args.quick, "threads": args.threads,
+              "git_sha": provenance.git_sha(), "options": {"quick": args.quick, "threads": args.threads,
                                                      "repeats": args.repeats, "note": args.note,
                                                      "phases": list(phases), "ablation_sets": args.ablation_sets},
               "targets": TARGETS, "machine": machine, "baseline_rss_bytes": memory.current(), "models": {}}

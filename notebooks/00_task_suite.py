@@ -156,9 +156,9 @@ alignment.sort_values("aligned_share").head(12)
 # smallest model; the tables say how many.
 
 # %%
-from modularity import runs
+from modularity.store import committed_eval_summaries, results_root
 
-measured = runs.committed_eval_summaries()
+measured = committed_eval_summaries()
 if len(measured):
     display(measured.groupby(["model", "profile", "domain"]).passes.agg(passing="sum", tasks="size")
             .unstack("domain").rename_axis(columns=[None, "domain"]))
@@ -197,7 +197,7 @@ else:
 # filter; that, not a lack of attempts, is why the formal row above falls short.
 
 # %%
-from modularity.runs import REPO_ROOT
+from modularity.store import REPO_ROOT
 
 design_files = sorted((REPO_ROOT / "benchmarks" / "results").glob("formal_designs_*.csv"))
 if design_files:
@@ -233,7 +233,7 @@ else:
 # %%
 import json
 
-study_run = runs.results_root() / "smollm2-135m-instruct-study-items" / "paper"
+study_run = results_root() / "smollm2-135m-instruct-study-items" / "paper"
 if (study_run / "task_files_audit.csv").exists():
     study_audit = pd.read_csv(study_run / "task_files_audit.csv")
     source = json.loads((study_run / "manifest.json").read_text())["data_source"]

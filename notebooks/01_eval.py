@@ -53,13 +53,16 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are checked against the schema in `modularity.runs` (papermill itself only warns about unknown names).
+# Parameters are checked against the schema in `modularity.params` (papermill itself only warns about unknown names).
 
 # %%
-from modularity import runs
+from modularity.params import configure_torch, notebook_params
+from modularity.provenance import git_sha
+from modularity.store import RunPaths, cached_evaluation, save_table
+from modularity.tasks import load_suite
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 {k: P[k] for k in ("model", "profile", "data_dir", "n_items", "seed", "threshold", "stop_early", "dtype", "device", "bos")}
 
 # %%
@@ -72,7 +75,7 @@ from modularity import charts, scoring
 from modularity.models import load_model
 from modularity.tasks import DOMAIN_NAMES
 
-runs.configure_torch(P)
+configure_torch(P)
 pd.set_option("display.precision", 3)
 
 # %% [markdown]
@@ -82,7 +85,7 @@ pd.set_option("display.precision", 3)
 
 # %%
 loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
-suite = runs.load_suite(P)
+suite = load_suite(P)
 domains = {name: task.domain for name, task in suite.items()}
 pd.Series({
     "family": loaded.family.name,
@@ -129,7 +132,7 @@ else:
 
 # %%
 if P["data_dir"]:
-    audit = task_io.audit_items(runs.load_suite(P, sample=False))
+    audit = task_io.audit_items(load_suite(P, sample=False))
     flagged = audit[(audit.correct_first_share > 0) | audit.shared_study_frame]
     display(flagged[["task", "domain", "options_in_suffix", "correct_first_share", "fewshot_frame"]].set_index("task"))
 else:
@@ -174,7 +177,7 @@ print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {c
 # every item, and only the accuracy of an excluded task is then measured on the items scored.
 
 # %%
-items = runs.cached_evaluation(
+items = cached_evaluation(
     paths,
     P,
     suite,
@@ -251,12 +254,12 @@ excluded if len(excluded) else "no task was excluded"
 
 # %%
 all_items = pd.concat([df.assign(task=name) for name, df in items.items()], ignore_index=True)
-runs.save_table(summary, paths.table("eval_summary.csv"))
-runs.save_table(all_items, paths.table("eval_items.csv"))
+save_table(summary, paths.table("eval_summary.csv"))
+save_table(all_items, paths.table("eval_items.csv"))
 if P["data_dir"]:  # which file entries were used, and the audit of the task files
-    runs.save_table(task_io.item_sources(suite), paths.table("source_items.csv"))
-    runs.save_table(audit, paths.table("task_files_audit.csv"))
-assert runs.git_sha() != ""
+    save_table(task_io.item_sources(suite), paths.table("source_items.csv"))
+    save_table(audit, paths.table("task_files_audit.csv"))
+assert git_sha() != ""
 sorted(p.name for p in paths.results.iterdir())
 
 # %% [markdown]

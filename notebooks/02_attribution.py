@@ -59,13 +59,16 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are validated against the schema in `modularity.runs`.
+# Parameters are validated against the schema in `modularity.params`.
 
 # %%
-from modularity import runs
+from modularity.params import configure_torch, notebook_params
+from modularity.progress import bar
+from modularity.store import RunPaths, check_task_fingerprints, load_tensors, save_table, save_tensors
+from modularity.tasks import load_suite
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 {k: P[k] for k in ("model", "profile", "metric", "attribution_items", "verify_tasks", "verify_neurons", "seed")}
 
 # %%
@@ -77,7 +80,7 @@ from myst_nb import glue
 from modularity import attribution, charts, scoring
 from modularity.models import load_model
 
-runs.configure_torch(P)
+configure_torch(P)
 
 # %% [markdown]
 # ## 1. The tasks that passed the filter
@@ -86,7 +89,7 @@ runs.configure_torch(P)
 
 # %%
 summary = pd.read_csv(paths.table("eval_summary.csv"))
-runs.check_task_fingerprints(paths, summary)
+check_task_fingerprints(paths, summary)
 eval_items = pd.read_csv(paths.table("eval_items.csv"))
 passing = summary[summary.passes].reset_index(drop=True)
 glue("n_attributed", len(passing), display=False)
@@ -103,7 +106,7 @@ if passing.empty:
 
 # %%
 loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
-suite = runs.load_suite(P)
+suite = load_suite(P)
 
 
 def attribute(row):
@@ -117,14 +120,14 @@ def attribute(row):
 
 
 scores = {}
-for row in runs.progress(passing.itertuples(), total=len(passing), desc="attributing"):
+for row in bar(passing.itertuples(), total=len(passing), desc="attributing", unit="tasks"):
     path = paths.tensor("attribution", row.task)
     if not path.exists():
         result = attribute(row)
-        runs.save_tensors(path, {"neurons": result.neurons, "heads": result.heads},
+        save_tensors(path, {"neurons": result.neurons, "heads": result.heads},
                           {"task": row.task, "domain": row.domain, "metric": P["metric"],
                            "n_items": result.n_items, "C": result.C, "R": result.R})
-    scores[row.task] = runs.load_tensors(path)[0]
+    scores[row.task] = load_tensors(path)[0]
 
 # %% [markdown]
 # Sanity checks: every score tensor has the model's shape, is finite, and has positive entries to select from.
@@ -222,8 +225,8 @@ if len(layers):
 # ## 6. Saving the results
 
 # %%
-runs.save_table(overview, paths.table("attribution_summary.csv"))
-runs.save_table(check, paths.table("attribution_check.csv"))
+save_table(overview, paths.table("attribution_summary.csv"))
+save_table(check, paths.table("attribution_check.csv"))
 sorted(p.name for p in paths.results.iterdir())
 
 # %% [markdown]

@@ -51,13 +51,14 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are validated against the schema in `modularity.runs`.
+# Parameters are validated against the schema in `modularity.params`.
 
 # %%
-from modularity import runs
+from modularity.params import notebook_params
+from modularity.store import RunPaths, load_tensors
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 {k: P[k] for k in ("model", "profile", "top_pcts", "main_pct")}
 
 # %%
@@ -80,7 +81,7 @@ for row in passing.itertuples():
     path = paths.tensor("attribution", row.task)
     if path.exists():
         label = f"{row.domain}/{row.task}"
-        scores[label] = runs.load_tensors(path)[0]["neurons"]
+        scores[label] = load_tensors(path)[0]["neurons"]
         domains[label] = row.domain
 labels = overlap.order_labels(list(scores))
 enough = len(labels) >= 2

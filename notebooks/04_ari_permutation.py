@@ -51,13 +51,14 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are validated against the schema in `modularity.runs`.
+# Parameters are validated against the schema in `modularity.params`.
 
 # %%
-from modularity import runs
+from modularity.params import notebook_params
+from modularity.store import RunPaths, save_json, save_table
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 {k: P[k] for k in ("model", "profile", "main_pct", "top_pcts", "n_permutations", "knn")}
 
 # %%
@@ -177,12 +178,12 @@ else:
 
 # %%
 summary_row = stats.model_summary(main, n_permutations=P["n_permutations"], seed=42) if testable else {}
-runs.save_json({"model": P["model"], "profile": P["profile"], "pct": P["main_pct"],
+save_json({"model": P["model"], "profile": P["profile"], "pct": P["main_pct"],
                 "n_tasks": len(labels), "overlap": summary_row,
                 "ari": {k: v for k, v in ari.items() if k != "clusters"} if testable else None},
                paths.table("stats_summary.json"))
-runs.save_table(per_domain, paths.table("per_domain_overlap.csv"))
-runs.save_table(sweep, paths.table("threshold_sweep.csv"))
+save_table(per_domain, paths.table("per_domain_overlap.csv"))
+save_table(sweep, paths.table("threshold_sweep.csv"))
 sorted(p.name for p in paths.results.iterdir())
 
 # %% [markdown]

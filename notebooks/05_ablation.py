@@ -57,13 +57,16 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are checked against the schema in `modularity.runs` (papermill itself only warns about unknown names).
+# Parameters are checked against the schema in `modularity.params` (papermill itself only warns about unknown names).
 
 # %%
-from modularity import runs
+from modularity.params import configure_torch, notebook_params
+from modularity.store import (RunPaths, check_task_fingerprints, combined_fingerprint, load_tensors, save_json,
+                              save_table)
+from modularity.tasks import load_suite
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 {k: P[k] for k in ("model", "profile", "main_pct", "ablation_items", "ablation_mode", "n_random_controls",
                    "seed", "batch_size", "dtype", "device")}
 
@@ -75,12 +78,12 @@ import numpy as np
 import pandas as pd
 import torch
 from myst_nb import glue
-from tqdm.auto import tqdm
 
 from modularity import ablation, charts, overlap, scoring, stats
 from modularity.matrix_csv import write_matrix_csv
+from modularity.progress import bar as progress_bar
 
-runs.configure_torch(P)
+configure_torch(P)
 pd.set_option("display.precision", 3)
 PCT = P["main_pct"]
 
@@ -91,7 +94,7 @@ PCT = P["main_pct"]
 
 # %%
 summary = pd.read_csv(paths.table("eval_summary.csv"))
-runs.check_task_fingerprints(paths, summary)
+check_task_fingerprints(paths, summary)
 eval_items = pd.read_csv(paths.table("eval_items.csv"))
 passing = summary[summary.passes.astype(bool)]
 has_attribution = passing.task.map(lambda name: paths.tensor("attribution", name).exists())
@@ -122,7 +125,7 @@ tasks[["label", "n_both_correct", "C", "R"]]
 glue("main_pct", PCT, display=False)
 source_sets, layer_counts = {}, {}
 for row in tasks.itertuples():
-    scores, _ = runs.load_tensors(paths.tensor("attribution", row.task))
+    scores, _ = load_tensors(paths.tensor("attribution", row.task))
     neurons = scores["neurons"]
     n_layers, d_ff = neurons.shape
     source_sets[row.label] = overlap.top_positive_set(neurons, PCT)
@@ -205,13 +208,13 @@ from modularity.models import load_model
 # another set of passing tasks gets fresh cells instead of stale ones.
 folder = paths.cache / "ablation" / (
     f"{P['ablation_mode']}_{PCT}pct_{P['ablation_items']}items_{P['n_random_controls']}controls-{CONTROL_CELLS}"
-    f"_seed{P['seed']}_{runs.combined_fingerprint(paths, tasks.task)}"
+    f"_seed{P['seed']}_{combined_fingerprint(paths, tasks.task)}"
 )
 cells_per_target = {}
 loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"]) if enough else None
-suite = runs.load_suite(P) if enough else {}
+suite = load_suite(P) if enough else {}
 started, computed_cells = time.perf_counter(), 0
-with tqdm(total=n_cells_planned, desc="(set, target) cells", unit="cell") as bar:
+with progress_bar(total=n_cells_planned, desc="ablating (set, target)", unit="cells") as bar:
     for row in tasks.itertuples() if enough else []:
         cache = folder / f"{row.task}.csv"
         if cache.exists():
@@ -227,7 +230,7 @@ with tqdm(total=n_cells_planned, desc="(set, target) cells", unit="cell") as bar
                 mean_values=mean_values, C=row.C, R=row.R,
             )
             cells_per_target[row.label] = table.rename(columns={"source": "set"}).assign(target=row.label)
-            runs.save_table(cells_per_target[row.label], cache)
+            save_table(cells_per_target[row.label], cache)
             computed_cells += len(target_sets)
         bar.update(len(cells_per_target[row.label]))
 elapsed = time.perf_counter() - started
@@ -376,8 +379,8 @@ else:
 columns = ["source", "target", "kind", "draw", "n_neurons", "n_items", "accuracy", "unablated_accuracy",
            "drop", "drop_vs_unablated", "metric_change"]
 if enough:
-    runs.save_table(cells[columns], paths.table("ablation_cells.csv"))
-    runs.save_json({
+    save_table(cells[columns], paths.table("ablation_cells.csv"))
+    save_json({
         "mode": P["ablation_mode"], "pct": PCT, "k": int(k), "n_tasks": int(len(tasks)),
         "items_per_target": {label: int(len(v)) for label, v in items_per_target.items()},
         "n_random_controls": P["n_random_controls"], "control_cells": CONTROL_CELLS, "seed": P["seed"],
@@ -386,7 +389,7 @@ if enough:
         "seconds_per_cell": elapsed / computed_cells if computed_cells else None,
     }, paths.table("ablation_summary.json"))
 else:
-    runs.save_json({"skipped": "fewer than 2 tasks pass the filter and have attribution tensors",
+    save_json({"skipped": "fewer than 2 tasks pass the filter and have attribution tensors",
                     "n_tasks": int(len(tasks))}, paths.table("ablation_summary.json"))
 sorted(p.name for p in paths.results.iterdir() if p.name.startswith("ablation"))
 

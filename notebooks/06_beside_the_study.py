@@ -59,11 +59,13 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, runs, stats, study
+from modularity import charts, study
+from modularity.params import notebook_params
+from modularity.store import RunPaths, save_table
 from modularity.matrix_csv import read_matrix_csv
 
-P = runs.notebook_params(globals())
-paths = runs.RunPaths.of(P)
+P = notebook_params(globals())
+paths = RunPaths.of(P)
 run_label = f"{P['run_name']} ({P['profile']})"
 pd.set_option("display.precision", 3)
 
@@ -143,8 +145,8 @@ tau.set_index("study_model", append=True)
 # (overlap) and 0.6 (ablation) on 29–30 common tasks.
 
 # %%
-saved = [runs.save_table(placed, paths.table("beside_study.csv")),
-         runs.save_table(tau.reset_index(), paths.table("tau_vs_study.csv"))]
+saved = [save_table(placed, paths.table("beside_study.csv")),
+         save_table(tau.reset_index(), paths.table("tau_vs_study.csv"))]
 
 # %% [markdown]
 # ## Interpretation notes

@@ -37,13 +37,13 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, runs, stats, study
+from modularity import charts, stats, store, study
 from modularity.matrix_csv import read_matrix_csv
 
 pd.set_option("display.precision", 3)
 assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
 assert pct > 0 and int(n_permutations) >= 1
-results_root = runs.results_root()
+results_root = store.results_root()
 
 # %% [markdown]
 # ## 0. Which tasks each model solves
@@ -52,7 +52,7 @@ results_root = runs.results_root()
 
 # %%
 columns = ["task", "domain", "model", "both_correct_accuracy", "n_aligned", "n_both_correct", "n_scored", "passes"]
-ours = runs.committed_eval_summaries(results_root)  # every committed run, both profiles
+ours = store.committed_eval_summaries(results_root)  # every committed run, both profiles
 ours = ours.assign(model=ours.run)[columns] if len(ours) else pd.DataFrame(columns=columns)
 theirs = study.baselines().assign(n_scored=lambda t: t.n_aligned)[columns]  # the six study models
 accuracy = pd.concat([theirs, ours], ignore_index=True)

@@ -24,9 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from modularity import runs
+from modularity import store
+from modularity.cost import FORWARDS_PER_UNIT, estimate_cost
+from modularity.store import REPO_ROOT
 
-root = Path(results_root) if results_root else runs.results_root()
+root = Path(results_root) if results_root else store.results_root()
 manifests = {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*/manifest.json"))}
 print(f"{len(manifests)} run(s) found")
 
@@ -71,7 +73,7 @@ def measured(m: dict, phase: str, key: str) -> float:
 
 bench_rows = []
 main_jobs = []
-for path in sorted((runs.REPO_ROOT / "benchmarks" / "results").glob("*.json")):
+for path in sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json")):
     bench = json.loads(path.read_text())
     if "models" not in bench:  # a measured run of the main job, not a benchmark
         main_jobs.append({"file": path.name, "wall (min)": bench["wall_s"] / 60,
@@ -101,7 +103,7 @@ pd.DataFrame(main_jobs).round(1) if main_jobs else print("no measured main job r
 
 # %% [markdown]
 # The cost model counts forward-pass equivalents per stage as this package runs them (see
-# `modularity.runs.estimate_cost`) and converts them to time with an *achieved* throughput. We
+# `modularity.estimate_cost`) and converts them to time with an *achieved* throughput. We
 # calibrate that throughput on the measured SmolLM2 evaluation rate of the most recent benchmark that measured it, then
 # project to 7B and 70B Llama-shaped models on one GPU under a stated assumption: an achieved
 # 300 TFLOP/s in bf16 (about a third of an H100's dense peak; not measured here).
@@ -111,13 +113,13 @@ smol = benchmarks[(benchmarks.model == "smollm2-135m-instruct") & benchmarks["ev
 if len(smol):
     last = smol.iloc[-1]  # the most recent benchmark that measured the evaluation
     tokens_per_sequence = 60
-    cpu_flops = last["eval items/s"] * runs.FORWARDS_PER_UNIT["evaluation"] * tokens_per_sequence * 2 * 135e6
+    cpu_flops = last["eval items/s"] * FORWARDS_PER_UNIT["evaluation"] * tokens_per_sequence * 2 * 135e6
     print(f"calibrated CPU throughput: {cpu_flops / 1e9:.1f} GFLOP/s ({last['run']}, {last['threads']} thread(s))")
     shapes = {"SmolLM2-135M (CPU, calibrated)": (135e6, 30, 576, 1536, cpu_flops, 4),
               "7B, Llama-shaped (1 GPU, assumed 300 TFLOP/s)": (7e9, 32, 4096, 11008, 300e12, 2),
               "70B, Llama-shaped (GPU node, assumed 300 TFLOP/s)": (70e9, 80, 8192, 28672, 300e12, 2)}
     projections = pd.concat([
-        runs.estimate_cost(p, layers, d_model, d_ff, n_passing=20, flops_per_s=flops, bytes_per_param=b)
+        estimate_cost(p, layers, d_model, d_ff, n_passing=20, flops_per_s=flops, bytes_per_param=b)
         .assign(model=name) for name, (p, layers, d_model, d_ff, flops, b) in shapes.items()])
     projections["minutes"] = projections.seconds / 60
     table = projections.set_index(["model", "stage"])[["units", "minutes", "memory_gb"]]

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from modularity import runs
-
+from modularity.params import parameters_source, validate_params
+from modularity.runner import STAGES, run, template_notebook
+from modularity.store import RunPaths
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_TASKS = ["code_list", "number_sorting", "desires_goals", "agent", "phys_newton",
                "physics_buoyancy", "subject_verb_agreement", "anaphor_gender_agreement"]
@@ -38,8 +39,8 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
     params = write_params(tmp_path / "tiny.yaml", model=str(tiny_model_dirs["llama"]), run_name="tiny",
                           tasks=SMOKE_TASKS)
-    outputs = runs.run(params)
-    assert [p.stem for p in outputs] == list(runs.STAGES)
+    outputs = run(params)
+    assert [p.stem for p in outputs] == list(STAGES)
     for notebook in outputs:
         assert_no_errors(notebook)
     results = tmp_path / "book" / "results" / "tiny" / "small"
@@ -47,7 +48,7 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     assert sorted(summary.task) == sorted(SMOKE_TASKS)
     assert summary.reason[~summary.passes].str.len().gt(0).all(), "every exclusion has a reason"
     manifest = json.loads((results / "manifest.json").read_text())
-    assert set(manifest["stages"]) == set(runs.STAGES)
+    assert set(manifest["stages"]) == set(STAGES)
     assert manifest["params"]["model"] == str(tiny_model_dirs["llama"])
     assert manifest["environment"]["packages"]["torch"]
 
@@ -56,7 +57,7 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
 
     for page, parameters in (("07_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
         out = tmp_path / f"{page}.ipynb"
-        with runs.template_notebook(REPO / "notebooks", page) as template:
+        with template_notebook(REPO / "notebooks", page) as template:
             papermill.execute_notebook(str(template), str(out), parameters=parameters,
                                        kernel_name="python3", progress_bar=False, cwd=str(REPO))
         assert_no_errors(out)
@@ -69,7 +70,7 @@ def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):
     import papermill
 
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
-    with runs.template_notebook(REPO / "notebooks", "01_eval") as template, \
+    with template_notebook(REPO / "notebooks", "01_eval") as template, \
             pytest.raises(papermill.PapermillExecutionError, match="unknown parameter"):
         papermill.execute_notebook(
             str(template), str(tmp_path / "out.ipynb"),
@@ -81,7 +82,7 @@ def test_task_suite_notebook_runs(tmp_path):
     import papermill
 
     out = tmp_path / "tasks.ipynb"
-    with runs.template_notebook(REPO / "notebooks", "00_task_suite") as template:
+    with template_notebook(REPO / "notebooks", "00_task_suite") as template:
         papermill.execute_notebook(str(template), str(out),
                                    parameters={"n_items": 8}, kernel_name="python3", progress_bar=False,
                                    cwd=str(REPO / "notebooks"))
@@ -92,12 +93,12 @@ def test_script_templates_take_the_run_schema_as_parameters():
     """Every stage template is a jupytext script declaring exactly the run schema's parameters."""
     import jupytext
 
-    for stage in runs.STAGES:
+    for stage in STAGES:
         script = REPO / "notebooks" / f"{stage}.py"
         assert script.is_file(), f"stage {stage} has no template {script.name}"
         cells = [c for c in jupytext.read(script).cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
-        assert cells[0].source.strip() == runs.parameters_source().strip(), f"{script.name}: parameters differ from runs.SCHEMA"
+        assert cells[0].source.strip() == parameters_source().strip(), f"{script.name}: parameters differ from modularity.params.SCHEMA"
 
 
 def test_templates_are_scripts_with_one_parameters_cell():
@@ -124,9 +125,9 @@ def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
     labels = [f"{d}/{t}" for d in ("MD", "ToM", "Lan") for t in ("a", "b", "c")]
     rng = np.random.default_rng(0)
-    params = runs.validate_params({"model": "m", "run_name": "planted", "n_permutations": 200,
+    params = validate_params({"model": "m", "run_name": "planted", "n_permutations": 200,
                                    "tasks": ["npi"], "n_items": 2})
-    paths = runs.RunPaths.of(params)
+    paths = RunPaths.of(params)
     for pct in params["top_pcts"]:
         values = rng.uniform(0.0, 0.05, (9, 9))
         for block in range(3):
@@ -135,7 +136,7 @@ def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
         np.fill_diagonal(values, 1.0)
         write_matrix_csv(pd.DataFrame(values, index=labels, columns=labels), paths.table(f"overlap_{pct:g}.csv"))
     out = tmp_path / "04.ipynb"
-    with runs.template_notebook(REPO / "notebooks", "04_ari_permutation") as template:
+    with template_notebook(REPO / "notebooks", "04_ari_permutation") as template:
         papermill.execute_notebook(str(template), str(out),
                                    parameters=params, kernel_name="python3", progress_bar=False, cwd=str(REPO))
     assert_no_errors(out)

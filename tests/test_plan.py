@@ -35,7 +35,7 @@ def study_geometry(name):
 
 
 def workload(n_passing=None, **overrides):
-    from modularity.runs import validate_params
+    from modularity.params import validate_params
 
     params = validate_params({**PARAMS, "model": "x", **overrides}, require=True)
     return planning.workload_from_params(params, n_passing=n_passing)
@@ -273,7 +273,7 @@ def test_cli_hub_model_offline_says_how_to_fix(tmp_path):
 
 
 def test_plan_run_accepts_validated_params(tiny_llama_dir):
-    from modularity.runs import validate_params
+    from modularity.params import validate_params
 
     params = validate_params({**PARAMS, "model": str(tiny_llama_dir), "device": "cpu"}, require=True)
     geometry = planning.model_geometry(planning.read_model_config(params["model"]))

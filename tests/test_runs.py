@@ -1,4 +1,4 @@
-"""Runs: parameter schema, params files, paths, atomic writes, tensors, caching, manifest (``modularity.runs``)."""
+"""Runs: parameter schema, params files, paths, atomic writes, tensors, caching, manifest, runner, book TOC."""
 from __future__ import annotations
 
 import json
@@ -12,20 +12,25 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import runs
-from modularity.runs import ParamsError, RunPaths, validate_params
+from modularity.book import BOOK_PAGES, write_toc
+from modularity.params import SCHEMA, ParamsError, default_run_name, load_params, notebook_params, validate_params
+from modularity.provenance import update_manifest
+from modularity.runner import run
+from modularity.store import (REPO_ROOT, RunPaths, atomic_write_bytes, cached_evaluation, check_task_fingerprints,
+                              committed_eval_summaries, load_tensors, per_task_cached, save_json, save_table,
+                              save_tensors, task_fingerprints)
 
-REQUIRED = {k for k, p in runs.SCHEMA.items() if p.required}
+REQUIRED = {k for k, p in SCHEMA.items() if p.required}
 GOOD = dict(model="smollm2-135m-instruct", profile="small", n_items=10, seed=0, dtype="float32",
             device="cpu", batch_size=4, threshold=0.6)
 
 
 def test_every_params_file_loads():
-    files = sorted((runs.REPO_ROOT / "params").glob("*.yaml"))
+    files = sorted((REPO_ROOT / "params").glob("*.yaml"))
     assert files
     for path in files:
-        params = runs.load_params(path)
-        assert set(params) == set(runs.SCHEMA)
+        params = load_params(path)
+        assert set(params) == set(SCHEMA)
         assert params["run_name"]
 
 
@@ -46,7 +51,7 @@ def test_unknown_key_named_with_known_keys():
         validate_params(dict(GOOD, n_itmes=5), source="p.yaml")
     message = str(info.value)
     assert "n_itmes" in message and "p.yaml" in message
-    for key in runs.SCHEMA:
+    for key in SCHEMA:
         assert key in message
 
 
@@ -92,24 +97,24 @@ def test_required_only_when_asked():
 # --------------------------------------------------------------------------
 def test_load_params_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match="params file not found"):
-        runs.load_params(tmp_path / "absent.yaml")
+        load_params(tmp_path / "absent.yaml")
 
 
 def test_load_params_invalid_yaml(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model: [unclosed\nseed: 0\n")
     with pytest.raises(ParamsError, match="not valid YAML"):
-        runs.load_params(path)
+        load_params(path)
     path.write_text("- a\n- b\n")
     with pytest.raises(ParamsError, match="expected a mapping"):
-        runs.load_params(path)
+        load_params(path)
 
 
 def test_load_params_missing_required_keys_listed(tmp_path):
     path = tmp_path / "few.yaml"
     path.write_text("model: gpt2\nseed: 1\n")
     with pytest.raises(ParamsError) as info:
-        runs.load_params(path)
+        load_params(path)
     message = str(info.value)
     assert "missing required" in message and str(path) in message
     for key in REQUIRED - {"model", "seed"}:
@@ -120,7 +125,7 @@ def test_load_params_missing_required_keys_listed(tmp_path):
 def test_load_params_good(tmp_path):
     path = tmp_path / "ok.yaml"
     path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in GOOD.items()) + "\nmetric: logit_diff\n")
-    params = runs.load_params(path)
+    params = load_params(path)
     assert params["metric"] == "logit_diff" and params["n_items"] == 10
 
 
@@ -134,25 +139,25 @@ def _namespace(**extra):
     return {
         "__name__": "__main__", "__builtins__": __builtins__, "_": None, "_i1": "x", "_oh": {},
         "In": [""], "Out": {}, "get_ipython": lambda: None, "exit": None, "quit": None, "open": open,
-        "np": np, "pd": pd, "helper": helper, "Path": Path, "runs": runs,
+        "np": np, "pd": pd, "helper": helper, "Path": Path, "json": json,
         **GOOD, **extra,
     }
 
 
 def test_notebook_params_ignores_notebook_names():
-    params = runs.notebook_params(_namespace())
+    params = notebook_params(_namespace())
     assert params["n_items"] == 10 and params["model"] == GOOD["model"]
-    assert set(params) == set(runs.SCHEMA)
+    assert set(params) == set(SCHEMA)
 
 
 def test_notebook_params_rejects_unknown_injected_name():
     with pytest.raises(ParamsError, match="n_itmes"):
-        runs.notebook_params(_namespace(n_itmes=5))
+        notebook_params(_namespace(n_itmes=5))
 
 
 def test_notebook_params_checks_values():
     with pytest.raises(ParamsError, match="dtype"):
-        runs.notebook_params(_namespace(dtype="fp8"))
+        notebook_params(_namespace(dtype="fp8"))
 
 
 # --------------------------------------------------------------------------
@@ -160,11 +165,11 @@ def test_notebook_params_checks_values():
 # --------------------------------------------------------------------------
 def test_default_run_name(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert runs.default_run_name("Qwen/Qwen2.5-7B") == "Qwen_Qwen2-5-7B"
-    assert runs.default_run_name("smollm2-135m-instruct") == "smollm2-135m-instruct"
+    assert default_run_name("Qwen/Qwen2.5-7B") == "Qwen_Qwen2-5-7B"
+    assert default_run_name("smollm2-135m-instruct") == "smollm2-135m-instruct"
     local = tmp_path / "models" / "my-llama"
     local.mkdir(parents=True)
-    assert runs.default_run_name(str(local)) == "my-llama"
+    assert default_run_name(str(local)) == "my-llama"
 
 
 def test_run_paths_honour_modularity_root(tmp_path, monkeypatch):
@@ -181,7 +186,7 @@ def test_run_paths_honour_modularity_root(tmp_path, monkeypatch):
     assert paths.table("eval.csv") == paths.results / "eval.csv"
     assert RunPaths.of(params, root=tmp_path / "other").results.is_relative_to(tmp_path / "other")
     monkeypatch.delenv("MODULARITY_ROOT")
-    assert RunPaths.of(params).results.is_relative_to(runs.REPO_ROOT)
+    assert RunPaths.of(params).results.is_relative_to(REPO_ROOT)
 
 
 # --------------------------------------------------------------------------
@@ -189,9 +194,9 @@ def test_run_paths_honour_modularity_root(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------
 def test_atomic_write_leaves_no_temp_file(tmp_path):
     target = tmp_path / "deep" / "er" / "table.csv"
-    runs.atomic_write_bytes(target, b"a,b\n1,2\n")
+    atomic_write_bytes(target, b"a,b\n1,2\n")
     assert target.read_bytes() == b"a,b\n1,2\n"
-    runs.atomic_write_bytes(target, b"new")
+    atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in target.parent.iterdir()] == ["table.csv"]
 
@@ -218,9 +223,9 @@ def test_atomic_write_never_leaves_a_partial_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fdopen", lambda fd, mode="r", *a, **k: Torn(real_fdopen(fd, mode, *a, **k)))
     with pytest.raises(OSError, match="disk full"):
-        runs.atomic_write_bytes(target, b"x" * 1000)
+        atomic_write_bytes(target, b"x" * 1000)
     with pytest.raises(OSError, match="disk full"):
-        runs.atomic_write_bytes(tmp_path / "fresh.csv", b"y" * 1000)
+        atomic_write_bytes(tmp_path / "fresh.csv", b"y" * 1000)
     monkeypatch.undo()
     assert target.read_bytes() == b"old complete content"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.csv"]
@@ -235,27 +240,27 @@ def test_atomic_write_interrupted_before_rename(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        runs.atomic_write_bytes(target, b'{"a": 1}')
+        atomic_write_bytes(target, b'{"a": 1}')
     monkeypatch.undo()
     assert target.read_bytes() == b"{}"
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]
 
 
 def test_save_json_and_table(tmp_path):
-    path = runs.save_json({"x": np.float64(1.5), "n": np.int64(3), "p": Path("a/b")}, tmp_path / "o.json")
+    path = save_json({"x": np.float64(1.5), "n": np.int64(3), "p": Path("a/b")}, tmp_path / "o.json")
     assert json.loads(path.read_text()) == {"x": 1.5, "n": 3, "p": "a/b"}
     with pytest.raises(TypeError, match="not JSON serialisable"):
-        runs.save_json({"x": object()}, tmp_path / "bad.json")
+        save_json({"x": object()}, tmp_path / "bad.json")
     assert not (tmp_path / "bad.json").exists()
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
-    pd.testing.assert_frame_equal(pd.read_csv(runs.save_table(frame, tmp_path / "t.csv")), frame)
+    pd.testing.assert_frame_equal(pd.read_csv(save_table(frame, tmp_path / "t.csv")), frame)
 
 
 def test_tensors_round_trip_with_metadata(tmp_path):
     tensors = {"neurons": torch.randn(3, 5), "heads": torch.randn(3, 4).t(), "ids": torch.arange(4)}
     meta = {"task": "toy", "C": np.float64(2.5), "n_items": 7, "indices": [1, 2, 3], "nested": {"a": None}}
-    path = runs.save_tensors(tmp_path / "cache" / "attr" / "toy.safetensors", tensors, meta)
-    loaded, loaded_meta = runs.load_tensors(path)
+    path = save_tensors(tmp_path / "cache" / "attr" / "toy.safetensors", tensors, meta)
+    loaded, loaded_meta = load_tensors(path)
     assert set(loaded) == set(tensors)
     for key, value in tensors.items():
         assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype
@@ -275,17 +280,17 @@ def test_per_task_cached_computes_once(tmp_path):
         return pd.DataFrame({"task": [name] * 3, "lp": values, "ok": values > 0, "item": [0, 1, 2]})
 
     paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"a": "f1", "bb": "f2", "ccc": "f3"})
-    first = runs.per_task_cached(paths, "eval", ["a", "bb"], compute, progress=False)
+    first = per_task_cached(paths, "eval", ["a", "bb"], compute, progress=False)
     assert calls == ["a", "bb"]
     assert sorted(p.name for p in (tmp_path / "cache" / "eval").iterdir()) == ["a-f1.csv", "bb-f2.csv"]
-    second = runs.per_task_cached(paths, "eval", ["a", "bb", "ccc"], compute, progress=False)
+    second = per_task_cached(paths, "eval", ["a", "bb", "ccc"], compute, progress=False)
     assert calls == ["a", "bb", "ccc"]  # only the new task computed
     for name in ("a", "bb"):
         pd.testing.assert_frame_equal(second[name], first[name])
     assert list(second) == ["a", "bb", "ccc"]
     # a task whose fingerprint changed is recomputed, the others are not
     edited = RunPaths(paths.results, paths.cache, {"a": "f1", "bb": "CHANGED", "ccc": "f3"})
-    runs.per_task_cached(edited, "eval", ["a", "bb", "ccc"], compute, progress=False)
+    per_task_cached(edited, "eval", ["a", "bb", "ccc"], compute, progress=False)
     assert calls == ["a", "bb", "ccc", "bb"]
 
 
@@ -315,31 +320,31 @@ def test_cached_evaluation_keeps_stopped_tasks_apart(tmp_path):
 
     paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"good": "f1", "bad": "f2"})
     params = validate_params(dict(GOOD, threshold=0.6))
-    first = runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    first = cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert calls == [("good", 0.6), ("bad", 0.6)]
     assert first["bad"].scored.sum() == 3 and first["good"].scored.all()
     assert [p.name for p in (paths.cache / "eval").iterdir()] == ["good-f1.csv"]
     assert [p.name for p in (paths.cache / "eval_stopped_0.6").iterdir()] == ["bad-f2.csv"]
-    again = runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    again = cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert len(calls) == 2  # both read back
     pd.testing.assert_frame_equal(again["bad"], first["bad"])
     # another threshold: the stopped task is scored again, the complete one is reused
-    runs.cached_evaluation(paths, dict(params, threshold=0.5), ["good", "bad"], evaluate, progress=False)
+    cached_evaluation(paths, dict(params, threshold=0.5), ["good", "bad"], evaluate, progress=False)
     assert calls[2:] == [("bad", 0.5)]
     # no stopping: every item is needed, so the stopped file is not used
-    full = runs.cached_evaluation(paths, dict(params, stop_early=False), ["good", "bad"], evaluate, progress=False)
+    full = cached_evaluation(paths, dict(params, stop_early=False), ["good", "bad"], evaluate, progress=False)
     assert calls[3:] == [("bad", None)] and full["bad"].scored.all()
     assert sorted(p.name for p in (paths.cache / "eval").iterdir()) == ["bad-f2.csv", "good-f1.csv"]
     # ... and from now on the complete evaluation serves runs with stop_early too
-    runs.cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
+    cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert len(calls) == 4
 
 
 def test_cached_evaluation_reads_frames_from_before_the_scored_column(tmp_path):
     paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"old": "f1"})
     legacy = _eval_frame(4, 4).drop(columns="scored")
-    runs.save_table(legacy, paths.task_file("eval", "old", ".csv"))
-    frames = runs.cached_evaluation(paths, validate_params(GOOD), ["old"],
+    save_table(legacy, paths.task_file("eval", "old", ".csv"))
+    frames = cached_evaluation(paths, validate_params(GOOD), ["old"],
                                     lambda *a: pytest.fail("recomputed"), progress=False)
     assert list(frames["old"].columns) == ["item", "aligned", "scored", "lp_cc", "both_correct"]
     assert frames["old"].scored.all()
@@ -347,21 +352,21 @@ def test_cached_evaluation_reads_frames_from_before_the_scored_column(tmp_path):
 
 def test_task_fingerprints_follow_items_and_cache_keys():
     base = validate_params(dict(GOOD, n_items=4))
-    prints = runs.task_fingerprints(base)
-    assert prints == runs.task_fingerprints(dict(base))
+    prints = task_fingerprints(base)
+    assert prints == task_fingerprints(dict(base))
     # not cache keys (stop_early and threshold name the folder of stopped evaluations instead)
-    assert prints == runs.task_fingerprints(dict(base, batch_size=64, threshold=0.9, stop_early=False))
-    metric = runs.task_fingerprints(dict(base, metric="logit_diff"))
+    assert prints == task_fingerprints(dict(base, batch_size=64, threshold=0.9, stop_early=False))
+    metric = task_fingerprints(dict(base, metric="logit_diff"))
     assert all(metric[t] != prints[t] for t in prints)
-    reseeded = runs.task_fingerprints(dict(base, seed=1))
+    reseeded = task_fingerprints(dict(base, seed=1))
     assert sum(reseeded[t] != prints[t] for t in prints) > len(prints) // 2
 
 
 def test_update_manifest(tmp_path):
     paths = RunPaths.of(validate_params(GOOD), root=tmp_path)
     params = validate_params(GOOD)
-    first = runs.update_manifest(paths, params, "01_eval", 12.345, extra={"n_tasks": 46})
-    runs.update_manifest(paths, dict(params, seed=1), "02_attribution", 3.0)
+    first = update_manifest(paths, params, "01_eval", 12.345, extra={"n_tasks": 46})
+    update_manifest(paths, dict(params, seed=1), "02_attribution", 3.0)
     manifest = json.loads(paths.table("manifest.json").read_text())
     assert set(manifest["stages"]) == {"01_eval", "02_attribution"}
     assert manifest["stages"]["01_eval"]["wall_time_s"] == 12.3
@@ -381,12 +386,11 @@ def test_run_rejects_unknown_stage(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("\n".join(f"{k}: {json.dumps(v)}" for k, v in GOOD.items()) + "\n")
     with pytest.raises(ValueError, match="unknown stage"):
-        runs.run(path, stages=("01_eval", "99_nope"), root=tmp_path)
+        run(path, stages=("01_eval", "99_nope"), root=tmp_path)
     assert not (tmp_path / "book").exists()
 
 
 def test_negative_counts_and_bad_percentages_are_rejected():
-    from modularity.runs import ParamsError, validate_params
 
     base = {"model": "m"}
     for key in ("attribution_items", "verify_tasks", "ablation_items", "n_random_controls", "threads"):
@@ -400,19 +404,17 @@ def test_negative_counts_and_bad_percentages_are_rejected():
 def test_stale_tasks_are_refused(tmp_path, monkeypatch):
     import pandas as pd
 
-    from modularity import runs
-
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
-    params = runs.validate_params({"model": "m", "tasks": ["npi", "code_list"], "n_items": 4})
-    paths = runs.RunPaths.of(params)
+    params = validate_params({"model": "m", "tasks": ["npi", "code_list"], "n_items": 4})
+    paths = RunPaths.of(params)
     summary = pd.DataFrame({"task": ["npi", "code_list"],
                             "fingerprint": [paths.fingerprints["npi"], paths.fingerprints["code_list"]]})
-    runs.check_task_fingerprints(paths, summary)  # unchanged tasks pass
+    check_task_fingerprints(paths, summary)  # unchanged tasks pass
     summary.loc[1, "fingerprint"] = "0" * 12
     with pytest.raises(ValueError, match="code_list"):
-        runs.check_task_fingerprints(paths, summary)
+        check_task_fingerprints(paths, summary)
     with pytest.raises(ValueError, match="rerun stage 01_eval"):
-        runs.check_task_fingerprints(paths, summary.drop(columns="fingerprint"))
+        check_task_fingerprints(paths, summary.drop(columns="fingerprint"))
 
 
 def test_toc_lists_only_finished_stages(tmp_path):
@@ -420,19 +422,17 @@ def test_toc_lists_only_finished_stages(tmp_path):
 
     import yaml
 
-    from modularity import runs
-
     def results_chapter(toc: dict) -> dict:
         return next(c for c in toc["parts"][1]["chapters"] if c["file"] == "book/results/index")
 
-    assert "sections" not in results_chapter(yaml.safe_load(runs.write_toc(tmp_path).read_text()))
+    assert "sections" not in results_chapter(yaml.safe_load(write_toc(tmp_path).read_text()))
     run = tmp_path / "book" / "results" / "m" / "small"
     run.mkdir(parents=True)
     for stage in ("01_eval", "02_attribution", "03_overlap"):
         (run / f"{stage}.ipynb").write_text("{}")
     # 03 has a notebook (e.g. interrupted) but is not recorded as finished: it must not be listed.
     (run / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}, "02_attribution": {}}}))
-    toc = yaml.safe_load(runs.write_toc(tmp_path).read_text())
+    toc = yaml.safe_load(write_toc(tmp_path).read_text())
     sections = results_chapter(toc)["sections"]
     assert toc["parts"][1]["chapters"][0]["file"] == "book/study_results"  # the study before our runs
     assert [s["file"] for s in sections] == ["book/results/m/small/01_eval", "book/results/m/small/02_attribution"]
@@ -442,22 +442,18 @@ def test_toc_lists_only_finished_stages(tmp_path):
 def test_book_pages_are_in_the_toc_with_their_titles(tmp_path):
     import yaml
 
-    from modularity import runs
-
-    toc = yaml.safe_load(runs.write_toc(tmp_path).read_text())
+    toc = yaml.safe_load(write_toc(tmp_path).read_text())
     entries = [c for part in toc["parts"] for c in part["chapters"]]
     files = {c["file"]: c.get("title") for c in entries}
-    for name, (template, page, _, _, title) in runs.BOOK_PAGES.items():
-        assert (runs.REPO_ROOT / "notebooks" / f"{template}.py").exists(), name
+    for name, (template, page, _, _, title) in BOOK_PAGES.items():
+        assert (REPO_ROOT / "notebooks" / f"{template}.py").exists(), name
         assert files[page.removesuffix(".ipynb")] == title, name
 
 
 def test_committed_eval_summaries_reads_every_run_and_marks_stopped_tasks(tmp_path):
     import pandas as pd
 
-    from modularity import runs
-
-    assert runs.committed_eval_summaries(tmp_path).empty
+    assert committed_eval_summaries(tmp_path).empty
     old = tmp_path / "a" / "paper"
     new = tmp_path / "b" / "small"
     old.mkdir(parents=True)
@@ -466,7 +462,7 @@ def test_committed_eval_summaries_reads_every_run_and_marks_stopped_tasks(tmp_pa
     pd.DataFrame({"task": ["t1"], "n_items": [64], "passes": [True]}).to_csv(old / "eval_summary.csv", index=False)
     pd.DataFrame({"task": ["t1", "t2"], "n_items": [64, 64], "n_scored": [64, 26],
                   "passes": [True, False]}).to_csv(new / "eval_summary.csv", index=False)
-    frame = runs.committed_eval_summaries(tmp_path)
+    frame = committed_eval_summaries(tmp_path)
     assert list(frame.run) == ["a/paper", "b/small", "b/small"]
     assert list(frame.model) == ["a", "b", "b"] and list(frame.profile) == ["paper", "small", "small"]
     assert list(frame.n_scored) == [64, 64, 26]

@@ -11,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from modularity import runs
+from modularity.params import validate_params
+from modularity.provenance import update_manifest
+from modularity.store import REPO_ROOT, RunPaths, task_fingerprints
+from modularity.tasks import load_suite
 from modularity.tasks import (EXCLUSION_REASONS, TaskDataError, audit_items, generate_suite, item_sources,
                               load_study_data, source_table, subsample_suite, validate_items)
 
@@ -151,28 +154,28 @@ def test_subsample_size_order_determinism_and_seed(suite):
 
 
 def test_load_suite_reads_data_dir_and_samples_it(tmp_path):
-    params = runs.validate_params(PARAMS)
-    suite = runs.load_suite(params)
+    params = validate_params(PARAMS)
+    suite = load_suite(params)
     expected = subsample_suite(load_study_data(LAYOUT, tasks=USABLE), 5, 0)
     assert {n: t.items for n, t in suite.items()} == {n: t.items for n, t in expected.items()}
     assert len(suite["physics_speed"].items) == 5
-    assert len(runs.load_suite(params, sample=False)["physics_speed"].items) == 12
-    relative = runs.validate_params(dict(PARAMS, data_dir=str(LAYOUT.relative_to(runs.REPO_ROOT))))
-    assert runs.load_suite(relative)["physics_speed"].items == suite["physics_speed"].items  # from the repo root
-    other_profile = runs.load_suite(dict(params, profile="small"))
+    assert len(load_suite(params, sample=False)["physics_speed"].items) == 12
+    relative = validate_params(dict(PARAMS, data_dir=str(LAYOUT.relative_to(REPO_ROOT))))
+    assert load_suite(relative)["physics_speed"].items == suite["physics_speed"].items  # from the repo root
+    other_profile = load_suite(dict(params, profile="small"))
     assert other_profile["physics_speed"].items == suite["physics_speed"].items  # profile plays no part
-    prints = runs.task_fingerprints(params)
-    assert prints == runs.task_fingerprints(dict(params))  # deterministic sample, stable fingerprints
-    reseeded = runs.task_fingerprints(dict(params, seed=1))
+    prints = task_fingerprints(params)
+    assert prints == task_fingerprints(dict(params))  # deterministic sample, stable fingerprints
+    reseeded = task_fingerprints(dict(params, seed=1))
     assert reseeded["physics_speed"] != prints["physics_speed"]
     assert all(reseeded[n] == prints[n] for n in ("npi", "wug", "number_sorting", "phys_newton"))  # all items used
 
 
 def test_manifest_records_the_data_source(tmp_path):
-    params = runs.validate_params(PARAMS)
-    paths = runs.RunPaths.of(params, root=tmp_path)
-    runs.update_manifest(paths, params, "01_eval", 1.0)
-    runs.update_manifest(paths, params, "02_attribution", 1.0)
+    params = validate_params(PARAMS)
+    paths = RunPaths.of(params, root=tmp_path)
+    update_manifest(paths, params, "01_eval", 1.0)
+    update_manifest(paths, params, "02_attribution", 1.0)
     source = json.loads(paths.table("manifest.json").read_text())["data_source"]
     assert source["data_dir"] == str(LAYOUT) and (source["n_items"], source["seed"]) == (5, 0)
     assert source["tasks"]["npi"] == {"file": "data/Lan/npi.json", "n_in_file": 8, "excluded": {"duplicate": 3},
@@ -180,8 +183,8 @@ def test_manifest_records_the_data_source(tmp_path):
     assert source["tasks"]["physics_speed"]["n_used"] == 5 and source["tasks"]["physics_speed"]["n_valid"] == 12
     assert source["tasks"]["number_sorting"]["excluded"] == {"not_an_object": 1, "empty_fields": 3,
                                                              "broken_swap": 1, "equal_answers": 1}
-    generated = runs.validate_params(dict(PARAMS, data_dir=None, n_items=2))
-    runs.update_manifest(runs.RunPaths.of(generated, root=tmp_path), generated, "01_eval", 1.0)
+    generated = validate_params(dict(PARAMS, data_dir=None, n_items=2))
+    update_manifest(RunPaths.of(generated, root=tmp_path), generated, "01_eval", 1.0)
     assert "data_source" not in json.loads(paths.table("manifest.json").read_text())
 
 

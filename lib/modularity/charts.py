@@ -31,6 +31,10 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from modularity.overlap import COMPOSITION_CATEGORIES
+from modularity.tasks.schema import DOMAIN_NAMES as SCHEMA_DOMAIN_NAMES
+from modularity.tasks.schema import DOMAINS
+
 __all__ = [
     "DOMAINS_OVERLAP_ORDER",
     "DOMAINS_ACCURACY_ORDER",
@@ -55,20 +59,13 @@ __all__ = [
 # Domains: order, names, colours
 # --------------------------------------------------------------------------------------------
 
-#: Order of the study's overlap / ablation CSVs (METHOD §4).
-DOMAINS_OVERLAP_ORDER = ("MD", "ToM", "phys", "Lan")
+#: Order of the study's overlap / ablation CSVs (METHOD §4): the domains' own order.
+DOMAINS_OVERLAP_ORDER = DOMAINS
 #: Order of the accuracy table, SI Fig 1 (METHOD §13): Language, Formal, Physics, Social.
 DOMAINS_ACCURACY_ORDER = ("Lan", "MD", "phys", "ToM")
-#: Stacking order of Fig 2B (METHOD §11).
-LAYER_CATEGORIES = ("Lan", "MD", "phys", "ToM", "shared")
 
-DOMAIN_NAMES = {
-    "Lan": "Language",
-    "MD": "Formal (multiple demand)",
-    "phys": "Physical",
-    "ToM": "Social (theory of mind)",
-    "shared": "shared (≥ 2 domains)",
-}
+#: The domains' names (one definition, in the task schema) and Fig 2B's "shared" category.
+DOMAIN_NAMES = {**SCHEMA_DOMAIN_NAMES, "shared": "shared (≥ 2 domains)"}
 #: Colour-blind-friendly (Tableau 10) colours, one per domain, used by every chart.
 DOMAIN_COLORS = {
     "Lan": "#4e79a7",
@@ -555,7 +552,7 @@ def layer_composition(
     d = df.rename(columns={"layer_bin": "bin"}).copy()
     _require(d, ["bin", "category", "count"], "layer_composition")
     d["height"] = np.log10(d["count"].astype(float) + 1.0)
-    cats = [c for c in LAYER_CATEGORIES if c in set(d["category"])]
+    cats = [c for c in COMPOSITION_CATEGORIES if c in set(d["category"])]
     cats += sorted(set(d["category"]) - set(cats))
     d["cat_rank"] = d["category"].map({c: i for i, c in enumerate(cats)})
     d["category_name"] = d["category"].map(lambda x: DOMAIN_NAMES.get(x, x))

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
+from modularity.store import atomic_write_bytes
 from modularity.tasks.schema import DOMAINS
 
 __all__ = ["LEGACY_LABELS", "read_matrix_csv", "write_matrix_csv", "domains_of"]
@@ -186,22 +186,12 @@ def read_matrix_csv(
 def write_matrix_csv(matrix: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``matrix`` in the study's layout (empty top-left cell), atomically.
 
-    The CSV is written to a temporary file next to ``path`` and moved into place
-    with ``os.replace``, so readers never see a half-written file. Parent
-    folders are created. Returns the path.
+    Written atomically (:func:`modularity.store.atomic_write_bytes`), so readers
+    never see a half-written file. Parent folders are created. Returns the path.
     """
     path = Path(path)
     if matrix.shape[0] != matrix.shape[1] or list(matrix.index) != list(matrix.columns):
         raise ValueError(f"{path}: refusing to write a matrix whose rows and columns differ")
     domains_of(list(matrix.index))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            matrix.to_csv(stream, index_label="")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic_write_bytes(path, matrix.to_csv(index_label="").encode())
     return path

@@ -6,7 +6,7 @@ embedded GGUF); :func:`model_geometry` turns it into sizes and a parameter count
 :func:`plan_run` combines them with a run's params and a :class:`DeviceSpec` into a
 :class:`Plan`; :func:`format_plan` writes it as text (``modularity plan``).
 
-Time and memory come from the package's cost model, :func:`modularity.runs.estimate_cost`
+Time and memory come from the package's cost model, :func:`modularity.cost.estimate_cost`
 (FLOPs ≈ 2 · parameters per token; attribution keeps its batch's activations). FLOPs
 become seconds through an *achieved* throughput: for a CPU calibrated on the measured
 main job (:data:`MAIN_JOB`), for a GPU a stated fraction of its peak. Every estimate is
@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import runs
-
+from .cost import FORWARDS_PER_UNIT, estimate_cost
+from .store import REPO_ROOT
+from .tasks import load_suite
 GB = 1e9
 STAGES = ("evaluation", "attribution", "ablation")
 BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -253,7 +254,7 @@ class Workload:
 
 def workload_from_params(params: dict, n_passing: int | None = None, dtype: str | None = None,
                          tokens_mean: int = TOKENS_MEAN, tokens_max: int = TOKENS_MAX) -> Workload:
-    """The :class:`Workload` of validated ``params`` (:func:`modularity.runs.load_params`)."""
+    """The :class:`Workload` of validated ``params`` (:func:`modularity.params.load_params`)."""
     n_tasks, n_items = _task_counts(params)
     if n_passing is not None and not 0 <= n_passing <= n_tasks:
         raise ValueError(f"--passing {n_passing} must lie between 0 and the run's {n_tasks} tasks")
@@ -271,7 +272,7 @@ def workload_from_params(params: dict, n_passing: int | None = None, dtype: str 
 def _task_counts(params: dict) -> tuple[int, int]:
     """(tasks, items per task) without generating items; a ``data_dir`` is read for its sizes."""
     if params["data_dir"]:
-        suite = runs.load_suite(params)
+        suite = load_suite(params)
         return len(suite), max(1, round(sum(len(t.items) for t in suite.values()) / max(1, len(suite))))
     from .tasks import TASK_NAMES
 
@@ -346,7 +347,7 @@ class Calibration:
 #: The measured main job and the facts about it its JSON does not record: the date (of the
 #: commit b7b1aa2 that added it) and how many of the 46 tasks passed (18, eval_summary.csv
 #: committed at b7b1aa2, which the JSON's note says the job reproduced).
-MAIN_JOB = runs.REPO_ROOT / "benchmarks" / "results" / "main_job_shared-2core-epyc.json"
+MAIN_JOB = REPO_ROOT / "benchmarks" / "results" / "main_job_shared-2core-epyc.json"
 MAIN_JOB_DATE = "2026-11-21"
 MAIN_JOB_TASKS, MAIN_JOB_PASSING = 46, 18
 MAIN_JOB_STAGE_NOTEBOOKS = {"evaluation": "01_eval", "attribution": "02_attribution", "ablation": "05_ablation"}
@@ -376,7 +377,7 @@ def cpu_calibration(path: Path = MAIN_JOB) -> Calibration:
     rates = {stage: tflop[stage] * 1e12 / job["stage_wall_s"][notebook]
              for stage, notebook in MAIN_JOB_STAGE_NOTEBOOKS.items()}
     path = Path(path)
-    shown = path.relative_to(runs.REPO_ROOT) if path.is_relative_to(runs.REPO_ROOT) else path
+    shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
     threads = params.get("threads") or "torch's default"
     description = (f"{shown} (measured {MAIN_JOB_DATE}, code {job['git_sha'][:7]}: {params['model']} "
                    f"{params['dtype']}, threads {threads}, on a {job['machine'].split(';')[0]}): effective "
@@ -457,7 +458,7 @@ def stage_costs(geometry: ModelGeometry, workload: Workload, tokens: int | None 
     Columns ``stage, units, forwards, tflop, seconds, memory_gb``; ``seconds`` at 1 FLOP/s,
     ``memory_gb`` counts only the non-embedding weights (see :func:`plan_run`).
     """
-    return runs.estimate_cost(
+    return estimate_cost(
         geometry.n_flop_params, geometry.n_layers, geometry.d_model, geometry.d_ff,
         n_tasks=workload.n_tasks, n_passing=workload.n_passing, n_items=workload.n_items,
         attribution_items=workload.attribution_items, ablation_items=workload.ablation_items,
@@ -645,9 +646,9 @@ def _time_advice(plan: Plan) -> str:
 def assumptions(plan: Plan) -> list[str]:
     g, w, d = plan.geometry, plan.workload, plan.device
     out = [
-        f"time = FLOPs of runs.estimate_cost (2 × {format_count(g.n_flop_params)} non-embedding parameters per token, "
+        f"time = FLOPs of estimate_cost (2 × {format_count(g.n_flop_params)} non-embedding parameters per token, "
         f"{w.tokens_mean} tokens per sequence; forward passes per unit: "
-        + ", ".join(f"{stage} {n:g}" for stage, n in runs.FORWARDS_PER_UNIT.items()) + ") "
+        + ", ".join(f"{stage} {n:g}" for stage, n in FORWARDS_PER_UNIT.items()) + ") "
         "÷ achieved throughput; excludes downloading and loading the weights",
         f"throughput: {d.throughput_source}",
         f"memory: {w.dtype} weights ({w.bytes_per_param} bytes/parameter) + per pass the activations of sequences "

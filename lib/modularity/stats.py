@@ -44,6 +44,7 @@ __all__ = [
     "clustering_scores",
     "per_domain_modularity",
     "domain_bars",
+    "common_labels",
     "kendall_tau_pairs",
     "kendall_summary",
     "threshold_sweep",
@@ -397,16 +398,6 @@ def _vectorise(matrix: pd.DataFrame, labels: list[str], mode: str) -> np.ndarray
     raise ValueError(f"mode must be 'directed' (all off-diagonal cells) or 'upper' (upper triangle), got {mode!r}")
 
 
-def _common_labels(matrices: Sequence[pd.DataFrame]) -> list[str]:
-    """Labels present as rows and columns of every matrix, sorted as plain strings
-    (the sweep script's ``sorted(set ∩ ...)``; τ does not depend on the order)."""
-    common = None
-    for matrix in matrices:
-        labels = set(matrix.index) & set(matrix.columns)
-        common = labels if common is None else common & labels
-    return sorted(common or [])
-
-
 def kendall_tau_pairs(
     matrices: Mapping[str, pd.DataFrame], mode: str = "directed", common: str = "all"
 ) -> pd.DataFrame:
@@ -425,10 +416,10 @@ def kendall_tau_pairs(
         raise ValueError("Kendall τ needs at least two matrices")
     if common not in ("all", "pair"):
         raise ValueError(f"common must be 'all' or 'pair', got {common!r}")
-    shared = _common_labels(list(matrices.values())) if common == "all" else None
+    shared = common_labels(matrices) if common == "all" else None
     rows = []
     for name_a, name_b in combinations(matrices, 2):
-        labels = shared if shared is not None else _common_labels([matrices[name_a], matrices[name_b]])
+        labels = shared if shared is not None else common_labels({name_a: matrices[name_a], name_b: matrices[name_b]})
         vector_a = _vectorise(matrices[name_a], labels, mode)
         vector_b = _vectorise(matrices[name_b], labels, mode)
         keep = ~(np.isnan(vector_a) | np.isnan(vector_b))
@@ -571,9 +562,13 @@ def binomial_se(p, n):
 
 
 def common_labels(matrices: Mapping[str, pd.DataFrame]) -> list[str]:
-    """Labels present in every matrix (sorted); empty for no matrices."""
-    sets = [set(m.index) for m in matrices.values()]
-    return sorted(set.intersection(*sets)) if sets else []
+    """Labels present as rows and as columns of every matrix, sorted as plain strings (the
+    study's ``sorted(set ∩ ...)``; τ does not depend on the order). Empty for no matrices."""
+    common = None
+    for matrix in matrices.values():
+        labels = set(matrix.index) & set(matrix.columns)
+        common = labels if common is None else common & labels
+    return sorted(common or [])
 
 
 def comparison_note(kind: str, matrices: Mapping[str, pd.DataFrame], min_tasks: int = 3) -> tuple[bool, str]:

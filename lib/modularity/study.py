@@ -22,6 +22,7 @@ import yaml
 from modularity.matrix_csv import read_matrix_csv
 from modularity.overlap import average_matrices
 from modularity.stats import ari_permutation, kendall_summary, kendall_tau_pairs, within_cross_permutation
+from modularity.store import REPO_ROOT
 from modularity.tasks.schema import DOMAINS
 
 __all__ = [
@@ -41,8 +42,6 @@ __all__ = [
     "beside_study",
     "tau_against_study",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: The vendored copy of the study's ``results/`` folder and its LICENSE (see its README.md).
 STUDY_ROOT = REPO_ROOT / "data" / "external" / "llm_modularity"

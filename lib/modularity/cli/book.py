@@ -30,9 +30,8 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-    from modularity import runs
-
-    print(runs.write_toc())
-    for path in runs.execute_book_pages(tuple(args.names) or None):
+    from ..book import execute_book_pages, write_toc
+    print(write_toc())
+    for path in execute_book_pages(tuple(args.names) or None):
         print(path)
     return 0

@@ -9,7 +9,7 @@ Estimate, before a run, whether a model fits and how long each stage takes.
 Reads the model's config only (no weights): a local directory's config.json, an
 embedded model's GGUF metadata, or a Hugging Face id (hub or local HF cache; offline,
 pass --config with the model's config.json). Sizes and the parameter count come from
-the config; time and memory from modularity.runs.estimate_cost, converted to time with
+the config; time and memory from modularity.cost.estimate_cost, converted to time with
 a CPU throughput calibrated on the measured main job or an assumed share of a GPU's
 peak. It plans for the GPUs visible here, for this CPU, or for a machine you are not
 on (--gpus, --gpu-memory-gb). Every number is an estimate; the assumptions are printed.
@@ -51,9 +51,8 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     from modularity import plan as planning
-    from modularity import runs
-
-    params = runs.load_params(args.params)
+    from ..params import load_params
+    params = load_params(args.params)
     args.tokens = planning.TOKENS_MEAN if args.tokens is None else args.tokens
     args.max_tokens = max(planning.TOKENS_MAX, args.tokens) if args.max_tokens is None else args.max_tokens
     if args.gpu_efficiency is None:

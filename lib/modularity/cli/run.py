@@ -34,10 +34,9 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-    from modularity import runs
-
+    from ..runner import run
     overrides = {k: v for k, v in (("profile", args.profile), ("threads", args.threads)) if v is not None}
-    outputs = runs.run(args.params, stages=tuple(args.stages) if args.stages else None,
+    outputs = run(args.params, stages=tuple(args.stages) if args.stages else None,
                        log_output=args.log, overrides=overrides or None)
     for path in outputs:
         print(path)

@@ -13,7 +13,8 @@ from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, ItemSourc
                      assemble_message)
 from .study_io import (EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, export_study_layout,
                        item_sources, load_study_data, source_table, subsample_suite, validate_items)
-from .suite import SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task, task_seed
+from .suite import (SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task, load_suite,
+                    task_seed)
 
 __all__ = [
     "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
@@ -21,6 +22,6 @@ __all__ = [
     "ItemSource", "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
     "alignment_rate", "assemble_message", "audit_items", "chat_formatter", "classify_items", "copy_solvable_share",
     "describe_tasks", "diversity_report", "export_study_layout", "generate_suite", "generate_task", "item_sources",
-    "label_balance", "load_study_data", "number_to_words", "option_first_share", "prompt_tail", "source_table",
+    "label_balance", "load_study_data", "load_suite", "number_to_words", "option_first_share", "prompt_tail", "source_table",
     "subsample_suite", "task_seed", "validate_items",
 ]

@@ -11,16 +11,15 @@ and :func:`audit_items` tabulate that and the study files' other known defects (
 from __future__ import annotations
 
 import json
-import os
 import random
 import re
-import tempfile
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 
+from ..store import atomic_write_bytes
 from .schema import DOMAINS, REQUIRED_KEYS, ItemSource, PromptConfig, TaskData, assemble_message
 
 
@@ -348,16 +347,7 @@ def audit_items(suite: dict[str, TaskData]) -> pd.DataFrame:
 
 
 def _write_json_atomic(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(obj, stream, indent=2, ensure_ascii=False)
-            stream.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def export_study_layout(suite: dict[str, TaskData], out_dir) -> Path:

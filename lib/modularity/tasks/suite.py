@@ -1,8 +1,9 @@
-"""The 46-task registry and the seeded generators."""
+"""The 46-task registry, the seeded generators, and the tasks of a run (:func:`load_suite`)."""
 from __future__ import annotations
 
 import random
 import zlib
+from pathlib import Path
 
 from . import formal, language, physical, social
 from .base import PROFILES, TaskSpec, pair_to_item
@@ -83,6 +84,26 @@ def generate_suite(profile: str = "small", n_items: int = 100, seed: int = 0, ta
     if unknown:
         raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASK_NAMES)}")
     return {name: generate_task(name, profile, n_items, seed) for name in TASK_NAMES if name in wanted}
+
+
+def load_suite(params: dict, sample: bool = True) -> dict:
+    """The run's tasks: generated from (profile, n_items, seed), or read from ``data_dir``.
+
+    ``data_dir`` (relative paths are taken from the repository root, the notebooks' working
+    directory) is read with :func:`load_study_data`, which leaves unusable items
+    out and records them in each task's ``source``; then each task keeps a seeded sample of
+    ``n_items`` of its usable items (all if fewer), in file order, drawn per task
+    (:func:`subsample_suite`; ``sample=False`` keeps every usable item).
+    ``profile`` plays no part then.
+    """
+    from ..store import REPO_ROOT  # the data_dir of a params file is relative to the repository
+    from .study_io import load_study_data, subsample_suite
+
+    tasks = None if params["tasks"] == "all" else list(params["tasks"])
+    if params["data_dir"]:
+        suite = load_study_data(REPO_ROOT / Path(params["data_dir"]).expanduser(), tasks=tasks)
+        return subsample_suite(suite, params["n_items"], params["seed"]) if sample else suite
+    return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
 
 
 def describe_tasks() -> list[dict]:

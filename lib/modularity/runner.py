@@ -1,0 +1,109 @@
+"""The runner: executes a run's stage notebooks with papermill, in order, resumably.
+
+Templates are jupytext percent scripts in ``notebooks/`` (converted to a temporary notebook for
+papermill); each executed notebook goes to the run's results folder and each finished stage is
+recorded in the run's manifest. Finished per-task work is cached by the stages themselves
+(:mod:`modularity.store`), so running the same command again after a kill resumes.
+"""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+from .params import load_params, validate_params
+from .progress import watch
+from .provenance import update_manifest
+from .store import REPO_ROOT, RunPaths
+
+#: Stage notebooks run per params file, in order.
+STAGES: tuple[str, ...] = (
+    "01_eval",
+    "02_attribution",
+    "03_overlap",
+    "04_ari_permutation",
+    "05_ablation",
+    "06_beside_the_study",
+)
+
+
+def execute_stage(stage: str, params: dict, notebooks_dir: Path = REPO_ROOT / "notebooks",
+                  root: Path | None = None, log_output: bool = False) -> Path:
+    """Execute one stage notebook with papermill into the run's results folder."""
+    paths = RunPaths.of(params, root)
+    output = paths.results / f"{stage}.ipynb"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    execute_template(Path(notebooks_dir), stage, output, params, REPO_ROOT, log_output)
+    update_manifest(paths, params, stage, time.perf_counter() - start)
+    return output
+
+
+def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Path | None = None,
+        log_output: bool = False, overrides: dict | None = None) -> list[Path]:
+    """Execute the stage notebooks for one params file; returns the executed notebooks."""
+    params = load_params(params_path)
+    if overrides:
+        params = validate_params({**params, **overrides}, source=f"{params_path} with overrides")
+    chosen = stages or STAGES
+    unknown = [s for s in chosen if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    paths = RunPaths.of(params, root)
+    label = f"[{params['run_name']}/{params['profile']}]"
+    outputs = []
+    for number, stage in enumerate(chosen, start=1):
+        print(f"{label} stage {number}/{len(chosen)}: {stage} ...", flush=True)
+        start = time.perf_counter()
+        with watch(f"{label} {stage}:", paths.cache / ".progress.json"):
+            outputs.append(execute_stage(stage, params, root=root, log_output=log_output))
+        print(f"{label} {stage} done in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"{label} results: {paths.results}\n"
+          f"{label} build the book: make book (or jupyter-book build . -W -n), then open _build/html/index.html",
+          flush=True)
+    return outputs
+
+
+@contextlib.contextmanager
+def template_notebook(folder: Path, name: str) -> Iterator[Path]:
+    """The ``.ipynb`` papermill executes for template ``name`` of ``folder``.
+
+    A template written as a jupytext percent script (``name.py``) is converted to a temporary
+    notebook (removed afterwards); otherwise ``name.ipynb`` is used as it is.
+    """
+    script, notebook = Path(folder) / f"{name}.py", Path(folder) / f"{name}.ipynb"
+    if not script.exists():
+        if not notebook.exists():
+            raise FileNotFoundError(f"no template {name!r} in {folder} (looked for {script.name} and {notebook.name})")
+        yield notebook
+        return
+    import jupytext
+
+    with tempfile.TemporaryDirectory(prefix="modularity-template-") as tmp:
+        converted = Path(tmp) / f"{name}.ipynb"
+        jupytext.write(jupytext.read(script), converted)
+        yield converted
+
+
+def execute_template(folder: Path, name: str, output: Path, parameters: dict, cwd: Path,
+                     log_output: bool = False) -> Path:
+    """Execute template ``name`` of ``folder`` with papermill into ``output``.
+
+    The executed notebook records the template it came from (the script, relative to the
+    repository when inside it) rather than the temporary notebook papermill actually read.
+    """
+    import nbformat
+    import papermill
+
+    with template_notebook(folder, name) as source:
+        papermill.execute_notebook(str(source), str(output), parameters=parameters, cwd=str(cwd),
+                                   kernel_name="python3", progress_bar=False, log_output=log_output)
+        template = Path(folder) / source.name if source.parent == Path(folder) else Path(folder) / f"{name}.py"
+    notebook = nbformat.read(output, as_version=4)
+    shown = template.resolve()
+    notebook.metadata.setdefault("papermill", {})["input_path"] = str(
+        shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown)
+    nbformat.write(notebook, output)
+    return output
