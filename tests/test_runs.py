@@ -467,3 +467,18 @@ def test_committed_eval_summaries_reads_every_run_and_marks_stopped_tasks(tmp_pa
     assert list(frame.model) == ["a", "b", "b"] and list(frame.profile) == ["paper", "small", "small"]
     assert list(frame.n_scored) == [64, 64, 26]
     assert list(frame.stopped_early) == [False, False, True]
+
+
+def test_parameter_cells_are_hidden_in_the_book_but_kept_in_the_notebook():
+    import nbformat
+
+    from modularity.runner import hide_parameter_cells
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),
+                      nbformat.v4.new_code_cell("seed = 1", metadata={"tags": ["injected-parameters"]}),
+                      nbformat.v4.new_code_cell("print(seed)")]
+    hidden = hide_parameter_cells(hide_parameter_cells(notebook))
+    assert [c.metadata["tags"] for c in hidden.cells] == [["parameters", "remove-cell"],
+                                                          ["injected-parameters", "remove-cell"], []]
+    assert len(hidden.cells) == 3

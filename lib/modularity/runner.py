@@ -105,5 +105,23 @@ def execute_template(folder: Path, name: str, output: Path, parameters: dict, cw
     shown = template.resolve()
     notebook.metadata.setdefault("papermill", {})["input_path"] = str(
         shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown)
-    nbformat.write(notebook, output)
+    nbformat.write(hide_parameter_cells(notebook), output)
     return output
+
+
+#: Cell tags papermill's parameter cells carry: the template's defaults and what it injected.
+PARAMETER_TAGS = ("parameters", "injected-parameters")
+
+
+def hide_parameter_cells(notebook):
+    """Tag the template's parameters cell and papermill's injected one ``remove-cell``.
+
+    The book then shows the run's parameters once, as the stage prints them, instead of two
+    long cells of assignments of which the first is overridden by the second. The cells stay in
+    the executed notebook (papermill and a reader opening it in Jupyter still see them).
+    """
+    for cell in notebook.cells:
+        tags = cell.metadata.setdefault("tags", [])
+        if any(tag in tags for tag in PARAMETER_TAGS) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+    return notebook
