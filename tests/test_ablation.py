@@ -8,7 +8,7 @@ import torch
 
 from modularity import ablation, scoring
 from modularity.models import _resolve
-from modularity.patching import hooks
+from modularity.sites import hooks, recording_forward
 from modularity.tasks.schema import PromptConfig, TaskData
 
 # Clean and corrupted prompts of equal token length (checked below), of several lengths so
@@ -305,9 +305,9 @@ def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models
     handle = modules[1].register_forward_pre_hook(lambda m, args: calls.append(1))
     try:
         with torch.no_grad():
-            truncated = ablation._recording_forward(loaded, batch, columns, truncate=True)
+            truncated = recording_forward(loaded, batch, columns, truncate=True)
             assert not calls, "the truncated recording ran the layer above the last touched one"
-            full = ablation._recording_forward(loaded, batch, columns, truncate=False)
+            full = recording_forward(loaded, batch, columns, truncate=False)
             assert calls, "the full recording runs every layer"
     finally:
         handle.remove()

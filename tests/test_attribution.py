@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import patching
 from modularity.attribution import attribute_task, patch_effect
 from modularity.scoring import TokenizedTask, answer_logprobs, make_batch
+from modularity.sites import hooks, probe_at
 
 
 
@@ -62,7 +62,7 @@ def site_values_and_grads(loaded, modules, prompt, answers_signs):
             return hook
 
         ids = torch.tensor([prompt + answer])
-        with torch.enable_grad(), patching.hooks(modules, make_hook):
+        with torch.enable_grad(), hooks(modules, make_hook):
             embeds = loaded.model.get_input_embeddings()(ids).detach().requires_grad_(True)
             logits = loaded.model(inputs_embeds=embeds).logits[0]
             logp = torch.log_softmax(logits.float(), dim=-1)
@@ -106,7 +106,7 @@ def test_probe_gradient_equals_autograd_on_full_activation(tiny_models, family):
     sign = torch.tensor([1.0] * n_items + [-1.0] * n_items)
     batch = make_batch(prompts, answers, pad_id=loaded.tokenizer.pad_token_id)
     rows = torch.arange(2 * n_items)
-    with torch.enable_grad(), patching.probe_at(modules, rows, batch.last_prompt, rows % n_items, n_items) as (
+    with torch.enable_grad(), probe_at(modules, rows, batch.last_prompt, rows % n_items, n_items) as (
         probes, values
     ):
         lp = answer_logprobs(loaded.model, batch)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conftest import FAMILY_NAMES, TINY
-from modularity import models, patching
+from modularity import models
 from modularity.models import (
     FAMILIES,
     UnsupportedModelError,
@@ -17,6 +17,7 @@ from modularity.models import (
     load_model,
     resolve_model_source,
 )
+from modularity.sites import hooks, record_at, replace_neurons
 
 
 
@@ -42,7 +43,7 @@ def _full_inputs(modules, run):
 
         return hook
 
-    with torch.no_grad(), patching.hooks(modules, make_hook):
+    with torch.no_grad(), hooks(modules, make_hook):
         run()
     return seen
 
@@ -76,7 +77,7 @@ def test_site_shapes(tiny_models, family):
         assert heads[layer].shape == (B, T, loaded.n_heads * loaded.head_dim)
     # record_at picks (row, position) pairs out of the same tensors
     rows, positions = torch.tensor([0, 1, 1]), torch.tensor([6, 0, 3])
-    with torch.no_grad(), patching.record_at(loaded.neuron_modules(), rows, positions) as recorded:
+    with torch.no_grad(), record_at(loaded.neuron_modules(), rows, positions) as recorded:
         loaded.model(IDS)
     for layer in range(loaded.n_layers):
         assert recorded[layer].shape == (3, loaded.d_ff)
@@ -97,7 +98,7 @@ def test_patched_neuron_changes_output_from_its_position_on(tiny_models, family,
         value = torch.full((B, T, loaded.d_ff), 50.0)
         at = torch.zeros(B, T, dtype=torch.bool)
         at[:, pos] = True
-        with patching.replace_neurons(loaded.neuron_modules(), {layer: mask}, {layer: value}, positions=at):
+        with replace_neurons(loaded.neuron_modules(), {layer: mask}, {layer: value}, positions=at):
             patched = loaded.model(IDS).logits
         again = loaded.model(IDS).logits  # hooks removed on exit
     # causal: earlier positions untouched, the patched position and later ones change

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modularity import patching
 from modularity.scoring import answer_logprobs, make_batch
+from modularity.sites import probe_at, record_at, replace_neurons
 
 
 
@@ -52,7 +52,7 @@ def test_nnsight_reads_the_same_neurons_as_record_at(tiny_models, family):
 
     rows = torch.arange(B).repeat_interleave(T)
     positions = torch.arange(T).repeat(B)
-    with torch.no_grad(), patching.record_at(loaded.neuron_modules(), rows, positions) as recorded:
+    with torch.no_grad(), record_at(loaded.neuron_modules(), rows, positions) as recorded:
         plain = loaded.model(IDS).logits
     for layer in range(loaded.n_layers):
         assert saved[layer].shape == (B, T, loaded.d_ff)
@@ -78,7 +78,7 @@ def test_nnsight_patch_equals_replace_neurons(tiny_models, family, layer):
     mask[0, neuron] = True
     where = torch.zeros(B, T, dtype=torch.bool)
     where[row, pos] = True
-    with torch.no_grad(), patching.replace_neurons(
+    with torch.no_grad(), replace_neurons(
         loaded.neuron_modules(), {layer: mask}, {layer: torch.full((B, T, loaded.d_ff), value)}, positions=where
     ):
         hook_patched = loaded.model(IDS).logits
@@ -98,7 +98,7 @@ def test_nnsight_gradient_equals_probe_gradient(tiny_models):
     ids = torch.tensor([prompt + answer])
 
     batch = make_batch([prompt], [answer])
-    with torch.enable_grad(), patching.probe_at(
+    with torch.enable_grad(), probe_at(
         loaded.neuron_modules(), torch.tensor([0]), batch.last_prompt, torch.tensor([0]), 1
     ) as (probes, _):
         answer_logprobs(loaded.model, batch).sum().backward()

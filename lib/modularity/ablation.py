@@ -18,33 +18,33 @@ the normalised logit difference (LD′ − LD)/(C − R) is reported as well.
 Speed: per target batch the corrupted run is done once for all source sets, and
 several sets run in **one** forward: the clean batch is replicated G times along
 the batch axis, each replica (group) carrying its own neuron mask. Only the
-union of all sets' neurons is recorded and touched (one ``index_select`` /
-``torch.where`` / ``index_copy`` per layer, hooks only on layers some set of the
-forward touches), so memory stays small. No per-item or per-neuron Python loop
-runs in the hot path. Work that cannot change a scored log-prob is skipped, with
-identical values: y⁺ and y⁻ share one sequence where they differ only in their
-last token; the last answer token of each sequence is not run (no scored logit
-comes after it, and causal attention keeps it from earlier positions); the
-corrupted recording forward stops after the last layer any set touches.
+union of all sets' neurons is recorded and touched (:mod:`modularity.sites`: one
+``index_select`` / ``torch.where`` / ``index_copy`` per layer, hooks only on layers
+some set of the forward touches), so memory stays small. No per-item or
+per-neuron Python loop runs in the hot path. Work that cannot change a scored
+log-prob is skipped, with identical values: y⁺ and y⁻ share one sequence where
+they differ only in their last token; the last answer token of each sequence is
+not run (no scored logit comes after it, and causal attention keeps it from
+earlier positions); the corrupted recording forward stops after the last layer
+any set touches.
 
 Everything here is pure computation (tensors / DataFrames in and out).
 """
 from __future__ import annotations
 
 import dataclasses
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import sites
 from .models import LoadedModel
 from .overlap import domain_of, order_labels
-from .patching import hooks
-from .scoring import Batch, TokenizedTask, answer_logprobs, make_batch, plan_carriers
+from .scoring import Batch, TokenizedTask, answer_logprobs, make_batch, pad_id_of, plan_carriers
 
 MODES = ("corrupted", "zero", "mean")
 CONTROL_KINDS = ("layer_matched", "uniform")
@@ -67,130 +67,7 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------- neuron geometry
-
-
-def _split_flat(flat: np.ndarray, d_ff: int) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices ``layer · d_ff + i`` → (layers, neurons), int64 arrays."""
-    flat = np.asarray(flat, dtype=np.int64).ravel()
-    return np.divmod(flat, d_ff)
-
-
-@dataclass
-class _Plan:
-    """Which neurons each layer touches, and which group patches which of them.
-
-    ``columns[ℓ]``: LongTensor [u_ℓ] — union of all sets' neurons in layer ℓ;
-    ``membership[ℓ]``: bool [n_sets, u_ℓ] — set s contains column j.
-    """
-
-    columns: dict[int, torch.Tensor]
-    membership: dict[int, torch.Tensor]
-
-
-def _plan(sets: Sequence[np.ndarray], n_layers: int, d_ff: int, device) -> _Plan:
-    per_set = [_split_flat(s, d_ff) for s in sets]
-    for layers, _ in per_set:
-        if layers.size and (layers.min() < 0 or layers.max() >= n_layers):
-            raise ValueError(f"neuron index outside [0, {n_layers} · {d_ff})")
-    columns, membership = {}, {}
-    for layer in range(n_layers):
-        union = np.unique(np.concatenate([n[l == layer] for l, n in per_set] + [np.empty(0, np.int64)]))
-        if not union.size:
-            continue
-        member = np.zeros((len(sets), union.size), dtype=bool)
-        for row, (l, n) in enumerate(per_set):
-            member[row, np.searchsorted(union, n[l == layer])] = True
-        columns[layer] = torch.as_tensor(union, device=device)
-        membership[layer] = torch.as_tensor(member, device=device)
-    return _Plan(columns, membership)
-
-
-# --------------------------------------------------------------------------- hooks
-
-
-class _StopForward(Exception):
-    """Raised by the recording hook once the last needed layer is recorded."""
-
-
-@contextmanager
-def _layer_hooks(modules, make_hook, layers) -> Iterator[None]:
-    """Forward pre-hooks ``make_hook(ℓ)`` on the listed layers only (none on the others)."""
-    handles = [modules[layer].register_forward_pre_hook(make_hook(layer)) for layer in sorted(layers)]
-    try:
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()
-
-
-@contextmanager
-def _record_columns(modules, columns: dict[int, torch.Tensor], stop: bool = False) -> Iterator[dict[int, torch.Tensor]]:
-    """Record ``site[..., columns[ℓ]]`` ([B, S, u_ℓ]) of each listed layer.
-
-    With ``stop`` the hook of the last listed layer raises :class:`_StopForward` after
-    recording, so a forward run inside :func:`_recording_forward` ends there (a truncated
-    forward: the layers above, the final norm and the head never run)."""
-    recorded: dict[int, torch.Tensor] = {}
-    last = max(columns, default=None)
-
-    def make_hook(layer):
-        cols = columns[layer]
-
-        def hook(module, args):
-            recorded[layer] = args[0].index_select(-1, cols)
-            if stop and layer == last:
-                raise _StopForward
-
-        return hook
-
-    with _layer_hooks(modules, make_hook, columns):
-        yield recorded
-
-
-def _recording_forward(loaded: LoadedModel, batch: Batch, columns: dict[int, torch.Tensor],
-                       truncate: bool = True) -> dict[int, torch.Tensor]:
-    """``site[..., columns[ℓ]]`` of the touched layers on ``batch`` (unpatched), [B, S, u_ℓ].
-
-    Only the touched layers' neuron inputs are needed, so with ``truncate`` the forward
-    stops right after the last touched layer records: identical values (nothing above a
-    layer feeds back into it), fewer layers run."""
-    if not columns:
-        return {}
-    with _record_columns(loaded.neuron_modules(), columns, stop=truncate) as recorded:
-        try:
-            loaded.model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
-        except _StopForward:
-            pass
-    missing = set(columns) - set(recorded)
-    if missing:
-        raise RuntimeError(f"the recording forward never reached layers {sorted(missing)}")
-    return dict(recorded)
-
-
-def _patch_columns(modules, columns, masks, values):
-    """Context manager: groups laid out as G consecutive batch blocks; group g overwrites
-    ``site[..., columns[ℓ]]`` where ``masks[ℓ][g]`` is True with ``values[ℓ]``
-    ([B, S, u_ℓ] shared by the groups, or [1, 1, u_ℓ] constants)."""
-
-    def make_hook(layer):
-        cols, mask, new = columns[layer], masks[layer], values[layer]
-
-        def hook(module, args):
-            x = args[0]
-            shaped = x.reshape(mask.shape[0], -1, *x.shape[1:])  # [G, B, S, d_ff]
-            current = shaped.index_select(-1, cols)  # [G, B, S, u]
-            patched = torch.where(mask[:, None, None, :], new.to(x.dtype).unsqueeze(0), current)
-            if x.is_contiguous() and not torch.is_grad_enabled():
-                # The site is a temporary (act(gate) · up) read only by the down projection:
-                # writing into it saves a copy of the whole activation per layer.
-                shaped.index_copy_(-1, cols, patched)
-                return None
-            return (shaped.index_copy(-1, cols, patched).view_as(x),) + tuple(args[1:])
-
-        return hook
-
-    return _layer_hooks(modules, make_hook, masks)  # layers no group of this forward patches: no hook
+# --------------------------------------------------------------------------- batches
 
 
 def _replicate(batch: Batch, groups: int) -> Batch:
@@ -273,10 +150,10 @@ def ablation_logprobs(
             "lengths; corrupted patching needs token-aligned items (use both_correct_indices)"
         )
     device, modules = loaded.device, loaded.neuron_modules()
-    pad_id = loaded.tokenizer.pad_token_id or 0
+    pad_id = pad_id_of(loaded.tokenizer)
     # Group 0 patches nothing: the re-measured unablated baseline, same forward path.
     all_sets = [np.empty(0, dtype=np.int64)] + [np.asarray(source_sets[n], dtype=np.int64) for n in names]
-    plan = _plan(all_sets, loaded.n_layers, loaded.d_ff, device)
+    plan = sites.plan_columns(all_sets, loaded.n_layers, loaded.d_ff, device)
     constants = {}
     if mode in ("zero", "mean"):
         for layer, cols in plan.columns.items():
@@ -309,7 +186,7 @@ def ablation_logprobs(
             assert corrupted.input_ids.shape == clean.input_ids.shape
             assert torch.equal(corrupted.last_prompt, clean.last_prompt)
             # Truncated: stops after the last layer any set touches.
-            values = _recording_forward(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
+            values = sites.recording_forward(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
         else:
             values = constants
         tokens_per_group = clean.input_ids.numel()
@@ -320,7 +197,8 @@ def ablation_logprobs(
             masks = {
                 layer: member[chunk] for layer, member in plan.membership.items() if member[chunk].any()
             }
-            with _patch_columns(modules, plan.columns, masks, values):
+            # Layers no group of this forward patches get no hook.
+            with sites.replace_neurons(modules, masks, values, columns=plan.columns):
                 lp = answer_logprobs(loaded.model, _replicate(clean, size))
             result[chunk, :, start : start + n] = lp.double().cpu().numpy().reshape(size, 2, n)
     return AblationLogprobs(names, indices, result[1:], result[0])
@@ -389,7 +267,7 @@ def mean_activations(loaded: LoadedModel, tokens: TokenizedTask, indices, batch_
     """Mean neuron activation [L, d_ff] (float32, CPU) over every real position of the
     sequences ``mode="mean"`` patches: c_n ⊕ y⁺ and c_n ⊕ y⁻ for n in ``indices``."""
     modules = loaded.neuron_modules()
-    pad_id = loaded.tokenizer.pad_token_id or 0
+    pad_id = pad_id_of(loaded.tokenizer)
     total = torch.zeros(loaded.n_layers, loaded.d_ff, dtype=torch.float64, device=loaded.device)
     count = 0
     indices = np.asarray(indices, dtype=np.int64)
@@ -398,15 +276,8 @@ def mean_activations(loaded: LoadedModel, tokens: TokenizedTask, indices, batch_
         answers = [tokens.correct[i] for i in index] + [tokens.incorrect[i] for i in index]
         batch = make_batch([tokens.clean[i] for i in index] * 2, answers, pad_id).to(loaded.device)
         real = batch.attention_mask.bool()
-
-        def make_hook(layer):
-            def hook(module, args):
-                total[layer] += args[0][real].double().sum(0)
-
-            return hook
-
-        with hooks(modules, make_hook):
-            loaded.model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
+        with sites.sum_into(modules, real, total):
+            sites.base_forward(loaded.model, batch)
         count += int(real.sum())
     return (total / max(count, 1)).float().cpu()
 
@@ -440,13 +311,13 @@ def random_control_sets(
             pool = np.setdiff1d(np.arange(n_layers * d_ff), source) if exclude_source else np.arange(n_layers * d_ff)
             chosen = rng.choice(pool, size=source.size, replace=False)
         else:
-            layers, neurons = _split_flat(source, d_ff)
+            layers, neurons = sites.split_flat(source, d_ff)
             parts = []
             for layer, count in zip(*np.unique(layers, return_counts=True)):
                 pool = np.arange(d_ff)
                 if exclude_source:
                     pool = np.setdiff1d(pool, neurons[layers == layer])
-                parts.append(layer * d_ff + rng.choice(pool, size=count, replace=False))
+                parts.append(sites.join_flat(layer, rng.choice(pool, size=count, replace=False), d_ff))
             chosen = np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
         out.append(np.sort(chosen).astype(np.int64))
     return out

@@ -21,15 +21,16 @@ the attention output projection's input.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import sites
 from .models import LoadedModel
-from .patching import probe_at, record_at, replace_neurons
-from .scoring import TokenizedTask, answer_logprobs, make_batch
+from .scoring import TokenizedTask, answer_logprobs, make_batch, pad_id_of
 
 METRICS = ("paper", "logit_diff")
 
@@ -70,23 +71,21 @@ def attribute_task(
     if not C > R:
         raise ValueError(f"task {tokens.name!r}: baselines must satisfy C > R, got C={C}, R={R}")
     model, device = loaded.model, loaded.device
-    pad_id = loaded.tokenizer.pad_token_id or 0
-    sites = {"neurons": loaded.neuron_modules()}
+    pad_id = pad_id_of(loaded.tokenizer)
+    site_modules = {"neurons": loaded.neuron_modules()}  # kind → per-layer modules
     if heads:
-        sites["heads"] = loaded.head_modules()
-    totals = {
-        kind: [torch.zeros(m_width, dtype=torch.float64) for m_width in _widths(loaded, kind)]
-        for kind in sites
-    }
+        site_modules["heads"] = loaded.head_modules()
+    totals = {kind: torch.zeros(loaded.n_layers, _width(loaded, kind), dtype=torch.float64) for kind in site_modules}
     for start in tqdm(range(0, len(indices), batch_size), desc=tokens.name, disable=not progress, leave=False):
         index = [int(i) for i in indices[start : start + batch_size]]
         n = len(index)
         # Clean activations at T−1 depend on the prompt only: run the prompt alone.
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
-        all_modules = sum(sites.values(), [])
-        with torch.no_grad(), record_at(all_modules, torch.arange(n, device=device), clean.last_prompt) as rec:
-            model.base_model(input_ids=clean.input_ids, attention_mask=clean.attention_mask, use_cache=False)
-        clean_values = _split_by_kind(rec, sites)
+        items = torch.arange(n, device=device)
+        with torch.no_grad(), ExitStack() as stack:
+            clean_values = {kind: stack.enter_context(sites.record_at(modules, items, clean.last_prompt))
+                            for kind, modules in site_modules.items()}  # kind → layer → [n, width]
+            sites.base_forward(model, clean)
 
         prompts = [tokens.corrupted[i] for i in index]
         answers = [tokens.correct[i] for i in index]
@@ -98,37 +97,27 @@ def attribute_task(
         batch = make_batch(prompts, answers, pad_id).to(device)
         rows = torch.arange(len(prompts), device=device)
         probe_index = rows % n  # both answers of an item share the prompt, hence one probe
-        with torch.enable_grad(), probe_at(all_modules, rows, batch.last_prompt, probe_index, n) as (probes, values):
+        with torch.enable_grad(), ExitStack() as stack:
+            probed = {kind: stack.enter_context(sites.probe_at(modules, rows, batch.last_prompt, probe_index, n))
+                      for kind, modules in site_modules.items()}
             lp = answer_logprobs(model, batch)
             objective = (lp * torch.tensor(sign, device=device, dtype=lp.dtype)).sum()
             objective.backward()
-        grads = _split_by_kind([p.grad for p in probes], sites)
-        corrupted = _split_by_kind([v[:n] for v in values], sites)  # same prompt for both answers
-        for kind in sites:
-            for layer, grad in enumerate(grads[kind]):  # grad: [n, width]
-                delta = clean_values[kind][layer] - corrupted[kind][layer]
-                totals[kind][layer] += (grad * delta).double().sum(0).cpu()
+        for kind, (probes, values) in probed.items():
+            for layer, probe in probes.items():  # probe.grad: [n, width]
+                delta = clean_values[kind][layer] - values[layer][:n]  # same prompt for both answers
+                totals[kind][layer] += (probe.grad * delta).double().sum(0).cpu()
     scale = 1.0 / (len(indices) * (C - R))
-    neurons = torch.stack(totals["neurons"]).float() * scale
+    neurons = totals["neurons"].float() * scale
     head_scores = None
     if heads:
-        per_dim = torch.stack(totals["heads"]).float() * scale  # [L, H·head_dim]
+        per_dim = totals["heads"].float() * scale  # [L, H·head_dim]
         head_scores = per_dim.view(loaded.n_layers, loaded.n_heads, loaded.head_dim).sum(-1)
     return Attribution(tokens.name, metric, neurons, head_scores, len(indices), float(C), float(R))
 
 
-def _split_by_kind(flat: list, sites: dict) -> dict:
-    """Undo the concatenation of the per-kind module lists."""
-    out, offset = {}, 0
-    for kind, modules in sites.items():
-        out[kind] = flat[offset : offset + len(modules)]
-        offset += len(modules)
-    return out
-
-
-def _widths(loaded: LoadedModel, kind: str) -> list[int]:
-    width = loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
-    return [width] * loaded.n_layers
+def _width(loaded: LoadedModel, kind: str) -> int:
+    return loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
 
 
 @torch.no_grad()
@@ -151,15 +140,18 @@ def patch_effect(
     the quantity attribution patching estimates to first order.
     """
     model, device = loaded.model, loaded.device
-    pad_id = loaded.tokenizer.pad_token_id or 0
+    pad_id = pad_id_of(loaded.tokenizer)
     modules = loaded.neuron_modules()
+    # One plan per set: its columns per layer, all of them patched (membership [1, u_ℓ]).
+    plans = [sites.plan_columns([flat], loaded.n_layers, loaded.d_ff, device) for flat in neuron_sets]
     effects = np.zeros(len(neuron_sets))
     for start in range(0, len(indices), batch_size):
         index = [int(i) for i in indices[start : start + batch_size]]
         n = len(index)
+        items = torch.arange(n, device=device)
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
-        with record_at(modules, torch.arange(n, device=device), clean.last_prompt) as clean_values:
-            model.base_model(input_ids=clean.input_ids, attention_mask=clean.attention_mask, use_cache=False)
+        with sites.record_at(modules, items, clean.last_prompt) as clean_values:  # layer → [n, d_ff]
+            sites.base_forward(model, clean)
         answer_lists = [[tokens.correct[i] for i in index]]
         if metric == "logit_diff":
             answer_lists.append([tokens.incorrect[i] for i in index])
@@ -168,18 +160,15 @@ def patch_effect(
             base = answer_logprobs(model, batch)
             width = batch.input_ids.shape[1]
             at_last = torch.zeros(n, width, dtype=torch.bool, device=device)
-            at_last[torch.arange(n), batch.last_prompt] = True
-            for s, flat in enumerate(neuron_sets):
-                layers, neurons = np.divmod(np.asarray(flat, dtype=np.int64), loaded.d_ff)
-                masks, replacement = {}, {}
-                for layer in np.unique(layers):
-                    mask = torch.zeros(1, loaded.d_ff, dtype=torch.bool, device=device)
-                    mask[0, torch.as_tensor(neurons[layers == layer], device=device)] = True
-                    masks[int(layer)] = mask
-                    full = torch.zeros(n, width, loaded.d_ff, dtype=loaded.dtype, device=device)
-                    full[torch.arange(n), batch.last_prompt] = clean_values[int(layer)]
-                    replacement[int(layer)] = full
-                with replace_neurons(modules, masks, replacement, positions=at_last):
+            at_last[items, batch.last_prompt] = True
+            for s, plan in enumerate(plans):
+                replacement = {}
+                for layer, cols in plan.columns.items():
+                    full = torch.zeros(n, width, cols.numel(), dtype=loaded.dtype, device=device)  # [n, S, u_ℓ]
+                    full[items, batch.last_prompt] = clean_values[layer].index_select(-1, cols)
+                    replacement[layer] = full
+                with sites.replace_neurons(modules, plan.membership, replacement, positions=at_last,
+                                           columns=plan.columns):
                     patched = answer_logprobs(model, batch)
                 effects[s] += sign * float((patched - base).sum())
     return effects / (len(indices) * (C - R))
@@ -191,7 +180,7 @@ def top_neurons(scores: torch.Tensor, n: int = 10) -> "pd.DataFrame":
 
     flat = scores.flatten()
     order = torch.argsort(flat, descending=True, stable=True)[:n]
-    layers, index = np.divmod(order.numpy(), scores.shape[1])
+    layers, index = sites.split_flat(order.numpy(), scores.shape[1])
     return pd.DataFrame({"layer": layers, "index": index, "score": flat[order].numpy()})
 
 

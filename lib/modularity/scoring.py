@@ -126,6 +126,12 @@ class Batch:
         return Batch(*moved, self.n_slots)
 
 
+def pad_id_of(tokenizer) -> int:
+    """The token id batches are right-padded with: the tokenizer's pad token, else 0 (padded
+    positions are masked out and never scored, so any id gives the same values)."""
+    return tokenizer.pad_token_id or 0
+
+
 def make_batch(
     prompts: list[list[int]],
     answers: list[list[int]],
@@ -241,7 +247,7 @@ def sequence_logprobs(
     Pairs that share a prompt share a forward pass where their answers allow it
     (:func:`plan_carriers`); batches group sequences of similar length.
     """
-    pad_id = loaded.tokenizer.pad_token_id or 0
+    pad_id = pad_id_of(loaded.tokenizer)
     carriers, carrier_of = plan_carriers(prompts, answers)
     pairs_of: dict[int, list[int]] = {}
     for pair, carrier in enumerate(carrier_of):
