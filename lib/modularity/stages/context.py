@@ -1,0 +1,72 @@
+"""What every stage needs: the run's parameters, where its results go, its tasks and its model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from ..params import configure_torch, notebook_params, validate_params
+from ..store import RunPaths, check_task_fingerprints
+
+
+@dataclass
+class RunContext:
+    """One run of the pipeline, shared by its stages.
+
+    ``params`` are validated (:func:`modularity.params.validate_params`); ``paths`` say where the
+    results (committed) and caches (ignored) go; :attr:`suite` and :attr:`model` are built on
+    first use, so a stage that needs neither (overlap, statistics) loads nothing.
+    """
+
+    params: dict
+    paths: RunPaths = field(repr=False)
+
+    @classmethod
+    def of(cls, params: dict, root: str | Path | None = None) -> "RunContext":
+        """The context of ``params`` (validated here), results under ``root`` (default: this repo)."""
+        checked = validate_params(params)
+        return cls(checked, RunPaths.of(checked, root))
+
+    @classmethod
+    def from_notebook(cls, namespace: dict) -> "RunContext":
+        """The context of the parameters papermill injected into a notebook (``globals()``)."""
+        checked = notebook_params(namespace)
+        return cls(checked, RunPaths.of(checked))
+
+    @property
+    def label(self) -> str:
+        """``run_name (profile)``, how pages and charts name the run."""
+        return f"{self.params['run_name']} ({self.params['profile']})"
+
+    @cached_property
+    def suite(self) -> dict:
+        """The run's tasks ``{name: TaskData}`` (:func:`modularity.tasks.load_suite`)."""
+        from ..tasks import load_suite
+
+        return load_suite(self.params)
+
+    @cached_property
+    def model(self):
+        """The :class:`~modularity.models.LoadedModel` of the run, seeded and threaded as the params say."""
+        from ..models import load_model
+
+        configure_torch(self.params)
+        return load_model(self.params["model"], dtype=self.params["dtype"], device=self.params["device"])
+
+    def evaluation_summary(self) -> pd.DataFrame:
+        """Stage 1's ``eval_summary.csv``, refused if a task's items changed since (fingerprints)."""
+        path = self.paths.table("eval_summary.csv")
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: stage 01_eval has not run for {self.label}; run it first")
+        summary = pd.read_csv(path)
+        check_task_fingerprints(self.paths, summary)
+        return summary
+
+    def passing(self) -> pd.DataFrame:
+        """The tasks that passed the inclusion filter, with a ``label`` column (``domain/task``)."""
+        summary = self.evaluation_summary()
+        passing = summary[summary.passes].copy()
+        passing["label"] = passing.domain + "/" + passing.task
+        return passing.reset_index(drop=True)
