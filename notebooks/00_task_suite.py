@@ -127,11 +127,13 @@ pd.DataFrame(side_by_side)
 # %%
 from transformers.utils import logging as hf_logging
 from modularity.models import load_tokenizer
-from modularity.tasks import alignment_rate, chat_formatter
+from functools import partial
+
+from modularity.tasks import alignment_rate, format_prompt
 
 hf_logging.disable_progress_bar()
 tokenizer = load_tokenizer(model)
-formatter = chat_formatter(tokenizer)
+formatter = partial(format_prompt, tokenizer)  # message, raw -> the prompt the model reads
 alignment = pd.DataFrame([{"task": t.label, "aligned_share": alignment_rate(t, tokenizer, formatter)}
                           for t in suite.values()])
 alignment.sort_values("aligned_share").head(12)

@@ -7,7 +7,8 @@
   **input of the MLP down projection**, METHOD §3.1) and where the per-head
   attention outputs are (the **input of the attention output projection**,
   METHOD §3.5).
-* :func:`format_prompt` applies the chat formatting of METHOD §1.3.
+* :meth:`LoadedModel.format_prompt` applies the chat formatting of METHOD §1.3
+  (:func:`modularity.tasks.format_prompt`, defined with the rest of prompt assembly).
 
 The returned :class:`LoadedModel` carries both the plain ``transformers``
 module (used by the vectorised hot paths with forward hooks) and an
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from .tasks.schema import format_prompt
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -402,25 +405,3 @@ def _hub_errors(name: str, load: Callable):
             f"could not load {name!r}: {error}. Without Hugging Face Hub access use an "
             f"embedded alias ({', '.join(EMBEDDED_MODELS)}), a local directory or a .gguf file."
         ) from None
-
-
-# --------------------------------------------------------------------------
-# Chat formatting (METHOD §1.3)
-# --------------------------------------------------------------------------
-def format_prompt(tokenizer, message: str, raw: bool = False) -> str:
-    """The prompt string the model reads for a user ``message``.
-
-    ``raw`` (Language tasks, ``force_base_evaluation``) or a tokenizer without
-    a chat template → the message itself. Otherwise the tokenizer's own template
-    on ``[system: "", user: message]`` with the generation prompt, exactly as
-    the study (an explicit empty system message replaces default ones).
-    """
-    if raw or not getattr(tokenizer, "chat_template", None):
-        return message
-    conversation = [
-        {"role": "system", "content": ""},
-        {"role": "user", "content": message},
-    ]
-    return tokenizer.apply_chat_template(
-        conversation, add_generation_prompt=True, tokenize=False
-    )

@@ -7,21 +7,21 @@
 """
 from .base import PROFILES, MinimalPair, TaskSpec
 from .number_words import number_to_words
-from .reports import (alignment_rate, chat_formatter, copy_solvable_share, diversity_report, label_balance,
+from .reports import (alignment_rate, copy_solvable_share, diversity_report, label_balance,
                       option_first_share, prompt_tail)
 from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, ItemSource, PromptConfig, TaskData,
-                     assemble_message)
+                     assemble_message, format_prompt)
 from .study_io import (EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, export_study_layout,
                        item_sources, load_study_data, source_table, subsample_suite, validate_items)
-from .suite import (SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task, load_suite,
-                    task_seed)
+from .suite import (SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task,
+                    load_suite, task_seed)
 
 __all__ = [
-    "CONDITIONS", "DOMAINS", "DOMAIN_NAMES", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
-    "TASK_DOMAINS", "TASK_NAMES",
-    "ItemSource", "MinimalPair", "PromptConfig", "TaskData", "TaskDataError", "TaskSpec",
-    "alignment_rate", "assemble_message", "audit_items", "chat_formatter", "classify_items", "copy_solvable_share",
-    "describe_tasks", "diversity_report", "export_study_layout", "generate_suite", "generate_task", "item_sources",
-    "label_balance", "load_study_data", "load_suite", "number_to_words", "option_first_share", "prompt_tail", "source_table",
-    "subsample_suite", "task_seed", "validate_items",
+    "CONDITIONS", "DOMAIN_NAMES", "DOMAINS", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
+    "TASK_DOMAINS", "TASK_NAMES", "alignment_rate", "assemble_message", "audit_items", "classify_items",
+    "copy_solvable_share", "describe_tasks", "diversity_report", "export_study_layout", "format_prompt",
+    "generate_suite", "generate_task", "item_sources", "ItemSource", "label_balance", "load_study_data",
+    "load_suite", "MinimalPair", "number_to_words", "option_first_share", "prompt_tail", "PromptConfig",
+    "source_table", "subsample_suite", "task_seed", "TaskData", "TaskDataError", "TaskSpec",
+    "validate_items",
 ]

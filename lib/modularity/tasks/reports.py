@@ -124,15 +124,3 @@ def alignment_rate(task: TaskData, tokenizer, format_prompt: Callable[[str, bool
         ]
         same += lengths[0] == lengths[1]
     return same / len(task.items)
-
-
-def chat_formatter(tokenizer) -> Callable[[str, bool], str]:
-    """The study's prompt formatting: raw text for Language tasks or template-less tokenizers,
-    else the chat template with an empty system message and the generation prompt."""
-    def fmt(message: str, force_base_evaluation: bool) -> str:
-        if force_base_evaluation or not getattr(tokenizer, "chat_template", None):
-            return message
-        return tokenizer.apply_chat_template(
-            [{"role": "system", "content": ""}, {"role": "user", "content": message}],
-            add_generation_prompt=True, tokenize=False)
-    return fmt

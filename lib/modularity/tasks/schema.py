@@ -1,4 +1,5 @@
-"""The item schema and prompt assembly of the study (METHOD §1).
+"""The item schema and prompt assembly of the study (METHOD §1): the user message of a
+condition (:func:`assemble_message`) and the prompt string a model reads (:func:`format_prompt`).
 
 A task is a list of minimal pairs. Each item is a dict with the six keys of
 :data:`REQUIRED_KEYS` (plus free metadata), and each task has a
@@ -129,3 +130,22 @@ def assemble_message(config: PromptConfig, item: dict, condition: str) -> str:
             incorrect_answer=item[f"{condition}_incorrect"],
         )
     return message
+
+
+def format_prompt(tokenizer, message: str, raw: bool = False) -> str:
+    """The prompt string the model reads for a user ``message``.
+
+    ``raw`` (Language tasks, ``force_base_evaluation``) or a tokenizer without
+    a chat template → the message itself. Otherwise the tokenizer's own template
+    on ``[system: "", user: message]`` with the generation prompt, exactly as
+    the study (an explicit empty system message replaces default ones).
+    """
+    if raw or not getattr(tokenizer, "chat_template", None):
+        return message
+    conversation = [
+        {"role": "system", "content": ""},
+        {"role": "user", "content": message},
+    ]
+    return tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=False
+    )
