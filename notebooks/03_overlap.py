@@ -51,146 +51,149 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are validated against the schema in `modularity.params`.
+# The run's context: its validated parameters, where its results live, and stage 1's summary,
+# checked against the tasks' current items.
 
 # %%
-from modularity.params import notebook_params
-from modularity.store import RunPaths, load_tensors
+from modularity.stages.context import RunContext
 
-P = notebook_params(globals())
-paths = RunPaths.of(P)
-{k: P[k] for k in ("model", "profile", "top_pcts", "main_pct")}
+ctx = RunContext.from_notebook(globals())
+{k: ctx.params[k] for k in ("model", "profile", "top_pcts", "main_pct")}
 
 # %%
 import numpy as np
 import pandas as pd
+import torch
 from myst_nb import glue
 
-from modularity import charts, matrix_csv, overlap
+from modularity import charts
+from modularity.stages import overlap as stage
+
+PCT = ctx.params["main_pct"]
 
 # %% [markdown]
-# ## 1. The attributed tasks
+# ## 1. By hand: two tasks, their top neurons and their overlap
 #
-# We read the score tensors written by stage 2 for every task that passed the filter.
+# Stage 2 gave every task that passed the filter one score per MLP neuron, a tensor
+# [layers, neurons per layer]. A task's set at threshold p keeps the strictly positive scores,
+# ranks them across **all layers at once** (no per-layer quota) and takes the first
+# k = max(1, ⌊N·p/100⌋) of the N neurons. We do it with plain torch for two tasks, of one domain
+# when a domain has two.
 
 # %%
-summary = pd.read_csv(paths.table("eval_summary.csv"))
-passing = summary[summary.passes]
-scores, domains = {}, {}
-for row in passing.itertuples():
-    path = paths.tensor("attribution", row.task)
-    if path.exists():
-        label = f"{row.domain}/{row.task}"
-        scores[label] = load_tensors(path)[0]["neurons"]
-        domains[label] = row.domain
-labels = overlap.order_labels(list(scores))
-enough = len(labels) >= 2
-glue("n_overlap_tasks", len(labels), display=False)
-print(f"{len(labels)} attributed tasks" + ("" if enough else ": overlap needs at least two, so this stage stops here."))
+tasks = stage.attributed(ctx)
+print(f"{len(tasks)} tasks passed the filter and have attribution scores.")
+by_domain = tasks.groupby("domain").label.agg(list)
+pair = next((labels[:2] for labels in by_domain if len(labels) >= 2), list(tasks.label[:2]))
+
+
+def top_set(scores: torch.Tensor, pct: float) -> tuple[set, int]:
+    flat = scores.flatten()  # flat index = layer · d_ff + neuron
+    k = max(1, int(flat.numel() * pct / 100))
+    ranked = torch.sort(flat, descending=True, stable=True).indices
+    return set(ranked[flat[ranked] > 0][:k].tolist()), k
+
+
+# %%
+if len(pair) == 2:
+    task_of = dict(zip(tasks.label, tasks.task))
+    scores = {label: stage.load_scores(ctx, task_of[label]) for label in pair}
+    (set_a, k), (set_b, _) = (top_set(scores[label], PCT) for label in pair)
+    shared = set_a & set_b
+    by_hand = len(shared) / k
+    d_ff = scores[pair[0]].shape[1]
+    print(f"k = {k}. {pair[0]} and {pair[1]} share {len(shared)} of their top {PCT}% neurons:\n"
+          f"  overlap |A∩B|/k = {len(shared)}/{k} = {by_hand:.3f}; Jaccard |A∩B|/|A∪B| = "
+          f"{len(shared)}/{len(set_a | set_b)} = {len(shared) / len(set_a | set_b):.3f}")
+    print("layers of the shared neurons:", sorted({i // d_ff for i in shared}))
 
 # %% [markdown]
-# ## 2. Top-k% sets and the overlap matrices
+# ## 2. The stage: every pair, every threshold
 #
-# For each threshold p we select every task's set and compute |A∩B|/k and Jaccard for every pair.
+# `stage.run(ctx)` selects every task's set at each threshold of `top_pcts`, fills the
+# task × task matrices of |A∩B|/k and of Jaccard, normalises the main one (Sinkhorn), maps the
+# domains' top neurons onto the layers, and saves the matrices in the study's CSV layout.
 
 # %%
-n_neurons = next(iter(scores.values())).numel() if scores else 0
-matrices, jaccards, set_sizes = {}, {}, []
-for pct in P["top_pcts"] if enough else []:
-    k = overlap.top_k_count(n_neurons, pct)
-    sets = {label: overlap.top_positive_set(scores[label], pct) for label in labels}
-    matrices[pct] = overlap.overlap_matrix(sets, k).loc[labels, labels]
-    jaccards[pct] = overlap.jaccard_matrix(sets).loc[labels, labels]
-    set_sizes += [{"pct": pct, "k": k, "task": label, "set size": len(sets[label])} for label in labels]
-pd.DataFrame(set_sizes).groupby(["pct", "k"])["set size"].agg(["min", "max"]) if enough else None
+result = stage.run(ctx)
+glue("n_overlap_tasks", len(result.tasks), display=False)
+if not result.enough:
+    print(f"{len(result.tasks)} attributed task(s): overlap needs at least two, so this stage stops here.")
+result.set_sizes
 
 # %% [markdown]
-# Sanity checks: overlaps lie in [0, 1], the matrix is symmetric, a full set overlaps itself fully, and Jaccard equals O/(2 − O) because all sets have size k.
+# The stage's sets and matrix cell are the ones computed by hand; and since every set has size k,
+# Jaccard is a function of the overlap, J = O/(2 − O): both rank pairs identically.
 
 # %%
-for pct, O in matrices.items():
-    values = O.to_numpy()
-    assert np.allclose(values, values.T) and ((values >= 0) & (values <= 1)).all()
-    full = [l for l in labels if len(overlap.top_positive_set(scores[l], pct)) == overlap.top_k_count(n_neurons, pct)]
-    assert np.allclose(np.diag(O.loc[full, full]), 1.0)
-    off = ~np.eye(len(labels), dtype=bool)
-    assert np.allclose(jaccards[pct].to_numpy()[off], (values / (2 - values))[off]) or len(full) < len(labels)
+if result.enough:
+    assert result.k[PCT] == k and set(result.sets[PCT][pair[0]].tolist()) == set_a
+    assert result.main.loc[pair[0], pair[1]] == by_hand
+    for pct, matrix in result.overlap.items():
+        values = matrix.to_numpy()
+        assert np.allclose(values, values.T) and ((values >= 0) & (values <= 1)).all()
+        if all(len(s) == result.k[pct] for s in result.sets[pct].values()):
+            assert np.allclose(result.jaccard[pct].to_numpy(), values / (2 - values))
 
 # %% [markdown]
 # ## 3. Within- vs cross-domain overlap at the main threshold
 
 # %%
-main = matrices.get(P["main_pct"])
-if main is not None:
-    wc = overlap.within_cross(main, domains)
-    glue("within", f"{wc['within']:.3f}", display=False)
-    glue("cross", f"{wc['cross']:.3f}", display=False)
-    glue("ratio", f"{wc['ratio']:.2f}", display=False)
-    display(pd.Series(wc).to_frame(f"top {P['main_pct']}%"))
-else:
-    for name in ("within", "cross", "ratio"):
-        glue(name, "not computed (fewer than two tasks)", display=False)
+summary = result.within_cross or dict.fromkeys(("within", "cross", "ratio"), np.nan)
+for name, form in (("within", ".3f"), ("cross", ".3f"), ("ratio", ".2f")):
+    glue(name, format(summary[name], form) if result.enough else "not computed (fewer than two tasks)",
+         display=False)
+pd.Series(summary).to_frame(f"top {PCT}%")
 
 # %% [markdown]
 # At the main threshold, tasks of the same domain share on average {glue:text}`within` of their
 # top neurons, tasks of different domains {glue:text}`cross` (ratio {glue:text}`ratio`). The
-# statistical test of this difference is in stage 4.
+# statistical test of this difference is stage 4.
 
 # %%
-if main is not None:
-    charts.show(charts.overlap_heatmap(main, domains, title=f"Overlap |A∩B|/k of top-{P['main_pct']}% neuron sets"),
-                caption=f"Figure 1. Overlap between the top-{P['main_pct']}% positive neuron sets of every pair of "
+if result.enough:
+    charts.show(charts.overlap_heatmap(result.main, result.domains, title=f"Overlap |A∩B|/k of top-{PCT}% neuron sets"),
+                caption=f"Figure 1. Overlap between the top-{PCT}% positive neuron sets of every pair of "
                         "tasks, grouped by domain (hover a cell for the task pair and value).")
 
 # %% [markdown]
 # ## 4. The doubly-stochastic matrix and the chord diagram
 #
-# Sinkhorn normalisation (diagonal set to 0, rows and columns rescaled to sum to 1) removes differences in how much a task overlaps with everything; the study drew its chord diagram from it (METHOD §4, §12).
+# Sinkhorn normalisation (diagonal set to 0, rows and columns rescaled in turn until each sums to 1)
+# removes differences in how much a task overlaps with everything; the study drew its chord diagram
+# from it (METHOD §4, §12). A task sharing no top neuron with any other keeps a zero row.
 
 # %%
-if main is not None and len(labels) > 2:
-    doubly = overlap.sinkhorn(main)
-    row_sums = doubly.sum(axis=1).to_numpy()
-    linked = (main.to_numpy() - np.diag(np.diag(main.to_numpy()))).sum(axis=1) > 0
-    assert np.allclose(row_sums[~linked], 0), "a task with no overlap keeps a zero row"
-    if not np.allclose(row_sums[linked], 1, atol=1e-3):
-        # Sinkhorn needs every link pattern to admit a doubly-stochastic matrix (total support).
+if result.doubly_stochastic is not None:
+    if not result.sinkhorn_converged:  # needs a link pattern that admits such a matrix (total support)
         print("note: Sinkhorn did not reach row sums of 1 on this matrix; the chord diagram is indicative only")
-    if (~linked).any():
-        print("tasks sharing no top neuron with any other task:", [l for l, k in zip(labels, linked) if not k])
-    charts.show(charts.chord_diagram(doubly, domains, cutoff=0.05),
+    if result.unlinked:
+        print("tasks sharing no top neuron with any other task:", result.unlinked)
+    charts.show(charts.chord_diagram(result.doubly_stochastic, result.domains, cutoff=0.05),
                 caption="Figure 2. Chord diagram of the doubly-stochastic overlap matrix: links between tasks "
                         "whose normalised overlap is at least 0.05, coloured by domain when both tasks share it. "
                         "Purely illustrative, as in the study.")
-else:
-    doubly = None
 
 # %% [markdown]
 # ## 5. Layer-wise composition (Fig 2B)
 #
-# For each domain we average its tasks' score maps, keep the top 0.1% by absolute value, and count per layer which neurons belong to one domain only or are shared.
+# For each domain the stage averages its tasks' score maps, keeps the top 0.1% by *absolute* value,
+# and counts per layer which neurons belong to one domain only or are shared by several.
 
 # %%
-if enough:
-    domain_maps = overlap.domain_mean_attribution({l: scores[l] for l in labels}, domains)
-    per_layer = overlap.layer_composition(domain_maps, pct=P["main_pct"])
-    composition = overlap.composition_by_bin([per_layer])
-    charts.show(charts.layer_composition(composition),
+if result.composition is not None:
+    charts.show(charts.layer_composition(result.composition),
                 caption="Figure 3. Top neurons of the domain-mean attribution maps per relative depth "
                         "(25 bins), by domain or shared by two or more domains; bar heights are log10(count + 1).")
 
 # %% [markdown]
-# ## 6. Saving the matrices
+# ## 6. What the stage saved
 #
-# Matrices are written in the study's CSV layout (`domain/task` labels), so the `modularity stats` CLI and the study's own scripts can read them.
+# Matrices in the study's CSV layout (`domain/task` labels), which the `modularity stats` CLI and the
+# study's own scripts read.
 
 # %%
-for pct, O in matrices.items():
-    matrix_csv.write_matrix_csv(O, paths.table(f"overlap_{pct:g}.csv"))
-    matrix_csv.write_matrix_csv(jaccards[pct], paths.table(f"jaccard_{pct:g}.csv"))
-if doubly is not None:
-    matrix_csv.write_matrix_csv(doubly, paths.table(f"overlap_{P['main_pct']:g}_doubly_stochastic.csv"))
-sorted(p.name for p in paths.results.iterdir())
+sorted(path.name for path in result.written)
 
 # %% [markdown]
 # ## Interpretation notes

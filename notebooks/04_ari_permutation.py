@@ -18,8 +18,8 @@
 # **You will learn**
 #
 # * the label-permutation test of within − cross overlap (METHOD §6), overall and per domain (§9);
-# * the study's clustering pipeline — kNN-5 graph, distance 1 − w, average linkage, 4 clusters — and
-#   its adjusted Rand index (ARI) against a permutation null;
+# * the study's clustering pipeline — kNN-5 graph, distance 1 − w, average linkage, one cluster per
+#   domain — and its adjusted Rand index (ARI) against a permutation null;
 # * how much these conclusions depend on the top-k% threshold (§10).
 
 # %% tags=["parameters"]
@@ -50,96 +50,105 @@ ablation_mode = 'corrupted'  # ablation values
 n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
-# %% [markdown]
-# Parameters are validated against the schema in `modularity.params`.
-
 # %%
-from modularity.params import notebook_params
-from modularity.store import RunPaths, save_json, save_table
+from modularity.stages.context import RunContext
 
-P = notebook_params(globals())
-paths = RunPaths.of(P)
-{k: P[k] for k in ("model", "profile", "main_pct", "top_pcts", "n_permutations", "knn")}
+ctx = RunContext.from_notebook(globals())
+{k: ctx.params[k] for k in ("model", "profile", "main_pct", "top_pcts", "n_permutations", "knn")}
 
 # %%
 import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, matrix_csv, overlap, stats, study
+from modularity import charts, overlap, stats
+from modularity.stages import statistics as stage
+
+N_PERMUTATIONS = ctx.params["n_permutations"]
 
 # %% [markdown]
-# ## 1. The overlap matrices from stage 3
+# ## 1. By hand: the test statistic and one shuffle
+#
+# The statistic is Δ = mean overlap of pairs in the same domain − mean overlap of pairs in different
+# domains (diagonal excluded). If domains did not matter, any relabelling of the tasks that keeps the
+# domain sizes would give a Δ as large. So we shuffle the labels, recompute Δ, and count.
 
 # %%
-matrices = {}
-for pct in P["top_pcts"]:
-    path = paths.table(f"overlap_{pct:g}.csv")
-    if path.exists():
-        matrices[pct] = matrix_csv.read_matrix_csv(path)
-main = matrices.get(P["main_pct"])
-labels = list(main.index) if main is not None else []
-domain_counts = pd.Series([overlap.domain_of(l) for l in labels]).value_counts()
-testable = main is not None and len(labels) >= 4 and (domain_counts >= 2).sum() >= 2
-# One cluster per domain present: the study's 4 clusters are this rule for its 4 domains.
-n_clusters = int(len(domain_counts))
-glue("n_stats_tasks", len(labels), display=False)
-print(f"{len(labels)} tasks in {len(domain_counts)} domains: {domain_counts.to_dict()}")
-if not testable:
+main = stage.overlap_matrices(ctx).get(ctx.params["main_pct"])
+domains = np.array([overlap.domain_of(label) for label in main.index]) if main is not None else np.array([])
+counts = pd.Series(domains).value_counts()
+testable = len(domains) >= 4 and (counts >= 2).sum() >= 2  # a within and a cross pair exist
+print(f"{len(domains)} tasks in {len(counts)} domains: {counts.to_dict()}")
+
+
+def within_minus_cross(labels: np.ndarray) -> float:
+    values, same = main.to_numpy(), labels[:, None] == labels[None, :]
+    off_diagonal = ~np.eye(len(labels), dtype=bool)
+    return values[same & off_diagonal].mean() - values[~same].mean()
+
+
+# %%
+if testable:
+    rng = np.random.default_rng(42)  # the study's seed
+    observed, shuffled = within_minus_cross(domains), rng.permutation(domains)
+    display(pd.DataFrame({"true domain": domains, "one shuffle": shuffled}, index=main.index).T)
+    print(f"Δ observed = {observed:.4f}; Δ after this shuffle = {within_minus_cross(shuffled):.4f}")
+    null = np.array([within_minus_cross(shuffled)] + [within_minus_cross(rng.permutation(domains))
+                                                      for _ in range(N_PERMUTATIONS - 1)])
+    p_by_hand = (np.sum(null >= observed) + 1) / (N_PERMUTATIONS + 1)
+    print(f"{np.sum(null >= observed)} of {N_PERMUTATIONS} shuffles reach it: p = {p_by_hand:.4g}")
+
+# %% [markdown]
+# ## 2. The stage: the tests, the clustering, the sweep
+#
+# `stage.run(ctx)` runs this test (vectorised, same seed, same draws), the per-domain tests, the
+# clustering and its ARI, places the run beside the study's models, repeats the tests at every
+# threshold, and saves the tables.
+
+# %%
+result = stage.run(ctx)
+glue("n_stats_tasks", len(result.labels), display=False)
+if not result.testable:
     print("Too few tasks for the tests (needs ≥ 4 tasks and ≥ 2 domains with ≥ 2 tasks each); "
           "the tables below stay empty.")
+else:  # the same statistic, and the same shuffles up to exact ties
+    assert np.isclose(result.test["delta"], observed)
+    assert abs(result.test["p"] - p_by_hand) <= 2 / (N_PERMUTATIONS + 1)
 
 # %% [markdown]
-# ## 2. Within- vs cross-domain: permutation test
+# ## 3. Within- vs cross-domain, overall and per domain
 #
-# We shuffle the task → domain labels (keeping domain sizes) and ask how often the shuffled within − cross difference reaches the observed one.
+# Per domain D: within_D over pairs inside D, cross_D over pairs with exactly one task in D (SI
+# Table 2); `p_holm` corrects the per-domain p-values for testing several domains (Holm).
 
 # %%
-if testable:
-    test = stats.within_cross_permutation(main, n_permutations=P["n_permutations"], seed=42)
-    assert 0 < test["p"] <= 1 and np.isclose(test["delta"], test["within"] - test["cross"])
-    glue("wc_ratio", f"{test['ratio']:.2f}", display=False)
-    glue("wc_p", stats.format_p(test["p"], P["n_permutations"]), display=False)
-    display(pd.Series(test).to_frame("overall"))
-else:
-    glue("wc_ratio", "not computed", display=False)
-    glue("wc_p", "not computed", display=False)
+glue("wc_ratio", f"{result.test['ratio']:.2f}" if result.testable else "not computed", display=False)
+glue("wc_p", stats.format_p(result.test["p"], N_PERMUTATIONS) if result.testable else "not computed", display=False)
+if result.testable:
+    display(pd.Series(result.test).to_frame("overall"))
+result.per_domain
 
 # %% [markdown]
-# Per domain: within_D over pairs inside D, cross_D over pairs with exactly one task in D (SI Table 2).
-
-# %%
-per_domain = (stats.per_domain_modularity(main, n_permutations=P["n_permutations"], seed=42)
-              if testable else pd.DataFrame())
-per_domain
-
-# %% [markdown]
-# ## 3. Clustering the tasks and its ARI
+# ## 4. Clustering the tasks and its ARI
 #
-# The clustering is computed once; the null shuffles the true labels against it (METHOD §6). The tree is cut into one cluster per domain present among the passing tasks — the study's 4 clusters for its 4 domains; with fewer domains present, 4 clusters would force a split and cap the ARI below 1.
+# The tasks are clustered on their overlap alone: each task keeps links to its k nearest tasks
+# (kNN graph), distance = 1 − link weight, average-linkage tree cut into one cluster per domain
+# present (the study's 4 for its 4 domains). ARI compares the clusters with the true domains; its null
+# shuffles the true labels against the fixed clustering (METHOD §6).
 
 # %%
-if testable:
-    knn = min(P["knn"], len(labels) - 1)
-    ari = stats.ari_permutation(main, n_permutations=P["n_permutations"], seed=42, knn=knn, n_clusters=n_clusters)
-    scores = stats.clustering_scores(main, knn=knn, n_clusters=n_clusters)
-    assert -1 <= ari["ari"] <= 1 and 0 < ari["p"] <= 1
-    glue("ari", f"{ari['ari']:.3f}", display=False)
-    glue("ari_p", stats.format_p(ari["p"], P["n_permutations"]), display=False)
-    clusters = pd.DataFrame({"task": labels, "domain": [overlap.domain_of(l) for l in labels],
-                             "cluster": [ari["clusters"][label] for label in labels]})
-    display(pd.crosstab(clusters.domain, clusters.cluster))
-    display(pd.Series({**{k: ari[k] for k in ("ari", "p", "null_mean", "null_sd", "null_max")}, **scores}).to_frame("clustering"))
-else:
-    glue("ari", "not computed", display=False)
-    glue("ari_p", "not computed", display=False)
+glue("ari", f"{result.ari['ari']:.3f}" if result.testable else "not computed", display=False)
+glue("ari_p", stats.format_p(result.ari["p"], N_PERMUTATIONS) if result.testable else "not computed", display=False)
+if result.testable:
+    display(pd.crosstab(result.clusters.domain, result.clusters.cluster))
+    display(pd.Series({**{k: result.ari[k] for k in ("ari", "p", "null_mean", "null_sd", "null_max")},
+                       **result.clustering}).to_frame("clustering"))
 
 # %% [markdown]
 # Within-domain overlap is {glue:text}`wc_ratio` times cross-domain overlap (permutation
 # p = {glue:text}`wc_p`); clustering recovers the domains with ARI = {glue:text}`ari`
 # (p = {glue:text}`ari_p`). The crosstab above shows which domains end up together.
-
-# %% [markdown]
+#
 # ### Beside the study
 #
 # The same two numbers for the study's six models, from their released 0.1% overlap matrices (the
@@ -147,44 +156,30 @@ else:
 # and each of theirs on the tasks both kept. Stage 6 adds the ablation matrix to the comparison.
 
 # %%
-if testable:
-    this_run = study.model_statistics(main, None, n_permutations=P["n_permutations"], knn=P["knn"])
-    placed = study.beside_study({f"{P['run_name']} ({P['profile']})": this_run}, n_permutations=P["n_permutations"])
-    charts.show(charts.beside_study(placed[placed.measure != "ablation ratio"]),
+if result.testable:
+    charts.show(charts.beside_study(result.beside_study),
                 caption="Figure 1. This run's overlap ratio (log scale) and ARI (red) beside the study's six "
                         "models (grey; hover for names).")
-    display(study.tau_against_study(main, "overlap").set_index("study_model"))
+    display(result.tau_vs_study.set_index("study_model"))
 
 # %% [markdown]
-# ## 4. Threshold sweep
+# ## 5. Threshold sweep
 #
 # The same tests at every top-k% threshold (SI §4).
 
 # %%
-if testable:
-    sweep = stats.threshold_sweep(matrices, n_permutations=min(P["n_permutations"], 2000), seed=42,
-                                  knn=min(P["knn"], len(labels) - 1), n_clusters=n_clusters)
-    display(sweep)
-    long = sweep.melt(id_vars="pct", value_vars=[c for c in ("ratio", "ari", "silhouette") if c in sweep],
-                      var_name="metric", value_name="value")
+if result.testable:
+    long = result.sweep.melt(id_vars="pct", value_vars=["ratio", "ari", "silhouette"], var_name="metric")
     charts.show(charts.threshold_sweep(long),
                 caption="Figure 2. Within/cross overlap ratio, ARI of the clustering and silhouette of the true "
                         "domains, against the top-k% threshold used to select each task's neurons.")
-else:
-    sweep = pd.DataFrame()
+result.sweep
 
 # %% [markdown]
-# ## 5. Saving the statistics
+# The stage saved:
 
 # %%
-summary_row = stats.model_summary(main, n_permutations=P["n_permutations"], seed=42) if testable else {}
-save_json({"model": P["model"], "profile": P["profile"], "pct": P["main_pct"],
-                "n_tasks": len(labels), "overlap": summary_row,
-                "ari": {k: v for k, v in ari.items() if k != "clusters"} if testable else None},
-               paths.table("stats_summary.json"))
-save_table(per_domain, paths.table("per_domain_overlap.csv"))
-save_table(sweep, paths.table("threshold_sweep.csv"))
-sorted(p.name for p in paths.results.iterdir())
+sorted(path.name for path in result.written)
 
 # %% [markdown]
 # ## Interpretation notes

@@ -55,98 +55,72 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %%
-import numpy as np
+from modularity.stages.context import RunContext
+
+ctx = RunContext.from_notebook(globals())
+{k: ctx.params[k] for k in ("model", "profile", "main_pct", "n_permutations", "knn")}
+
+# %%
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, study
-from modularity.params import notebook_params
-from modularity.store import RunPaths, save_table
-from modularity.matrix_csv import read_matrix_csv
+from modularity import charts
+from modularity.stages import beside_study as stage
 
-P = notebook_params(globals())
-paths = RunPaths.of(P)
-run_label = f"{P['run_name']} ({P['profile']})"
 pd.set_option("display.precision", 3)
 
 # %% [markdown]
-# ## 1. This run's matrices
-#
-# The overlap matrix of stage 3 at the main threshold and the ablation matrix of stage 5. Only tasks
-# that passed the 60% filter are in them.
-
-# %%
-def read_if_present(name: str):
-    path = paths.table(name)
-    return read_matrix_csv(path) if path.is_file() else None
-
-overlap = read_if_present(f"overlap_{P['main_pct']:g}.csv")
-ablation = read_if_present(f"ablation_drop_{P['main_pct']:g}.csv")
-if overlap is None:  # stage 3 writes no matrix when fewer than two tasks were attributed
-    print("This run has no overlap matrix (fewer than two attributed tasks): only the study's models are placed.")
-    overlap = pd.DataFrame()
-pd.Series({"overlap matrix": len(overlap), "ablation matrix": 0 if ablation is None else len(ablation)},
-          name="tasks")
-
-# %% [markdown]
-# ## 2. The three numbers beside the study's
+# ## 1. The same numbers for every model
 #
 # For every model, ours and the study's, the same functions compute the within/across ratio (with
-# its label-permutation p) of the overlap and of the ablation matrix, and the ARI of the kNN-graph
-# clustering cut into one cluster per domain present. A number that needs two domains with two tasks
-# each is left out when the run does not have them.
+# its label-permutation p) of the overlap matrix at the main threshold and of the ablation matrix,
+# and the ARI of the kNN-graph clustering cut into one cluster per domain present. A number that
+# needs two domains with two tasks each is left out when the run does not have them. Only tasks that
+# passed the 60% filter are in this run's matrices.
 
 # %%
-this_run = study.model_statistics(overlap, ablation, n_permutations=P["n_permutations"], knn=P["knn"])
-placed = study.beside_study({run_label: this_run}, n_permutations=P["n_permutations"])
-charts.show(charts.beside_study(placed, title=f"{run_label} beside the study's six models"),
+result = stage.run(ctx)
+if result.overlap.empty:  # stage 3 writes no matrix when fewer than two tasks were attributed
+    print("This run has no overlap matrix (fewer than two attributed tasks): only the study's models are placed.")
+pd.Series({"overlap matrix": len(result.overlap),
+           "ablation matrix": 0 if result.ablation is None else len(result.ablation)}, name="tasks")
+
+# %%
+charts.show(charts.beside_study(result.placed, title=f"{result.label} beside the study's six models"),
             caption=f"Figure 1. Overlap ratio, ablation ratio (within / across a domain, log scale) and ARI of "
-                    f"{run_label} (red) and of the study's six models (grey, hover for the name).")
+                    f"{result.label} (red) and of the study's six models (grey, hover for the name).")
 
 # %%
-def position(measure: str) -> dict:
-    rows = placed[placed.measure == measure]
-    value = rows[rows.source == "run"].value.iloc[0]
-    study_values = rows[rows.source == "study"].value
-    return {"this run": value, "p": rows[rows.source == "run"].p.iloc[0],
-            "study min": study_values.min(), "study max": study_values.max(),
-            "study models below this run": f"{int((study_values < value).sum())} of 6" if np.isfinite(value) else "—"}
-
-positions = pd.DataFrame({measure: position(measure) for measure in placed.measure.unique()}).T
 glue("position_text", "; ".join(
     f"{measure} {row['this run']:.2f} (study {row['study min']:.2f}–{row['study max']:.2f})"
-    for measure, row in positions.iterrows() if pd.notna(row["this run"])) or "no number could be computed",
+    for measure, row in result.positions.iterrows() if pd.notna(row["this run"])) or "no number could be computed",
     display=False)
-positions
+result.positions
 
 # %% [markdown]
 # {glue:text}`position_text`.
 #
-# ## 3. Do the models rank task pairs alike? Kendall's τ
+# ## 2. Do the models rank task pairs alike? Kendall's τ
 #
 # Each study model's matrix and this run's, cut to the tasks both kept: τ-b over the upper triangle of
 # the overlap matrices and over all directed off-diagonal cells of the ablation matrices. With fewer
 # than three common tasks τ is not computed.
 
 # %%
-tau = pd.concat({"overlap": study.tau_against_study(overlap, "overlap", name=run_label),
-                 **({"ablation": study.tau_against_study(ablation, "ablation", name=run_label)}
-                    if ablation is not None else {})}, names=["matrix"]).droplevel(1)
-summary = tau.groupby("matrix", sort=False).agg(tau_mean=("tau", "mean"), tau_min=("tau", "min"),
-                                                 tau_max=("tau", "max"), common_tasks=("n_tasks", "median"))
 glue("tau_text", "; ".join(f"{kind}: mean τ {row.tau_mean:.2f} over the six models "
                            f"({row.tau_min:.2f} to {row.tau_max:.2f}), about {row.common_tasks:.0f} common tasks"
-                           for kind, row in summary.iterrows() if pd.notna(row.tau_mean)) or "not computable",
-     display=False)
-tau.set_index("study_model", append=True)
+                           for kind, row in result.tau_summary.iterrows() if pd.notna(row.tau_mean))
+     or "not computable", display=False)
+result.tau.set_index("study_model", append=True)
 
 # %% [markdown]
 # {glue:text}`tau_text`. For scale: the study's six models agree with each other at τ ≈ 0.7
 # (overlap) and 0.6 (ablation) on 29–30 common tasks.
+#
+# The stage saved:
 
 # %%
-saved = [save_table(placed, paths.table("beside_study.csv")),
-         save_table(tau.reset_index(), paths.table("tau_vs_study.csv"))]
+sorted(path.name for path in result.written)
 
 # %% [markdown]
 # ## Interpretation notes

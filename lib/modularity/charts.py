@@ -48,6 +48,7 @@ __all__ = [
     "threshold_sweep",
     "accuracy_bars",
     "beside_study",
+    "control_bars",
     "to_html",
     "to_svg",
     "show",
@@ -916,3 +917,31 @@ def beside_study(df: pd.DataFrame, *, title: str = "This run beside the study's 
     return alt.vconcat(*panels, spacing=38).properties(title=alt.Title(
         title, subtitle=["Grey: the study's six models (their shipped matrices; hover for names); red: this "
                          "project's run(s).", "Dashed: no domain structure (ratio 1) or chance (ARI 0)."]))
+
+
+# --------------------------------------------------------------------------------------------
+# Ablation: selected neurons vs random controls
+# --------------------------------------------------------------------------------------------
+
+#: Neuron-set kinds of the ablation controls, in plotting order.
+_CONTROL_KIND_ORDER = ("selected", "layer_matched", "uniform")
+
+
+def control_bars(df: pd.DataFrame, *,
+                 title: str = "Selected top neurons vs random neurons of the same size") -> alt.LayerChart:
+    """Grouped bars: accuracy drop of the selected sets and of their random controls, per relation.
+
+    ``df`` (the ``control_bars`` table of :mod:`modularity.stages.ablation`): one row per
+    (``relation``: self / within / across, ``kind``: selected / layer_matched / uniform) with
+    ``mean``, ``lo``, ``hi`` (mean ∓ SEM over cells) and ``count`` (cells).
+    """
+    _require(df, ["relation", "kind", "mean", "lo", "hi", "count"], "control_bars")
+    kinds = [k for k in _CONTROL_KIND_ORDER if k in set(df["kind"])] + sorted(set(df["kind"]) - set(_CONTROL_KIND_ORDER))
+    x = alt.X("relation:N", sort=["self", "within", "across"], title=None)
+    base = alt.Chart(df).encode(x=x, xOffset=alt.XOffset("kind:N", sort=kinds))
+    return alt.layer(
+        base.mark_bar().encode(y=alt.Y("mean:Q", title="accuracy drop (mean ± SEM over cells)"),
+                               color=alt.Color("kind:N", sort=kinds, title="neuron set"),
+                               tooltip=["relation", "kind", alt.Tooltip("mean:Q", format=".3f"), "count"]),
+        base.mark_rule(color="black").encode(y="lo:Q", y2="hi:Q"),
+    ).properties(width=alt.Step(26), height=260, title=title)

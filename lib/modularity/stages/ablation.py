@@ -1,0 +1,227 @@
+"""Stage 5 · causal ablation: does silencing a source task's neurons hurt a target task?
+
+Every task that passed the filter and has an attribution tensor is a source and a target. A
+source's set is its top ``main_pct``% positive neurons (as in stage 3); a target's items are its
+first ``ablation_items`` aligned, both-correct items. For each (set, target) cell
+:func:`modularity.ablation.ablate_target` patches the set's neurons in the target's clean runs, at
+every position, with their values on the target's corrupted prompts (``ablation_mode``,
+METHOD §7). Random control sets of the same size (layer-matched and uniform,
+``n_random_controls`` of each) run on the cells that ``ablation_control_cells`` names.
+
+Cells are cached per target under ``cache/…/ablation/<settings>_<fingerprint of every task>/``
+so a killed run resumes; a changed task or another set of participating tasks gets a fresh
+folder. Writes ``ablation_cells.csv`` (every cell, long format), ``ablation_drop_<pct>.csv``
+(the study's matrix layout) and ``ablation_summary.json``. With fewer than two tasks only the
+summary is written, saying why.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import ablation, overlap, scoring, stats
+from ..matrix_csv import write_matrix_csv
+from ..progress import bar
+from ..store import combined_fingerprint, save_json, save_table
+from .context import RunContext
+from .overlap import attributed, load_scores
+
+__all__ = ["AblationResult", "run", "attributed", "target_items", "source_set", "CELL_COLUMNS"]
+
+#: Columns of ``ablation_cells.csv``.
+CELL_COLUMNS = ["source", "target", "kind", "draw", "n_neurons", "n_items", "accuracy", "unablated_accuracy",
+                "drop", "drop_vs_unablated", "metric_change"]
+#: The values summarised per relation; the metric change is negative when ablation hurts.
+VALUES = {"drop": "higher", "drop_vs_unablated": "higher", "metric_change": "lower"}
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """What stage 5 computed.
+
+    ``tasks``: the participating tasks (label, task, domain, n_both_correct, C, R, …);
+    ``n_passing`` tasks passed the filter, ``missing_attribution`` of them have no tensor;
+    ``k`` neurons per set out of ``n_layers · d_ff``; ``source_sets[label]``: flat indices;
+    ``sets_table``: per source its size, layers used and deepest layer; ``items_per_target[label]``:
+    item indices; ``set_table``: every set (set, source, kind, draw, n_neurons);
+    ``cells``: one row per (set, target) with :data:`CELL_COLUMNS`; ``matrix``: the selected sets'
+    drop, rows = sources, columns = targets; ``summary[value]``: self, within, across, ratio,
+    delta, p, n_tasks for ``drop``, ``drop_vs_unablated`` and ``metric_change``;
+    ``domain_bars``: Fig 2C's three bars per domain; ``controls``: per relation, selected vs
+    controls (:func:`modularity.ablation.control_summary`); ``control_bars``: mean ± SEM per
+    (relation, kind) over the cells that have controls; ``computed_cells`` were computed now
+    (the rest read from ``cache_folder``) in ``seconds``.
+    """
+
+    tasks: pd.DataFrame
+    n_passing: int
+    missing_attribution: list
+    k: int = 0
+    n_layers: int = 0
+    d_ff: int = 0
+    source_sets: dict = field(default_factory=dict)
+    sets_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    items_per_target: dict = field(default_factory=dict)
+    set_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    matrix: pd.DataFrame | None = None
+    summary: dict = field(default_factory=dict)
+    domain_bars: pd.DataFrame = field(default_factory=pd.DataFrame)
+    controls: pd.DataFrame = field(default_factory=pd.DataFrame)
+    control_bars: pd.DataFrame = field(default_factory=pd.DataFrame)
+    computed_cells: int = 0
+    seconds: float = 0.0
+    cache_folder: Path | None = None
+    written: list = field(default_factory=list)
+
+    @property
+    def enough(self) -> bool:
+        """At least two tasks: a matrix with off-diagonal cells."""
+        return len(self.tasks) >= 2
+
+    @property
+    def selected(self) -> pd.DataFrame:
+        """The cells of the selected (top) sets, without the random controls."""
+        return self.cells[self.cells.kind == "selected"] if len(self.cells) else self.cells
+
+
+def target_items(ctx: RunContext, task: str) -> np.ndarray:
+    """The items a target is tested on: its first ``ablation_items`` aligned, both-correct items
+    (0 means all), from stage 1's ``eval_items.csv``. The model gets them right when clean and when
+    corrupted, so an accuracy drop is the ablation's doing."""
+    items = pd.read_csv(ctx.paths.table("eval_items.csv"))
+    rows = items[(items.task == task) & items.aligned.astype(bool) & items.both_correct.astype(bool)]
+    chosen = rows.item.to_numpy()
+    return chosen[: ctx.params["ablation_items"]] if ctx.params["ablation_items"] else chosen
+
+
+def source_set(ctx: RunContext, task: str) -> np.ndarray:
+    """A source's neurons: its top ``main_pct``% positive attribution scores (flat indices)."""
+    return overlap.top_positive_set(load_scores(ctx, task), ctx.params["main_pct"])
+
+
+def run(ctx: RunContext) -> AblationResult:
+    """Stage 5 for the run of ``ctx``: every (set, target) cell (cached), matrix, tests; saves them."""
+    params, pct = ctx.params, ctx.params["main_pct"]
+    passing, tasks = ctx.passing(), attributed(ctx)
+    missing = [task for task in passing.task if task not in set(tasks.task)]
+    if len(tasks) < 2:
+        written = [save_json({"skipped": "fewer than 2 tasks pass the filter and have attribution tensors",
+                              "n_tasks": int(len(tasks))}, ctx.paths.table("ablation_summary.json"))]
+        return AblationResult(tasks, len(passing), missing, written=written)
+
+    sources = {row.label: source_set(ctx, row.task) for row in tasks.itertuples()}
+    n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0]).shape
+    k = overlap.top_k_count(n_layers * d_ff, pct)
+    assert all(s.size <= k and np.unique(s).size == s.size for s in sources.values())
+    items = {row.label: target_items(ctx, row.task) for row in tasks.itertuples()}
+    assert all(len(v) > 0 for v in items.values()), "a passing task has both-correct items"
+    all_sets, set_table = ablation.build_ablation_sets(sources, n_layers, d_ff,
+                                                       n_controls=params["n_random_controls"], seed=params["seed"])
+    folder = _cache_folder(ctx, tasks)
+    cells, computed, seconds = _ablate(ctx, tasks, items, all_sets, set_table, folder)
+    selected = cells[cells.kind == "selected"]
+    assert len(selected) == len(tasks) ** 2, "one selected cell per (source, target)"
+    matrix = ablation.ablation_matrix(selected, "drop")
+    summary = {value: ablation.ablation_summary(ablation.ablation_matrix(selected, value),
+                                                n_permutations=params["n_permutations"], stronger=stronger)
+               for value, stronger in VALUES.items()}
+    controls = ablation.control_summary(cells, "drop")[1] if (cells.kind != "selected").any() else pd.DataFrame()
+    result = AblationResult(
+        tasks, len(passing), missing, k, int(n_layers), int(d_ff), sources, _sets_table(sources, n_layers, d_ff),
+        items, set_table, cells[CELL_COLUMNS], matrix, summary, stats.domain_bars(matrix), controls,
+        _control_bars(cells), computed, seconds, folder,
+    )
+    return _save(ctx, result)
+
+
+def _cache_folder(ctx: RunContext, tasks: pd.DataFrame) -> Path:
+    # The folder names the settings and the items of every task in the matrix: a changed task or
+    # another set of participating tasks gets fresh cells instead of stale ones.
+    p = ctx.params
+    return ctx.paths.cache / "ablation" / (
+        f"{p['ablation_mode']}_{p['main_pct']}pct_{p['ablation_items']}items_{p['n_random_controls']}controls-"
+        f"{p['ablation_control_cells']}_seed{p['seed']}_{combined_fingerprint(ctx.paths, tasks.task)}")
+
+
+def _sets_for_target(set_table: pd.DataFrame, target: str, control_cells: str) -> list[str]:
+    """The sets run on ``target``: every selected set, plus the controls of the sources whose cell
+    with this target is in scope (``self``: the diagonal; ``within``: and same-domain; ``all``)."""
+    scope = {"self": ("self",), "within": ("self", "within"), "all": ("self", "within", "across")}[control_cells]
+    in_scope = set_table.source.map(lambda source: ablation.relation_of(source, target) in scope)
+    return list(set_table.set[(set_table.kind == "selected") | in_scope])
+
+
+def _ablate(ctx, tasks, items, all_sets, set_table, folder) -> tuple[pd.DataFrame, int, float]:
+    """Every (set, target) cell, one target at a time, read from or written to ``folder``."""
+    p = ctx.params
+    plan = {label: _sets_for_target(set_table, label, p["ablation_control_cells"]) for label in tasks.label}
+    per_target, computed, started = {}, 0, time.perf_counter()
+    with bar(total=sum(map(len, plan.values())), desc="ablating (set, target)", unit="cells") as progress:
+        for row in tasks.itertuples():
+            cache = folder / f"{row.task}.csv"
+            if cache.exists():
+                per_target[row.label] = pd.read_csv(cache)
+            else:
+                per_target[row.label] = _ablate_target(ctx, row, items[row.label],
+                                                       {name: all_sets[name] for name in plan[row.label]})
+                save_table(per_target[row.label], cache)
+                computed += len(plan[row.label])
+            assert len(per_target[row.label]) == len(plan[row.label]), f"{cache}: one row per set"
+            progress.update(len(per_target[row.label]))
+    cells = pd.concat(per_target.values(), ignore_index=True).merge(set_table, on="set")
+    return cells, computed, time.perf_counter() - started
+
+
+def _ablate_target(ctx: RunContext, row, indices: np.ndarray, sets: dict) -> pd.DataFrame:
+    p, loaded = ctx.params, ctx.model
+    tokens = scoring.tokenize_task(loaded, ctx.suite[row.task], p["bos"])
+    mean_values = (ablation.mean_activations(loaded, tokens, indices, p["batch_size"])
+                   if p["ablation_mode"] == "mean" else None)
+    table = ablation.ablate_target(loaded, tokens, indices, sets, mode=p["ablation_mode"],
+                                   batch_size=p["batch_size"], mean_values=mean_values, C=row.C, R=row.R)
+    return table.rename(columns={"source": "set"}).assign(target=row.label)
+
+
+def _sets_table(sources: dict, n_layers: int, d_ff: int) -> pd.DataFrame:
+    counts = {label: np.bincount(s // d_ff, minlength=n_layers) for label, s in sources.items()}
+    return pd.DataFrame({
+        "neurons": {label: s.size for label, s in sources.items()},
+        "layers used": {label: int((c > 0).sum()) for label, c in counts.items()},
+        "deepest layer": {label: int(np.flatnonzero(c).max()) if c.any() else -1 for label, c in counts.items()},
+    })
+
+
+def _control_bars(cells: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± SEM of the drop per (relation, kind) over the cells that have controls (draws
+    averaged within a cell first); empty without controls."""
+    controlled = cells.loc[cells.kind != "selected", ["source", "target"]].drop_duplicates()
+    if controlled.empty:
+        return pd.DataFrame()
+    long = cells.merge(controlled, on=["source", "target"])
+    long = long.assign(relation=[ablation.relation_of(s, t) for s, t in zip(long.source, long.target)])
+    long = long.groupby(["relation", "kind", "source", "target"], as_index=False)["drop"].mean()
+    bars = long.groupby(["relation", "kind"])["drop"].agg(["mean", "sem", "count"]).reset_index()
+    bars["lo"], bars["hi"] = bars["mean"] - bars["sem"].fillna(0), bars["mean"] + bars["sem"].fillna(0)
+    return bars
+
+
+def _save(ctx: RunContext, result: AblationResult) -> AblationResult:
+    p, pct = ctx.params, ctx.params["main_pct"]
+    summary = {
+        "mode": p["ablation_mode"], "pct": pct, "k": int(result.k), "n_tasks": int(len(result.tasks)),
+        "items_per_target": {label: int(len(v)) for label, v in result.items_per_target.items()},
+        "n_random_controls": p["n_random_controls"], "control_cells": p["ablation_control_cells"], "seed": p["seed"],
+        "summary": {value: {key: float(v) for key, v in s.items()} for value, s in result.summary.items()},
+        "controls": result.controls.to_dict(orient="records"),
+        "seconds_per_cell": result.seconds / result.computed_cells if result.computed_cells else None,
+    }
+    written = [save_table(result.cells, ctx.paths.table("ablation_cells.csv")),
+               write_matrix_csv(result.matrix, ctx.paths.table(f"ablation_drop_{pct:g}.csv")),
+               save_json(summary, ctx.paths.table("ablation_summary.json"))]
+    return dataclasses.replace(result, written=written)

@@ -1,0 +1,116 @@
+"""Stage 4 · statistics: is the overlap structure modular beyond chance?
+
+Reads stage 3's overlap matrices (``overlap_<pct>.csv``) and runs, on the one at ``main_pct``:
+the within − cross label-permutation test (METHOD §6), the per-domain test (§9, with Holm's
+correction), the study's clustering (kNN graph, average linkage, one cluster per domain present)
+and its ARI against a permutation null (§6); places the run's overlap ratio and ARI beside the
+study's six models, with Kendall's τ against each; and repeats the tests at every threshold
+(§10). Writes ``stats_summary.json``, ``per_domain_overlap.csv`` and ``threshold_sweep.csv``.
+With fewer than 4 tasks, or fewer than two domains holding two tasks each, the tests are
+skipped and the tables written empty.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .. import overlap, stats, study
+from ..matrix_csv import read_matrix_csv
+from ..store import save_json, save_table
+from .context import RunContext
+
+__all__ = ["StatisticsResult", "run", "overlap_matrices", "SEED"]
+
+#: The study's permutation seed (``default_rng(42)``, METHOD §6).
+SEED = 42
+
+
+@dataclass(frozen=True)
+class StatisticsResult:
+    """What stage 4 computed.
+
+    ``matrices[pct]``: the overlap matrices read; ``labels`` and ``domain_counts`` (tasks per
+    domain) of the main one; ``testable``: ≥ 4 tasks and ≥ 2 domains with ≥ 2 tasks each;
+    ``n_clusters``: one per domain present; ``knn``: the kNN parameter used (lowered to n − 1 for
+    tiny task sets). When testable: ``test`` (within, cross, ratio, delta, p, n_tasks),
+    ``per_domain`` (one row per domain, p and p_holm), ``ari`` (ari, p, null_mean, null_sd,
+    null_max, clusters), ``clustering`` (ari, nmi, ami, v_measure, silhouette, n_tasks),
+    ``clusters`` (task, domain, cluster), ``beside_study`` (overlap ratio and ARI of this run and
+    the study's models, long format), ``tau_vs_study`` (τ against each study model),
+    ``sweep`` (one row per pct), ``summary`` (the content of ``stats_summary.json``).
+    """
+
+    matrices: dict
+    labels: list
+    domain_counts: pd.Series
+    testable: bool
+    n_clusters: int
+    knn: int
+    n_permutations: int
+    test: dict | None = None
+    per_domain: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ari: dict | None = None
+    clustering: dict | None = None
+    clusters: pd.DataFrame = field(default_factory=pd.DataFrame)
+    beside_study: pd.DataFrame | None = None
+    tau_vs_study: pd.DataFrame | None = None
+    sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
+    summary: dict = field(default_factory=dict)
+    written: list = field(default_factory=list)
+
+
+def overlap_matrices(ctx: RunContext) -> dict[float, pd.DataFrame]:
+    """Stage 3's overlap matrices ``{pct: matrix}`` of the thresholds it wrote."""
+    paths = {pct: ctx.paths.table(f"overlap_{pct:g}.csv") for pct in ctx.params["top_pcts"]}
+    return {pct: read_matrix_csv(path) for pct, path in paths.items() if path.exists()}
+
+
+def run(ctx: RunContext) -> StatisticsResult:
+    """Stage 4 for the run of ``ctx``: permutation tests, clustering ARI, sweep; saves the tables."""
+    params = ctx.params
+    n_permutations = params["n_permutations"]
+    matrices = overlap_matrices(ctx)
+    main = matrices.get(params["main_pct"])
+    labels = list(main.index) if main is not None else []
+    domain_counts = pd.Series([overlap.domain_of(label) for label in labels]).value_counts()
+    testable = main is not None and len(labels) >= 4 and (domain_counts >= 2).sum() >= 2
+    # One cluster per domain present: the study's 4 clusters are this rule for its 4 domains.
+    n_clusters, knn = int(len(domain_counts)), min(params["knn"], max(len(labels) - 1, 1))
+    base = dict(matrices=matrices, labels=labels, domain_counts=domain_counts, testable=bool(testable),
+                n_clusters=n_clusters, knn=knn, n_permutations=n_permutations)
+    if not testable:
+        return StatisticsResult(**base, written=_save(ctx, labels, {}, None, pd.DataFrame(), pd.DataFrame()))
+
+    test = stats.within_cross_permutation(main, n_permutations=n_permutations, seed=SEED)
+    per_domain = stats.per_domain_modularity(main, n_permutations=n_permutations, seed=SEED)
+    ari = stats.ari_permutation(main, n_permutations=n_permutations, seed=SEED, knn=knn, n_clusters=n_clusters)
+    clustering = stats.clustering_scores(main, knn=knn, n_clusters=n_clusters)
+    clusters = pd.DataFrame({"task": labels, "domain": [overlap.domain_of(label) for label in labels],
+                             "cluster": [ari["clusters"][label] for label in labels]})
+    this_run = study.model_statistics(main, None, n_permutations=n_permutations, knn=params["knn"])
+    placed = study.beside_study({ctx.label: this_run}, n_permutations=n_permutations)
+    tau = study.tau_against_study(main, "overlap")
+    sweep = stats.threshold_sweep(matrices, n_permutations=min(n_permutations, 2000), seed=SEED,
+                                  knn=knn, n_clusters=n_clusters)
+    summary_row = stats.model_summary(main, n_permutations=n_permutations, seed=SEED)
+    written = _save(ctx, labels, summary_row, ari, per_domain, sweep)
+    return StatisticsResult(
+        **base, test=test, per_domain=per_domain, ari=ari, clustering=clustering, clusters=clusters,
+        beside_study=placed[placed.measure != "ablation ratio"].reset_index(drop=True), tau_vs_study=tau,
+        sweep=sweep, summary=_summary(ctx, labels, summary_row, ari), written=written,
+    )
+
+
+def _summary(ctx: RunContext, labels: list, summary_row: dict, ari: dict | None) -> dict:
+    params = ctx.params
+    return {"model": params["model"], "profile": params["profile"], "pct": params["main_pct"],
+            "n_tasks": len(labels), "overlap": summary_row,
+            "ari": {k: v for k, v in ari.items() if k != "clusters"} if ari is not None else None}
+
+
+def _save(ctx: RunContext, labels: list, summary_row: dict, ari: dict | None, per_domain: pd.DataFrame,
+          sweep: pd.DataFrame) -> list:
+    return [save_json(_summary(ctx, labels, summary_row, ari), ctx.paths.table("stats_summary.json")),
+            save_table(per_domain, ctx.paths.table("per_domain_overlap.csv")),
+            save_table(sweep, ctx.paths.table("threshold_sweep.csv"))]
