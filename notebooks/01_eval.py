@@ -17,7 +17,8 @@
 #
 # **You will learn**
 #
-# * how a multi-token answer is scored by teacher forcing (summed log-probability, METHOD §2);
+# * how a multi-token answer is scored by teacher forcing (summed log-probability, METHOD §2), and
+#   how to read these scores from the model's own logits with an nnsight trace;
 # * what *clean correct*, *corrupted correct* and *both correct* mean for a minimal pair;
 # * why items whose clean and corrupted prompts differ in length are dropped;
 # * which tasks pass the 60% inclusion filter, per domain, with their binomial standard error.
@@ -53,49 +54,143 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are checked against the schema in `modularity.params` (papermill itself only warns about unknown names).
+# Everything this stage needs comes from one object, the run's context: its validated parameters
+# (papermill only warns about unknown names; the schema in `modularity.params` refuses them), where
+# its results go, its tasks and its model (loaded on first use).
 
 # %%
-from modularity.params import configure_torch, notebook_params
-from modularity.provenance import git_sha
-from modularity.store import RunPaths, cached_evaluation, save_table
-from modularity.tasks import load_suite
+from modularity.stages.context import RunContext
 
-P = notebook_params(globals())
-paths = RunPaths.of(P)
-{k: P[k] for k in ("model", "profile", "data_dir", "n_items", "seed", "threshold", "stop_early", "dtype", "device", "bos")}
+ctx = RunContext.from_notebook(globals())  # the parameters above, validated
+{k: ctx.params[k] for k in ("model", "profile", "data_dir", "n_items", "seed", "threshold", "stop_early",
+                            "dtype", "device", "bos")}
 
 # %%
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown, display
 from myst_nb import glue
 
 from modularity import charts, scoring
-from modularity.models import load_model
+from modularity.stages import evaluation
 from modularity.tasks import DOMAIN_NAMES
 
-configure_torch(P)
 pd.set_option("display.precision", 3)
 
 # %% [markdown]
 # ## 1. The model and the tasks
 #
-# We load the model (an embedded alias resolves to files installed from PyPI; no network) and the task suite of the chosen profile.
+# The model (an embedded alias resolves to files installed from PyPI; no network) and the task suite of the chosen profile.
 
 # %%
-loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
-suite = load_suite(P)
-domains = {name: task.domain for name, task in suite.items()}
+loaded = ctx.model
 pd.Series({
     "family": loaded.family.name,
     "layers": loaded.n_layers,
     "MLP neurons per layer": loaded.d_ff,
     "MLP neurons in all": loaded.n_neurons,
     "chat template": loaded.has_chat_template,
-    "tasks": len(suite),
-    "items per task": int(np.median([len(t) for t in suite.values()])),
-}, name=P["model"]).to_frame()
+    "tasks": len(ctx.suite),
+    "items per task": int(np.median([len(t) for t in ctx.suite.values()])),
+}, name=ctx.params["model"]).to_frame()
+
+# %% [markdown]
+# ## 2. Scoring one minimal pair by hand
+#
+# Take the first item of the first task. Here are its two prompts exactly as the model reads them
+# (chat template applied unless the task is a raw-text Language task) and its two candidate answers:
+# y⁺ (`clean_correct`) and y⁻ (`clean_incorrect`). Both prompts are scored on the *same* two answers.
+
+# %%
+example_task = next(iter(ctx.suite.values()))
+example = example_task.items[0]
+clean_prompt, corrupted_prompt = (p[0] for p in scoring.task_prompts(loaded, example_task))
+tokens = scoring.tokenize_task(loaded, example_task, ctx.params["bos"])
+prompts = {"clean": tokens.clean[0], "corrupted": tokens.corrupted[0]}
+answers = {"y+": tokens.correct[0], "y-": tokens.incorrect[0]}
+print(f"task: {example_task.label}\n--- clean prompt ---\n{clean_prompt}\n--- corrupted prompt ---\n{corrupted_prompt}")
+print(f"y+ = {example['clean_correct']!r} {answers['y+']}   y- = {example['clean_incorrect']!r} {answers['y-']}")
+
+# %% [markdown]
+# The score of an answer y = y₁…y_m after a prompt of T tokens is its *teacher-forced* log-probability
+# (METHOD §2): feed prompt ⊕ answer once, and add up the log-probabilities the model gives each answer
+# token at the position just before it. Counting positions from 0, the prompt fills positions
+# 0…T − 1, so the logits at position T − 1 predict y₁, those at T predict y₂, and so on:
+# LP(p, y) = Σ_{j=1..m} log softmax(logits[T − 2 + j])[y_j]. The model never generates anything;
+# it only reads.
+#
+# We read the logits with an nnsight trace of the same weights
+# (`ctx.model.lm`): inside `with lm.trace(ids):` the model runs on `ids`, and `lm.output.logits.save()`
+# keeps the output once the trace ends. One sequence per trace: nnsight pads a ragged batch on the
+# left, which would move the positions.
+
+# %%
+lm = ctx.model.lm  # nnsight.LanguageModel over the same weights
+rows = []
+for condition, prompt in prompts.items():
+    for name, answer in answers.items():
+        with lm.trace(torch.tensor([prompt + answer], device=loaded.device)):
+            logits = lm.output.logits.save()  # [1, T + m, vocabulary]
+        logp = logits[0].float().log_softmax(-1)
+        T = len(prompt)
+        per_token = [logp[T - 1 + j, token].item() for j, token in enumerate(answer)]
+        rows.append({"prompt": condition, "answer": name, "answer tokens": len(answer),
+                     "first token": per_token[0], "summed log-prob": sum(per_token)})
+by_hand = pd.DataFrame(rows)
+by_hand
+
+# %% [markdown]
+# The pipeline scores whole tasks with `scoring.sequence_logprobs`, which batches many sequences
+# (right-padded), shares one forward pass between answers that allow it, and applies the output
+# layer only at the answer positions. It must give the same four numbers:
+
+# %%
+library = scoring.sequence_logprobs(loaded, [prompts["clean"]] * 2 + [prompts["corrupted"]] * 2,
+                                    [answers["y+"], answers["y-"]] * 2)
+tolerance = 1e-4 if loaded.dtype == torch.float32 else 5e-2
+np.testing.assert_allclose(by_hand["summed log-prob"], library, rtol=0, atol=tolerance)
+lp = by_hand["summed log-prob"].to_numpy()  # LP_cc, LP_ci, LP_rc, LP_ri
+print("traced and library scores agree; largest difference", f"{np.abs(lp - library).max():.1e}")
+
+# %% [markdown]
+# The item is *clean correct* when the clean prompt prefers y⁺, and *corrupted correct* when the
+# corrupted prompt prefers y⁻, i.e. the corruption really flipped the model's answer.
+
+# %%
+clean_ok, corrupted_ok = lp[0] > lp[1], lp[3] > lp[2]
+assert np.all(lp < 0), "log-probabilities of real tokens are negative"
+print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {clean_ok and corrupted_ok}")
+
+# %% [markdown]
+# ## 3. Scoring every item of every task
+#
+# `evaluation.run` does the same for every item of every task, then summarises each task. Each task's
+# per-item scores are cached, so an interrupted run resumes where it stopped and a rerun scores
+# nothing again. With `stop_early` (the default) a task's items are scored in order, in chunks, and
+# scoring stops as soon as so many aligned items are wrong that the task could not reach the
+# threshold even if every remaining item were right: this *exact curtailment* gives the same
+# pass/fail decision as scoring every item, and only the accuracy of an excluded task is then
+# measured on the items scored. The tables are saved next to this page (`eval_summary.csv`,
+# `eval_items.csv`).
+
+# %%
+result = evaluation.run(ctx)
+summary = result.summary
+
+# %% [markdown]
+# Sanity checks: accuracies are fractions, *both correct* cannot exceed either condition, and on the
+# both-correct items the baselines satisfy C > 0 > R by construction.
+
+# %%
+acc = summary[["clean_accuracy", "corrupted_accuracy", "both_correct_accuracy"]].dropna()
+assert ((acc >= 0) & (acc <= 1)).all().all()
+assert (acc.both_correct_accuracy <= acc[["clean_accuracy", "corrupted_accuracy"]].min(axis=1) + 1e-12).all()
+assert (summary.n_aligned <= summary.n_items).all()
+kept = summary[summary.n_both_correct > 0]
+assert (kept.C > 0).all() and (kept.R < 0).all()
+assert summary.passes.sum() == (summary.both_correct_accuracy >= ctx.params["threshold"]).sum()
+assert not summary.passes[summary.n_scored < summary.n_items].any(), "a stopped task cannot pass"
 
 # %% [markdown]
 # ### Where the items come from
@@ -110,11 +205,8 @@ pd.Series({
 # per task and kept in file order (`source_items.csv` maps each item to its position in the file).
 
 # %%
-from IPython.display import Markdown, display
-from modularity import tasks as task_io
-
-if P["data_dir"]:
-    sources = task_io.source_table(suite)
+sources = result.sources
+if sources is not None:
     n_left_out = sources.n_in_file.sum() - sources.n_valid.sum()
     display(Markdown(
         f"**{n_left_out:,} of the {sources.n_in_file.sum():,} entries** of the {len(sources)} files are left out "
@@ -124,95 +216,33 @@ if P["data_dir"]:
         "Tasks with exclusions (positions are 0-based indices into the task's file):"))
     display(sources[sources.n_valid < sources.n_in_file].drop(columns=["file"]).set_index("task"))
 else:
-    display(Markdown(f"The {len(suite)} tasks were generated by `modularity.tasks` ({P['profile']} profile, "
-                     f"{P['n_items']} items each, seed {P['seed']}), so no item was left out."))
+    display(Markdown(f"The {len(ctx.suite)} tasks were generated by `modularity.tasks` ({ctx.params['profile']} "
+                     f"profile, {ctx.params['n_items']} items each, seed {ctx.params['seed']}), so no item was left out."))
 
 # %% [markdown]
 # The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", METHOD §15.8) and the tasks that share the 2-shot "Context: … Answer:" frame (§15.9).
 
 # %%
-if P["data_dir"]:
-    audit = task_io.audit_items(load_suite(P, sample=False))
+if result.audit is not None:
+    audit = result.audit
     flagged = audit[(audit.correct_first_share > 0) | audit.shared_study_frame]
     display(flagged[["task", "domain", "options_in_suffix", "correct_first_share", "fewshot_frame"]].set_index("task"))
 else:
-    audit = None
     print("generated tasks: no task-file audit")
-
-# %% [markdown]
-# ## 2. Scoring one minimal pair by hand
-#
-# For the first item of the first task, here are the two prompts exactly as the model reads them (chat template applied unless the task is a raw-text Language task) and the four teacher-forced scores.
-
-# %%
-example_task = next(iter(suite.values()))
-example = example_task.items[0]
-clean_prompt, corrupted_prompt = (p[0] for p in scoring.task_prompts(loaded, example_task))
-tokens = scoring.tokenize_task(loaded, example_task, P["bos"])
-lp = scoring.sequence_logprobs(
-    loaded,
-    [tokens.clean[0], tokens.clean[0], tokens.corrupted[0], tokens.corrupted[0]],
-    [tokens.correct[0], tokens.incorrect[0], tokens.correct[0], tokens.incorrect[0]],
-)
-print(f"task: {example_task.label}\n--- clean prompt ---\n{clean_prompt}\n--- corrupted prompt ---\n{corrupted_prompt}")
-print(f"y+ = {example['clean_correct']!r}   y- = {example['clean_incorrect']!r}")
-pd.DataFrame({"prompt": ["clean", "clean", "corrupted", "corrupted"],
-              "answer": ["y+", "y-", "y+", "y-"], "summed log-prob": lp})
-
-# %% [markdown]
-# The item is *clean correct* when the clean prompt prefers y⁺, and *corrupted correct* when the corrupted prompt prefers y⁻, i.e. the corruption really flipped the model's answer.
-
-# %%
-clean_ok, corrupted_ok = lp[0] > lp[1], lp[3] > lp[2]
-assert np.all(lp < 0), "log-probabilities of real tokens are negative"
-print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {clean_ok and corrupted_ok}")
-
-# %% [markdown]
-# ## 3. Scoring every item of every task
-#
-# Each task's per-item scores are cached, so an interrupted run resumes where it stopped. With
-# `stop_early` (the default) a task's items are scored in order, in chunks, and scoring stops as soon
-# as so many aligned items are wrong that the task could not reach the threshold even if every
-# remaining item were right: this *exact curtailment* gives the same pass/fail decision as scoring
-# every item, and only the accuracy of an excluded task is then measured on the items scored.
-
-# %%
-items = cached_evaluation(
-    paths,
-    P,
-    suite,
-    lambda name, stop_below: scoring.evaluate_task(loaded, suite[name], P["batch_size"], P["bos"],
-                                                   stop_below=stop_below),
-    desc="evaluating",
-)
-summary = scoring.summarize_suite(items, domains, P["threshold"])
-summary["fingerprint"] = summary.task.map(paths.fingerprints)  # later stages check the items are unchanged
-
-# %% [markdown]
-# Sanity checks: accuracies are fractions, *both correct* cannot exceed either condition, and on the both-correct items the baselines satisfy C > 0 > R by construction.
-
-# %%
-acc = summary[["clean_accuracy", "corrupted_accuracy", "both_correct_accuracy"]].dropna()
-assert ((acc >= 0) & (acc <= 1)).all().all()
-assert (acc.both_correct_accuracy <= acc[["clean_accuracy", "corrupted_accuracy"]].min(axis=1) + 1e-12).all()
-assert (summary.n_aligned <= summary.n_items).all()
-kept = summary[summary.n_both_correct > 0]
-assert (kept.C > 0).all() and (kept.R < 0).all()
-assert summary.passes.sum() == (summary.both_correct_accuracy >= P["threshold"]).sum()
-assert not summary.passes[summary.n_scored < summary.n_items].any(), "a stopped task cannot pass"
 
 # %% [markdown]
 # ## 4. Accuracy per task
 
 # %%
-suite_name = "the study's own items" if P["data_dir"] else f"the {P['profile']} profile"
+suite_name = "the study's own items" if ctx.params["data_dir"] else f"the {ctx.params['profile']} profile"
+model_name, threshold = ctx.params["model"], ctx.params["threshold"]
 charts.show(
     charts.accuracy_bars(summary.rename(columns={"both_correct_accuracy": "accuracy"}),
-                         threshold=100 * P["threshold"],
-                         title=f"Both-correct accuracy, {P['model']} ({suite_name})"),
-    caption=f"Figure 1. Both-correct accuracy of {P['model']} on each task of {suite_name} "
+                         threshold=100 * threshold,
+                         title=f"Both-correct accuracy, {model_name} ({suite_name})"),
+    caption=f"Figure 1. Both-correct accuracy of {model_name} on each task of {suite_name} "
             f"(fraction of token-aligned items; hover for values). Bars below the dashed "
-            f"{100 * P['threshold']:.0f}% line are excluded from all later stages.",
+            f"{100 * threshold:.0f}% line are excluded from all later stages.",
 )
 
 # %% [markdown]
@@ -228,11 +258,9 @@ compact[["task", "domain", "aligned", "scored", "clean", "corrupted", "both", "S
 # ## 5. Which tasks pass, per domain
 
 # %%
-by_domain = scoring.passing_by_domain(summary)
-by_domain["domain name"] = by_domain.domain.map(DOMAIN_NAMES)
-n_pass, n_tasks = int(summary.passes.sum()), len(summary)
-glue("n_pass", n_pass, display=False)
-glue("n_tasks", n_tasks, display=False)
+by_domain = result.by_domain.assign(**{"domain name": result.by_domain.domain.map(DOMAIN_NAMES)})
+glue("n_pass", int(summary.passes.sum()), display=False)
+glue("n_tasks", len(summary), display=False)
 glue("median_se", f"{summary.both_correct_se.median():.3f}", display=False)
 by_domain
 
@@ -246,21 +274,6 @@ by_domain
 # %%
 excluded = summary.loc[~summary.passes, ["task", "domain", "both_correct_accuracy", "both_correct_se", "reason"]]
 excluded if len(excluded) else "no task was excluded"
-
-# %% [markdown]
-# ## 6. Saving the results
-#
-# Small tables are committed next to this notebook; the manifest records parameters, versions and the git SHA, and for a `data_dir` run what was excluded and sampled per task.
-
-# %%
-all_items = pd.concat([df.assign(task=name) for name, df in items.items()], ignore_index=True)
-save_table(summary, paths.table("eval_summary.csv"))
-save_table(all_items, paths.table("eval_items.csv"))
-if P["data_dir"]:  # which file entries were used, and the audit of the task files
-    save_table(task_io.item_sources(suite), paths.table("source_items.csv"))
-    save_table(audit, paths.table("task_files_audit.csv"))
-assert git_sha() != ""
-sorted(p.name for p in paths.results.iterdir())
 
 # %% [markdown]
 # ## Interpretation notes

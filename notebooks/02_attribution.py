@@ -59,28 +59,25 @@ n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
 
 # %% [markdown]
-# Parameters are validated against the schema in `modularity.params`.
+# Everything this stage needs comes from the run's context: its validated parameters, its results
+# (stage 1's summary, refused if a task's items changed since), its tasks and its model.
 
 # %%
-from modularity.params import configure_torch, notebook_params
-from modularity.progress import bar
-from modularity.store import RunPaths, check_task_fingerprints, load_tensors, save_table, save_tensors
-from modularity.tasks import load_suite
+from modularity.stages.context import RunContext
 
-P = notebook_params(globals())
-paths = RunPaths.of(P)
-{k: P[k] for k in ("model", "profile", "metric", "attribution_items", "verify_tasks", "verify_neurons", "seed")}
+ctx = RunContext.from_notebook(globals())  # the parameters above, validated
+{k: ctx.params[k] for k in ("model", "profile", "metric", "attribution_items", "verify_tasks", "verify_neurons", "seed")}
 
 # %%
+import nnsight
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import display
 from myst_nb import glue
 
 from modularity import attribution, charts, scoring
-from modularity.models import load_model
-
-configure_torch(P)
+from modularity.stages import attribution as attribution_stage
 
 # %% [markdown]
 # ## 1. The tasks that passed the filter
@@ -88,64 +85,132 @@ configure_torch(P)
 # Only tasks that passed stage 1 are attributed, and only on their both-correct, token-aligned items.
 
 # %%
-summary = pd.read_csv(paths.table("eval_summary.csv"))
-check_task_fingerprints(paths, summary)
-eval_items = pd.read_csv(paths.table("eval_items.csv"))
-passing = summary[summary.passes].reset_index(drop=True)
+passing = ctx.passing()
 glue("n_attributed", len(passing), display=False)
-passing[["task", "domain", "n_both_correct", "both_correct_accuracy", "C", "R"]]
-
-# %%
 if passing.empty:
     print("No task passed the filter, so there is nothing to attribute; later stages will say the same.")
+passing[["task", "domain", "n_both_correct", "both_correct_accuracy", "C", "R"]]
 
 # %% [markdown]
-# ## 2. Scores for every passing task
+# ## 2. Attribution of one item, by hand
 #
-# Each task's [layers × neurons] and [layers × heads] scores are stored as safetensors in the cache; finished tasks are skipped on a rerun.
+# Take one item: the first both-correct item of the first passing task (if no task passed, the first
+# token-aligned item of the first task, with C − R = 1 so the numbers are unnormalised). Its clean
+# and corrupted prompts have the same length T, so position T − 1, the last prompt token, means the
+# same in both runs.
 
 # %%
-loaded = load_model(P["model"], dtype=P["dtype"], device=P["device"])
-suite = load_suite(P)
+if len(passing):
+    task, C, R = passing.task[0], passing.C[0], passing.R[0]
+    i = int(attribution_stage.attributed_items(ctx, task)[0])
+else:
+    task, C, R = next(iter(ctx.suite)), 1.0, 0.0
+    i = int(np.flatnonzero(scoring.tokenize_task(ctx.model, ctx.suite[task], ctx.params["bos"]).aligned)[0])
+tokens = scoring.tokenize_task(ctx.model, ctx.suite[task], ctx.params["bos"])
+clean, corrupted, y_pos, y_neg = tokens.clean[i], tokens.corrupted[i], tokens.correct[i], tokens.incorrect[i]
+T, L = len(corrupted), ctx.model.n_layers
+assert len(clean) == T, "a token-aligned item"
+print(f"task {task}, item {i}: T = {T} prompt tokens, C = {C:.3f}, R = {R:.3f}")
+
+# %% [markdown]
+# A neuron is one coordinate of the **input of the MLP down projection** (METHOD §3.1), the module at
+# `ctx.model.neuron_site_path(layer)`; in an nnsight trace its `.input` is the
+# live tensor [batch, positions, d_ff]. The clean run only has to record a(c) at T − 1, the last
+# prompt token: nothing after it can change it (causal attention), so the prompt alone is enough.
+# Values leave a trace only through `.save()` (`nnsight.save` for a list).
+
+# %%
+lm = ctx.model.lm  # nnsight.LanguageModel over the same weights
 
 
-def attribute(row):
-    items = eval_items[eval_items.task == row.task]
-    indices = scoring.both_correct_indices(items)
-    if P["attribution_items"]:
-        indices = indices[: P["attribution_items"]]
-    tokens = scoring.tokenize_task(loaded, suite[row.task], P["bos"])
-    return attribution.attribute_task(loaded, tokens, indices, row.C, row.R, metric=P["metric"],
-                                      batch_size=max(1, P["batch_size"] // 2))
+def neurons(layer):
+    """The live neuron tensor of ``layer`` inside a trace ([1, S, d_ff])."""
+    return lm.get(ctx.model.neuron_site_path(layer) + ".input")
 
 
-scores = {}
-for row in bar(passing.itertuples(), total=len(passing), desc="attributing", unit="tasks"):
-    path = paths.tensor("attribution", row.task)
-    if not path.exists():
-        result = attribute(row)
-        save_tensors(path, {"neurons": result.neurons, "heads": result.heads},
-                          {"task": row.task, "domain": row.domain, "metric": P["metric"],
-                           "n_items": result.n_items, "C": result.C, "R": result.R})
-    scores[row.task] = load_tensors(path)[0]
+def ids(sequence):  # one sequence per trace: nnsight pads ragged batches on the left
+    return torch.tensor([sequence], device=ctx.model.device)
+
+
+with lm.trace(ids(clean)):
+    a_clean = nnsight.save([neurons(layer)[0, T - 1] for layer in range(L)])  # forward order
+
+# %% [markdown]
+# The corrupted run reads a(r) at T − 1 and the gradient that turns a change of a into a change of
+# m. For one item, m = (LP(r, y⁺) − LP(r, y⁻) − R)/(C − R), so ∂m/∂a = g/(C − R). The study's
+# `paper` metric treats LP(r, y⁻) as a constant (detached), so g = ∂LP(r, y⁺)/∂a (METHOD §3.3);
+# `logit_diff` keeps it: g = ∂LP(r, y⁺)/∂a − ∂LP(r, y⁻)/∂a, the second term from a second sequence
+# r ⊕ y⁻. The weights are frozen, so the graph starts at the first layer's neurons
+# (`requires_grad_`); inside `with objective.backward():` gradients arrive in reverse layer order.
+
+# %%
+def gradient(answer):
+    """a(r) and ∂LP(r, answer)/∂a(r) at T − 1, per layer, from one trace of r ⊕ answer."""
+    grads, sites = [None] * L, []
+    with lm.trace(ids(corrupted + answer)):
+        for layer in range(L):
+            site = neurons(layer)
+            site.requires_grad_(True)  # starts the graph at layer 0 (a no-op above it)
+            sites.append(site)
+        values = nnsight.save([site[0, T - 1] for site in sites])
+        logp = lm.output.logits[0].float().log_softmax(-1)
+        objective = sum(logp[T - 1 + j, token] for j, token in enumerate(answer))  # LP(r, answer)
+        with objective.backward():
+            for layer in reversed(range(L)):
+                grads[layer] = sites[layer].grad[0, T - 1].save()
+    return torch.stack(values).detach(), torch.stack(grads)
+
+
+a_corrupted, g = gradient(y_pos)
+if ctx.params["metric"] == "logit_diff":
+    g = g - gradient(y_neg)[1]
+
+# %% [markdown]
+# The item's score for every neuron is g · (a(c) − a(r)) / (C − R): the first-order change of m if
+# that neuron's clean value replaced its corrupted one. The library's fast path (`attribution.attribute_task`)
+# computes the same with forward hooks, batched, for many items at once and weights each item by
+# 1/(N·(C − R)); called on this one item (N = 1) it must agree:
+
+# %%
+by_hand = (g * (torch.stack(a_clean) - a_corrupted) / (C - R)).float().cpu()  # [L, d_ff]
+fast = attribution.attribute_task(ctx.model, tokens, np.array([i]), C, R, metric=ctx.params["metric"],
+                                  heads=False).neurons
+tolerance = (1e-4 if ctx.model.dtype == torch.float32 else 2e-2) * float(fast.abs().max())
+torch.testing.assert_close(by_hand, fast, rtol=1e-3, atol=tolerance)
+print(f"traced and library scores agree; largest difference {float((by_hand - fast).abs().max()):.1e} "
+      f"(largest score {float(fast.abs().max()):.1e})")
+attribution.top_neurons(fast, 5)
+
+# %% [markdown]
+# These are the neurons whose clean value would most help this one item. A task's score is the sum
+# of such per-item scores over its both-correct items (METHOD §3.4, without absolute values): a
+# neuron that helps some items and hurts others cancels out.
+#
+# ## 3. Scores for every passing task
+#
+# `attribution_stage.run` does this for every passing task (on the first `attribution_items`
+# both-correct items, in batches), caches each task's [layers × neurons] and [layers × heads] scores
+# so a rerun skips finished tasks, checks the estimate against exact patching (section 5) and saves
+# `attribution_summary.csv` and `attribution_check.csv` next to this page.
+
+# %%
+result = attribution_stage.run(ctx)
+scores = result.scores
 
 # %% [markdown]
 # Sanity checks: every score tensor has the model's shape, is finite, and has positive entries to select from.
 
 # %%
-for task, tensors in scores.items():
-    assert tensors["neurons"].shape == (loaded.n_layers, loaded.d_ff), task
-    assert tensors["heads"].shape == (loaded.n_layers, loaded.n_heads), task
-    assert torch.isfinite(tensors["neurons"]).all(), task
-    assert (tensors["neurons"] > 0).any(), task
-overview = pd.DataFrame([
-    {"task": t, "positive neurons": int((s["neurons"] > 0).sum()),
-     "max score": float(s["neurons"].max()), "sum of scores": float(s["neurons"].sum())}
-    for t, s in scores.items()])
-overview
+loaded = ctx.model
+for task_name, tensors in scores.items():
+    assert tensors["neurons"].shape == (loaded.n_layers, loaded.d_ff), task_name
+    assert tensors["heads"].shape == (loaded.n_layers, loaded.n_heads), task_name
+    assert torch.isfinite(tensors["neurons"]).all(), task_name
+    assert (tensors["neurons"] > 0).any(), task_name
+result.summary
 
 # %% [markdown]
-# ## 3. The strongest neurons of one task
+# ## 4. The strongest neurons of one task
 #
 # The ten highest-scoring neurons of the first passing task, by layer and index:
 
@@ -156,41 +221,25 @@ if scores:
     display(attribution.top_neurons(scores[first]["neurons"], 10))
 
 # %% [markdown]
-# ## 4. Does the first-order estimate hold? A check against exact patching
+# ## 5. Does the first-order estimate hold? A check against exact patching
 #
-# For a few tasks we patch single neurons for real (clean activation into the corrupted run at the last prompt token) and compare the measured change of m with the estimate, for the top-scoring neurons and as many random ones.
+# For a few tasks (the `verify_tasks` with the most both-correct items) we patch single neurons for
+# real (clean activation into the corrupted run at the last prompt token) and compare the measured
+# change of m with the estimate, for the top-scoring neurons and as many random ones, on the first
+# 16 both-correct items.
 
 # %%
-checked = passing.sort_values("n_both_correct", ascending=False).head(P["verify_tasks"])
-check_rows = []
-for row in checked.itertuples():
-    items = eval_items[eval_items.task == row.task]
-    indices = scoring.both_correct_indices(items)[:16]
-    tokens = scoring.tokenize_task(loaded, suite[row.task], P["bos"])
-    estimate_scores = attribution.attribute_task(loaded, tokens, indices, row.C, row.R, metric=P["metric"],
-                                                 heads=False).neurons
-    top, random_ = attribution.verification_neurons(estimate_scores, P["verify_neurons"], P["seed"])
-    chosen = np.concatenate([top, random_])
-    exact = attribution.patch_effect(loaded, tokens, indices, row.C, row.R, [np.array([i]) for i in chosen],
-                                     metric=P["metric"])
-    for i, flat in enumerate(chosen):
-        check_rows.append({"task": row.task, "neuron": int(flat), "kind": "top" if i < len(top) else "random",
-                           "estimate": float(estimate_scores.flatten()[flat]), "exact": float(exact[i])})
-check = pd.DataFrame(check_rows)
-agreement = (pd.DataFrame({t: attribution.compare_with_patching(g.estimate, g.exact) for t, g in check.groupby("task")}).T
-             if len(check) else pd.DataFrame())
-agreement
+result.agreement
 
 # %% [markdown]
 # Sanity check: the correlation is a number in [−1, 1] for every checked task; a low value would mean the linear estimate is not trustworthy for this model.
 
 # %%
-if len(agreement):
-    assert agreement.pearson.between(-1, 1).all()
-    overall = attribution.compare_with_patching(check.estimate, check.exact)
-    glue("check_pearson", f"{overall['pearson']:.3f}", display=False)
-    glue("check_n", overall["n"], display=False)
-    charts.show(charts.attribution_check(check),
+if result.overall is not None:
+    assert result.agreement.pearson.between(-1, 1).all()
+    glue("check_pearson", f"{result.overall['pearson']:.3f}", display=False)
+    glue("check_n", result.overall["n"], display=False)
+    charts.show(charts.attribution_check(result.check),
                 caption="Figure 1. Attribution estimate (x) against the exact effect of patching the same single "
                         "neuron (y), in units of the normalised metric m; top-scoring and random neurons of the "
                         "checked tasks. Points on the diagonal mean the first-order estimate is exact.")
@@ -203,31 +252,16 @@ else:
 # r = {glue:text}`check_pearson`.
 
 # %% [markdown]
-# ## 5. Where the strongest neurons sit
+# ## 6. Where the strongest neurons sit
 #
 # The layer of each task's top-0.1% positive neurons, per domain, shows whether domains use different depths.
 
 # %%
-from modularity import overlap
-
-layer_rows = []
-for task, tensors in scores.items():
-    flat = overlap.top_positive_set(tensors["neurons"], P["main_pct"])
-    for layer in flat // loaded.d_ff:
-        layer_rows.append({"task": task, "domain": summary.set_index("task").domain[task], "layer": int(layer)})
-layers = pd.DataFrame(layer_rows)
-if len(layers):
-    charts.show(charts.layer_histogram(layers, n_layers=loaded.n_layers),
-                caption=f"Figure 2. Layer of the top-{P['main_pct']}% positive neurons of every passing task, "
+main_pct = ctx.params["main_pct"]
+if len(result.top_layers):
+    charts.show(charts.layer_histogram(result.top_layers, n_layers=loaded.n_layers),
+                caption=f"Figure 2. Layer of the top-{main_pct}% positive neurons of every passing task, "
                         "stacked by domain (counts of neurons).")
-
-# %% [markdown]
-# ## 6. Saving the results
-
-# %%
-save_table(overview, paths.table("attribution_summary.csv"))
-save_table(check, paths.table("attribution_check.csv"))
-sorted(p.name for p in paths.results.iterdir())
 
 # %% [markdown]
 # ## Interpretation notes

@@ -1,0 +1,133 @@
+"""Stage 2 · attribution patching: a score per MLP neuron (and attention head) for each passing task.
+
+:func:`run` does the whole stage: for every task that passed stage 1 (read through
+:meth:`RunContext.passing`, which refuses tasks whose items changed since), the attribution scores
+over its both-correct items (:func:`modularity.attribution.attribute_task`), cached per task as
+``cache/…/attribution/<task>-<fingerprint>.safetensors`` (tensors ``neurons`` [L, d_ff] and
+``heads`` [L, H]; metadata task, domain, metric, n_items, C, R), so a killed run resumes; then the
+check of the first-order estimate against exact single-neuron patching on the ``verify_tasks``
+tasks with the most both-correct items. It saves ``attribution_summary.csv`` and
+``attribution_check.csv`` and returns everything as an :class:`AttributionResult`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .. import attribution, overlap, scoring
+from ..progress import bar
+from ..store import load_tensors, save_table, save_tensors
+from .context import RunContext
+
+__all__ = ["AttributionResult", "CHECK_ITEMS", "attributed_items", "run"]
+
+#: Both-correct items per checked task on which attribution is compared with exact patching.
+CHECK_ITEMS = 16
+
+
+@dataclass(frozen=True)
+class AttributionResult:
+    """What stage 2 found.
+
+    ``passing``: the tasks that passed stage 1 (:meth:`RunContext.passing`);
+    ``scores``: ``{task: {"neurons": [L, d_ff], "heads": [L, H]}}`` (float32, as cached);
+    ``summary``: per task, positive neurons, max and sum of the neuron scores
+    (``attribution_summary.csv``); ``check``: per checked neuron, its estimate and the exact
+    effect of patching it (``attribution_check.csv``: task, neuron, kind, estimate, exact);
+    ``agreement``: per checked task, :func:`modularity.attribution.compare_with_patching`;
+    ``top_layers``: the layer of each task's top-``main_pct``% positive neurons (task, domain, layer).
+    """
+
+    passing: pd.DataFrame
+    scores: dict
+    summary: pd.DataFrame
+    check: pd.DataFrame
+    agreement: pd.DataFrame
+    top_layers: pd.DataFrame
+
+    @property
+    def overall(self) -> dict | None:
+        """Agreement of estimate and exact effect over every checked neuron (None when none was checked)."""
+        return attribution.compare_with_patching(self.check.estimate, self.check.exact) if len(self.check) else None
+
+
+def _eval_items(ctx: RunContext) -> pd.DataFrame:
+    return pd.read_csv(ctx.paths.table("eval_items.csv"))
+
+
+def _both_correct(eval_items: pd.DataFrame, task: str) -> np.ndarray:
+    return scoring.both_correct_indices(eval_items[eval_items.task == task])
+
+
+def attributed_items(ctx: RunContext, task: str, eval_items: pd.DataFrame | None = None) -> np.ndarray:
+    """Indices of the items stage 2 attributes for ``task``: its aligned both-correct items in
+    order, the first ``attribution_items`` of them when that parameter is set."""
+    indices = _both_correct(_eval_items(ctx) if eval_items is None else eval_items, task)
+    limit = ctx.params["attribution_items"]
+    return indices[:limit] if limit else indices
+
+
+def run(ctx: RunContext, progress: bool = True) -> AttributionResult:
+    """Stage 2 for the run of ``ctx``: attribute (or read back), check, save, return.
+
+    The model is loaded only if a task has no cached scores or a task is checked.
+    """
+    params, paths = ctx.params, ctx.paths
+    passing = ctx.passing()
+    eval_items = _eval_items(ctx)
+    scores = {}
+    for row in bar(passing.itertuples(), total=len(passing), desc="attributing", unit="tasks", disable=not progress):
+        path = paths.tensor("attribution", row.task)
+        if not path.exists():
+            tokens = scoring.tokenize_task(ctx.model, ctx.suite[row.task], params["bos"])
+            result = attribution.attribute_task(ctx.model, tokens, attributed_items(ctx, row.task, eval_items),
+                                                row.C, row.R, metric=params["metric"],
+                                                batch_size=max(1, params["batch_size"] // 2))
+            save_tensors(path, {"neurons": result.neurons, "heads": result.heads},
+                         {"task": row.task, "domain": row.domain, "metric": params["metric"],
+                          "n_items": result.n_items, "C": result.C, "R": result.R})
+        scores[row.task] = load_tensors(path)[0]
+    summary = pd.DataFrame([
+        {"task": task, "positive neurons": int((s["neurons"] > 0).sum()),
+         "max score": float(s["neurons"].max()), "sum of scores": float(s["neurons"].sum())}
+        for task, s in scores.items()])
+    check = _check(ctx, passing, eval_items, progress)
+    agreement = (pd.DataFrame({task: attribution.compare_with_patching(group.estimate, group.exact)
+                               for task, group in check.groupby("task")}).T
+                 if len(check) else pd.DataFrame())
+    save_table(summary, paths.table("attribution_summary.csv"))
+    save_table(check, paths.table("attribution_check.csv"))
+    return AttributionResult(passing, scores, summary, check, agreement,
+                             _top_layers(scores, passing, params["main_pct"]))
+
+
+def _check(ctx: RunContext, passing: pd.DataFrame, eval_items: pd.DataFrame, progress: bool) -> pd.DataFrame:
+    """Exact single-neuron patching against the estimate, on the ``verify_tasks`` tasks with the
+    most both-correct items: their ``verify_neurons`` top neurons and as many random ones, over
+    the first :data:`CHECK_ITEMS` both-correct items (scores recomputed on those items)."""
+    params = ctx.params
+    checked = passing.sort_values("n_both_correct", ascending=False).head(params["verify_tasks"])
+    rows = []
+    for row in bar(checked.itertuples(), total=len(checked), desc="checking", unit="tasks", disable=not progress):
+        indices = _both_correct(eval_items, row.task)[:CHECK_ITEMS]
+        tokens = scoring.tokenize_task(ctx.model, ctx.suite[row.task], params["bos"])
+        estimates = attribution.attribute_task(ctx.model, tokens, indices, row.C, row.R, metric=params["metric"],
+                                               heads=False).neurons
+        top, random_ = attribution.verification_neurons(estimates, params["verify_neurons"], params["seed"])
+        chosen = np.concatenate([top, random_])
+        exact = attribution.patch_effect(ctx.model, tokens, indices, row.C, row.R,
+                                         [np.array([flat]) for flat in chosen], metric=params["metric"])
+        for i, flat in enumerate(chosen):
+            rows.append({"task": row.task, "neuron": int(flat), "kind": "top" if i < len(top) else "random",
+                         "estimate": float(estimates.flatten()[flat]), "exact": float(exact[i])})
+    return pd.DataFrame(rows)
+
+
+def _top_layers(scores: dict, passing: pd.DataFrame, pct: float) -> pd.DataFrame:
+    domain = passing.set_index("task").domain
+    rows = [{"task": task, "domain": domain[task], "layer": int(layer)}
+            for task, tensors in scores.items()
+            for layer in overlap.top_positive_set(tensors["neurons"], pct) // tensors["neurons"].shape[1]]
+    return pd.DataFrame(rows, columns=["task", "domain", "layer"])
