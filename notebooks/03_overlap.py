@@ -67,6 +67,7 @@ import torch
 from myst_nb import glue
 
 from modularity import charts
+from modularity.sites import split_flat
 from modularity.stages import overlap as stage
 
 PCT = ctx.params["main_pct"]
@@ -105,7 +106,8 @@ if len(pair) == 2:
     print(f"k = {k}. {pair[0]} and {pair[1]} share {len(shared)} of their top {PCT}% neurons:\n"
           f"  overlap |A∩B|/k = {len(shared)}/{k} = {by_hand:.3f}; Jaccard |A∩B|/|A∪B| = "
           f"{len(shared)}/{len(set_a | set_b)} = {len(shared) / len(set_a | set_b):.3f}")
-    print("layers of the shared neurons:", sorted({i // d_ff for i in shared}))
+    layers, _ = split_flat(np.array(sorted(shared), dtype=np.int64), d_ff)  # flat index = layer · d_ff + column
+    print("layers of the shared neurons:", sorted(set(layers.tolist())))
 
 # %% [markdown]
 # ## 2. The stage: every pair, every threshold

@@ -27,6 +27,7 @@ import pandas as pd
 from .. import ablation, overlap, scoring, stats
 from ..matrix_csv import write_matrix_csv
 from ..progress import bar
+from ..sites import split_flat
 from ..store import combined_fingerprint, save_json, save_table
 from .context import RunContext
 from .overlap import attributed, load_scores
@@ -189,7 +190,7 @@ def _ablate_target(ctx: RunContext, row, indices: np.ndarray, sets: dict) -> pd.
 
 
 def _sets_table(sources: dict, n_layers: int, d_ff: int) -> pd.DataFrame:
-    counts = {label: np.bincount(s // d_ff, minlength=n_layers) for label, s in sources.items()}
+    counts = {label: np.bincount(split_flat(s, d_ff)[0], minlength=n_layers) for label, s in sources.items()}
     return pd.DataFrame({
         "neurons": {label: s.size for label, s in sources.items()},
         "layers used": {label: int((c > 0).sum()) for label, c in counts.items()},
