@@ -84,7 +84,7 @@ PCT = ctx.params["main_pct"]
 # %%
 tasks = stage.attributed(ctx)
 print(f"{len(tasks)} tasks passed the filter and have attribution scores.")
-by_domain = tasks.groupby("domain").label.agg(list)
+by_domain = tasks.groupby("domain", sort=False).label.agg(list)  # the study's domain order
 pair = next((labels[:2] for labels in by_domain if len(labels) >= 2), list(tasks.label[:2]))
 
 

@@ -97,9 +97,9 @@ if len(tasks) >= 2:
                 for layer in np.unique(layers)}  # increasing layers: the forward order
     decode = ctx.model.tokenizer.decode
     print(f"{source}: {len(neurons)} neurons in layers {sorted(by_layer)}; item {item}")
-    display(pd.Series({"clean prompt (end)": decode(tokens.clean[item])[-90:],
-                       "corrupted prompt (end)": decode(tokens.corrupted[item])[-90:],
-                       "y⁺ / y⁻": f"{decode(tokens.correct[item])!r} / {decode(tokens.incorrect[item])!r}"}))
+    for name, ids in (("clean", tokens.clean[item]), ("corrupted", tokens.corrupted[item])):
+        print(f"{name:>9} prompt ends …{decode(ids)[-70:]!r}")
+    print(f"clean answers: y⁺ = {decode(tokens.correct[item])!r}, y⁻ = {decode(tokens.incorrect[item])!r}")
 
 # %% [markdown]
 # With nnsight the patch reads as the method states it. One forward pass on the corrupted prompt
