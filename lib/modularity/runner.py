@@ -51,16 +51,16 @@ def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Pa
     unknown = [s for s in chosen if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
-    paths = RunPaths.of(params, root)
     label = f"[{params['run_name']}/{params['profile']}]"
     outputs = []
-    for number, stage in enumerate(chosen, start=1):
-        print(f"{label} stage {number}/{len(chosen)}: {stage} ...", flush=True)
-        start = time.perf_counter()
-        with watch(f"{label} {stage}:", paths.cache / ".progress.json"):
-            outputs.append(execute_stage(stage, params, root=root, log_output=log_output))
-        print(f"{label} {stage} done in {time.perf_counter() - start:.0f} s", flush=True)
-    print(f"{label} results: {paths.results}\n"
+    with tempfile.TemporaryDirectory(prefix="modularity-progress-") as progress_dir:
+        for number, stage in enumerate(chosen, start=1):
+            print(f"{label} stage {number}/{len(chosen)}: {stage} ...", flush=True)
+            start = time.perf_counter()
+            with watch(f"{label} {stage}:", Path(progress_dir) / "state.json"):
+                outputs.append(execute_stage(stage, params, root=root, log_output=log_output))
+            print(f"{label} {stage} done in {time.perf_counter() - start:.0f} s", flush=True)
+    print(f"{label} results: {outputs[-1].parent}\n"
           f"{label} build the book: make book (or jupyter-book build . -W -n), then open _build/html/index.html",
           flush=True)
     return outputs

@@ -51,6 +51,7 @@ __all__ = [
     "threshold_sweep",
     "model_summary",
     "summarise_models",
+    "testable",
     "format_p",
     "binomial_se",
 ]
@@ -547,6 +548,13 @@ def summarise_models(rows: pd.DataFrame) -> pd.DataFrame:
     """
     numeric = rows.select_dtypes("number")
     return pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=1)}).T
+
+
+def testable(matrix: pd.DataFrame) -> bool:
+    """Whether the within/cross tests can run: at least 4 tasks and two domains with two tasks
+    each, so that both a within-domain and a cross-domain cell exist (domains: label prefixes)."""
+    counts = pd.Series([label.split("/")[0] for label in matrix.index]).value_counts()
+    return len(matrix) >= 4 and int((counts >= 2).sum()) >= 2
 
 
 def format_p(p: float, n_permutations: int) -> str:

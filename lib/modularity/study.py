@@ -21,7 +21,7 @@ import yaml
 
 from modularity.matrix_csv import read_matrix_csv
 from modularity.overlap import average_matrices
-from modularity.stats import ari_permutation, kendall_summary, kendall_tau_pairs, within_cross_permutation
+from modularity.stats import ari_permutation, kendall_summary, kendall_tau_pairs, testable, within_cross_permutation
 from modularity.store import REPO_ROOT
 from modularity.tasks.schema import DOMAINS
 
@@ -202,28 +202,32 @@ def model_statistics(overlap: pd.DataFrame, ablation: pd.DataFrame | None, *, n_
     overlap_ratio, overlap_p, ablation_within, ablation_cross, ablation_ratio, ablation_p, ari,
     ari_p, n_tasks_overlap, n_tasks_ablation (NaN where not computable).
     """
-    nan = float("nan")
-    out = {"n_tasks_overlap": len(overlap), "n_tasks_ablation": 0 if ablation is None else len(ablation)}
-    for prefix, matrix in (("overlap", overlap), ("ablation", ablation)):
-        if matrix is None or not _testable(matrix):
-            out.update({f"{prefix}_within": nan, f"{prefix}_cross": nan, f"{prefix}_ratio": nan, f"{prefix}_p": nan})
-            continue
-        test = within_cross_permutation(matrix, n_permutations=n_permutations, seed=seed)
-        out.update({f"{prefix}_{key}": test[key] for key in ("within", "cross", "ratio", "p")})
-    if _testable(overlap):
+    def test(matrix):
+        return within_cross_permutation(matrix, n_permutations=n_permutations, seed=seed) \
+            if matrix is not None and testable(matrix) else None
+
+    ari = None
+    if testable(overlap):
         n_domains = len({label.split("/")[0] for label in overlap.index})
         ari = ari_permutation(overlap, n_permutations=n_permutations, seed=seed,
                               knn=min(knn, len(overlap) - 1), n_clusters=n_domains)
-        out.update({"ari": ari["ari"], "ari_p": ari["p"]})
-    else:
-        out.update({"ari": nan, "ari_p": nan})
-    return out
+    return statistics_row(test(overlap), test(ablation), ari, len(overlap), 0 if ablation is None else len(ablation))
 
 
-def _testable(matrix: pd.DataFrame) -> bool:
-    """At least 4 tasks and two domains with two tasks each: a within and a cross cell exist."""
-    counts = pd.Series([label.split("/")[0] for label in matrix.index]).value_counts()
-    return len(matrix) >= 4 and int((counts >= 2).sum()) >= 2
+def statistics_row(overlap_test: dict | None, ablation_test: dict | None, ari: dict | None,
+                   n_tasks_overlap: int, n_tasks_ablation: int) -> dict:
+    """:func:`model_statistics`'s row from tests already run (None: not computable, NaN).
+
+    ``overlap_test`` / ``ablation_test``: :func:`~modularity.stats.within_cross_permutation`
+    results; ``ari``: :func:`~modularity.stats.ari_permutation`'s.
+    """
+    nan = float("nan")
+    row = {"n_tasks_overlap": n_tasks_overlap, "n_tasks_ablation": n_tasks_ablation}
+    for prefix, result in (("overlap", overlap_test), ("ablation", ablation_test)):
+        row.update({f"{prefix}_{key}": result[key] if result is not None else nan
+                    for key in ("within", "cross", "ratio", "p")})
+    row.update({"ari": ari["ari"] if ari is not None else nan, "ari_p": ari["p"] if ari is not None else nan})
+    return row
 
 
 def beside_study(runs: Mapping[str, Mapping[str, float]], *, n_permutations: int = 10_000,

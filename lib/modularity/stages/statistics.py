@@ -74,7 +74,7 @@ def run(ctx: RunContext) -> StatisticsResult:
     main = matrices.get(params["main_pct"])
     labels = list(main.index) if main is not None else []
     domain_counts = pd.Series([overlap.domain_of(label) for label in labels]).value_counts()
-    testable = main is not None and len(labels) >= 4 and (domain_counts >= 2).sum() >= 2
+    testable = main is not None and stats.testable(main)
     # One cluster per domain present: the study's 4 clusters are this rule for its 4 domains.
     n_clusters, knn = int(len(domain_counts)), min(params["knn"], max(len(labels) - 1, 1))
     base = dict(matrices=matrices, labels=labels, domain_counts=domain_counts, testable=bool(testable),
@@ -88,7 +88,8 @@ def run(ctx: RunContext) -> StatisticsResult:
     clustering = stats.clustering_scores(main, knn=knn, n_clusters=n_clusters)
     clusters = pd.DataFrame({"task": labels, "domain": [overlap.domain_of(label) for label in labels],
                              "cluster": [ari["clusters"][label] for label in labels]})
-    this_run = study.model_statistics(main, None, n_permutations=n_permutations, knn=params["knn"])
+    # The run's row from the tests above (same seed, kNN and clusters as model_statistics would use).
+    this_run = study.statistics_row(test, None, ari, len(labels), 0)
     placed = study.beside_study({ctx.label: this_run}, n_permutations=n_permutations)
     tau = study.tau_against_study(main, "overlap")
     sweep = stats.threshold_sweep(matrices, n_permutations=min(n_permutations, 2000), seed=SEED,
