@@ -36,6 +36,8 @@ seed = 0  # seed for task generation and random controls
 dtype = 'float32'  # weights/activations dtype
 device = 'cpu'  # 'cpu', 'cuda', 'cuda:N' or 'auto'
 batch_size = 16  # sequences per forward pass
+backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
+remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
 bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
@@ -52,6 +54,7 @@ ablation_items = 32  # max both-correct items per target task for ablation
 ablation_mode = 'corrupted'  # ablation values
 n_random_controls = 3  # random neuron sets per control type
 ablation_control_cells = 'self'  # cells that get random controls: self, within or all
+localizer_items = 64  # localizer stimuli per condition and domain
 
 # %% [markdown]
 # Everything this stage needs comes from one object, the run's context: its validated parameters

@@ -35,6 +35,9 @@ SCHEMA: dict[str, Param] = {
     "dtype": Param("float32", str, "weights/activations dtype", ("float32", "bfloat16", "float16"), required=True),
     "device": Param("cpu", str, "'cpu', 'cuda', 'cuda:N' or 'auto'", required=True),
     "batch_size": Param(16, int, "sequences per forward pass", required=True),
+    "backend": Param("hooks", str, "how activations are read and patched: torch hooks, or nnsight traces",
+                     ("hooks", "nnsight")),
+    "remote": Param(False, bool, "with backend nnsight: execute the traces on the hosted service (NDIF)"),
     "threads": Param(0, int, "CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)"),
     "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (METHOD §15.10)", ("model", "study")),
     "threshold": Param(0.60, float, "inclusion filter on both-correct accuracy", required=True),
@@ -52,6 +55,7 @@ SCHEMA: dict[str, Param] = {
     "n_random_controls": Param(3, int, "random neuron sets per control type"),
     "ablation_control_cells": Param("self", str, "cells that get random controls: self, within or all",
                                     ("self", "within", "all")),
+    "localizer_items": Param(64, int, "localizer stimuli per condition and domain"),
 }
 
 
@@ -101,7 +105,10 @@ def validate_params(params: dict, source: str = "parameters", require: bool = Fa
         raise ParamsError(f"{source}: threshold={out['threshold']} must lie in (0, 1]")
     if out["threads"] < 0:
         raise ParamsError(f"{source}: threads={out['threads']} must be ≥ 0 (0 keeps torch's default)")
-    for key in ("attribution_items", "verify_tasks", "verify_neurons", "ablation_items", "n_random_controls"):
+    if out["remote"] and out["backend"] != "nnsight":
+        raise ParamsError(f"{source}: remote=True needs backend='nnsight' (the hook backend runs locally only)")
+    for key in ("attribution_items", "verify_tasks", "verify_neurons", "ablation_items", "n_random_controls",
+                "localizer_items"):
         if out[key] < 0:
             raise ParamsError(f"{source}: {key}={out[key]} must be ≥ 0")
     if not out["top_pcts"] or not all(isinstance(p, (int, float)) and 0 < p <= 100 for p in out["top_pcts"]):
