@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import ablation, scoring
+from modularity import ablation, passes, scoring
 from modularity.models import _resolve
-from modularity.sites import hooks, recording_forward
+from modularity.sites import base_forward, hooks, record_at
 from modularity.tasks.schema import PromptConfig, TaskData
 
 # Clean and corrupted prompts of equal token length (checked below), of several lengths so
@@ -305,9 +305,10 @@ def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models
     handle = modules[1].register_forward_pre_hook(lambda m, args: calls.append(1))
     try:
         with torch.no_grad():
-            truncated = recording_forward(loaded, batch, columns, truncate=True)
+            truncated = passes.record(loaded, batch, columns)
             assert not calls, "the truncated recording ran the layer above the last touched one"
-            full = recording_forward(loaded, batch, columns, truncate=False)
+            with record_at(modules, columns=columns) as full:
+                base_forward(loaded.model, batch)
             assert calls, "the full recording runs every layer"
     finally:
         handle.remove()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import sites
+from modularity import passes, sites
 from modularity.scoring import answer_logprobs, make_batch, pad_id_of
 
 FAMILIES = ("llama", "gpt2", "gemma3")
@@ -146,10 +146,10 @@ def test_record_stops_after_the_last_listed_layer(tiny_models, family):
         with torch.no_grad(), sites.record_at(modules, columns={0: cols}) as full:
             sites.base_forward(loaded.model, batch)
         assert ran == ["block 0 out", "layer 1"]
-        # the same through recording_forward
-        assert torch.equal(sites.recording_forward(loaded, batch, {0: cols})[0], stopped[0])
+        # the same through the recording pass the stages use
+        assert torch.equal(passes.record(loaded, batch, {0: cols})[0], stopped[0])
         assert len(ran) == 2
-        assert sites.recording_forward(loaded, batch, {}) == {}
+        assert passes.record(loaded, batch, {}) == {}
     finally:
         for handle in handles:
             handle.remove()

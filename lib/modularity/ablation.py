@@ -41,10 +41,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from . import sites
+from . import passes, sites
 from .models import LoadedModel
 from .overlap import domain_of, order_labels
-from .scoring import Batch, TokenizedTask, answer_logprobs, make_batch, pad_id_of, plan_carriers
+from .scoring import Batch, TokenizedTask, make_batch, pad_id_of, plan_carriers
 
 MODES = ("corrupted", "zero", "mean")
 CONTROL_KINDS = ("layer_matched", "uniform")
@@ -149,7 +149,7 @@ def ablation_logprobs(
             f"task {tokens.name!r}: items {misaligned[:5]} have clean and corrupted prompts of different "
             "lengths; corrupted patching needs token-aligned items (use both_correct_indices)"
         )
-    device, modules = loaded.device, loaded.neuron_modules()
+    device = loaded.device
     pad_id = pad_id_of(loaded.tokenizer)
     # Group 0 patches nothing: the re-measured unablated baseline, same forward path.
     all_sets = [np.empty(0, dtype=np.int64)] + [np.asarray(source_sets[n], dtype=np.int64) for n in names]
@@ -186,7 +186,7 @@ def ablation_logprobs(
             assert corrupted.input_ids.shape == clean.input_ids.shape
             assert torch.equal(corrupted.last_prompt, clean.last_prompt)
             # Truncated: stops after the last layer any set touches.
-            values = sites.recording_forward(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
+            values = passes.record(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
         else:
             values = constants
         tokens_per_group = clean.input_ids.numel()
@@ -198,8 +198,7 @@ def ablation_logprobs(
                 layer: member[chunk] for layer, member in plan.membership.items() if member[chunk].any()
             }
             # Layers no group of this forward patches get no hook.
-            with sites.replace_neurons(modules, masks, values, columns=plan.columns):
-                lp = answer_logprobs(loaded.model, _replicate(clean, size))
+            lp = passes.logprobs(loaded, _replicate(clean, size), sites.Patch(masks, values, plan.columns))
             result[chunk, :, start : start + n] = lp.double().cpu().numpy().reshape(size, 2, n)
     return AblationLogprobs(names, indices, result[1:], result[0])
 
@@ -266,7 +265,6 @@ def ablate_target(
 def mean_activations(loaded: LoadedModel, tokens: TokenizedTask, indices, batch_size: int = 8) -> torch.Tensor:
     """Mean neuron activation [L, d_ff] (float32, CPU) over every real position of the
     sequences ``mode="mean"`` patches: c_n ⊕ y⁺ and c_n ⊕ y⁻ for n in ``indices``."""
-    modules = loaded.neuron_modules()
     pad_id = pad_id_of(loaded.tokenizer)
     total = torch.zeros(loaded.n_layers, loaded.d_ff, dtype=torch.float64, device=loaded.device)
     count = 0
@@ -276,8 +274,7 @@ def mean_activations(loaded: LoadedModel, tokens: TokenizedTask, indices, batch_
         answers = [tokens.correct[i] for i in index] + [tokens.incorrect[i] for i in index]
         batch = make_batch([tokens.clean[i] for i in index] * 2, answers, pad_id).to(loaded.device)
         real = batch.attention_mask.bool()
-        with sites.sum_into(modules, real, total):
-            sites.base_forward(loaded.model, batch)
+        total += passes.site_sums(loaded, batch, real)
         count += int(real.sum())
     return (total / max(count, 1)).float().cpu()
 

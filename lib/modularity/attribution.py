@@ -21,16 +21,15 @@ the attention output projection's input.
 """
 from __future__ import annotations
 
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import sites
+from . import passes, sites
 from .models import LoadedModel
-from .scoring import TokenizedTask, answer_logprobs, make_batch, pad_id_of
+from .scoring import TokenizedTask, make_batch, pad_id_of
 
 METRICS = ("paper", "logit_diff")
 
@@ -70,22 +69,18 @@ def attribute_task(
         raise ValueError(f"task {tokens.name!r} has no both-correct items to attribute")
     if not C > R:
         raise ValueError(f"task {tokens.name!r}: baselines must satisfy C > R, got C={C}, R={R}")
-    model, device = loaded.model, loaded.device
+    device = loaded.device
     pad_id = pad_id_of(loaded.tokenizer)
-    site_modules = {"neurons": loaded.neuron_modules()}  # kind → per-layer modules
-    if heads:
-        site_modules["heads"] = loaded.head_modules()
-    totals = {kind: torch.zeros(loaded.n_layers, _width(loaded, kind), dtype=torch.float64) for kind in site_modules}
+    kinds = ("heads", "neurons") if heads else ("neurons",)
+    totals = {kind: torch.zeros(loaded.n_layers, _width(loaded, kind), dtype=torch.float64) for kind in kinds}
     for start in tqdm(range(0, len(indices), batch_size), desc=tokens.name, disable=not progress, leave=False):
         index = [int(i) for i in indices[start : start + batch_size]]
         n = len(index)
         # Clean activations at T−1 depend on the prompt only: run the prompt alone.
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
         items = torch.arange(n, device=device)
-        with torch.no_grad(), ExitStack() as stack:
-            clean_values = {kind: stack.enter_context(sites.record_at(modules, items, clean.last_prompt))
-                            for kind, modules in site_modules.items()}  # kind → layer → [n, width]
-            sites.base_forward(model, clean)
+        clean_values = {kind: passes.record(loaded, clean, rows=items, positions=clean.last_prompt, kind=kind)
+                        for kind in kinds}  # kind → layer → [n, width]
 
         prompts = [tokens.corrupted[i] for i in index]
         answers = [tokens.correct[i] for i in index]
@@ -97,16 +92,12 @@ def attribute_task(
         batch = make_batch(prompts, answers, pad_id).to(device)
         rows = torch.arange(len(prompts), device=device)
         probe_index = rows % n  # both answers of an item share the prompt, hence one probe
-        with torch.enable_grad(), ExitStack() as stack:
-            probed = {kind: stack.enter_context(sites.probe_at(modules, rows, batch.last_prompt, probe_index, n))
-                      for kind, modules in site_modules.items()}
-            lp = answer_logprobs(model, batch)
-            objective = (lp * torch.tensor(sign, device=device, dtype=lp.dtype)).sum()
-            objective.backward()
-        for kind, (probes, values) in probed.items():
-            for layer, probe in probes.items():  # probe.grad: [n, width]
+        probed = passes.gradients(loaded, batch, torch.tensor(sign, device=device), rows, batch.last_prompt,
+                                  probe_index, n, kinds)
+        for kind, (grads, values) in probed.items():
+            for layer, grad in grads.items():  # [n, width]
                 delta = clean_values[kind][layer] - values[layer][:n]  # same prompt for both answers
-                totals[kind][layer] += (probe.grad * delta).double().sum(0).cpu()
+                totals[kind][layer] += (grad * delta).double().sum(0).cpu()
     scale = 1.0 / (len(indices) * (C - R))
     neurons = totals["neurons"].float() * scale
     head_scores = None
@@ -139,9 +130,8 @@ def patch_effect(
     is returned, averaged over the items: array [len(neuron_sets)]. This is
     the quantity attribution patching estimates to first order.
     """
-    model, device = loaded.model, loaded.device
+    device = loaded.device
     pad_id = pad_id_of(loaded.tokenizer)
-    modules = loaded.neuron_modules()
     # One plan per set: its columns per layer, all of them patched (membership [1, u_ℓ]).
     plans = [sites.plan_columns([flat], loaded.n_layers, loaded.d_ff, device) for flat in neuron_sets]
     effects = np.zeros(len(neuron_sets))
@@ -150,14 +140,13 @@ def patch_effect(
         n = len(index)
         items = torch.arange(n, device=device)
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
-        with sites.record_at(modules, items, clean.last_prompt) as clean_values:  # layer → [n, d_ff]
-            sites.base_forward(model, clean)
+        clean_values = passes.record(loaded, clean, rows=items, positions=clean.last_prompt)  # layer → [n, d_ff]
         answer_lists = [[tokens.correct[i] for i in index]]
         if metric == "logit_diff":
             answer_lists.append([tokens.incorrect[i] for i in index])
         for sign, answers in zip((1.0, -1.0), answer_lists):
             batch = make_batch([tokens.corrupted[i] for i in index], answers, pad_id).to(device)
-            base = answer_logprobs(model, batch)
+            base = passes.logprobs(loaded, batch)
             width = batch.input_ids.shape[1]
             at_last = torch.zeros(n, width, dtype=torch.bool, device=device)
             at_last[items, batch.last_prompt] = True
@@ -167,9 +156,8 @@ def patch_effect(
                     full = torch.zeros(n, width, cols.numel(), dtype=loaded.dtype, device=device)  # [n, S, u_ℓ]
                     full[items, batch.last_prompt] = clean_values[layer].index_select(-1, cols)
                     replacement[layer] = full
-                with sites.replace_neurons(modules, plan.membership, replacement, positions=at_last,
-                                           columns=plan.columns):
-                    patched = answer_logprobs(model, batch)
+                patch = sites.Patch(plan.membership, replacement, plan.columns, positions=at_last)
+                patched = passes.logprobs(loaded, batch, patch)
                 effects[s] += sign * float((patched - base).sum())
     return effects / (len(indices) * (C - R))
 

@@ -12,8 +12,10 @@
 
 The returned :class:`LoadedModel` carries both the plain ``transformers``
 module (used by the vectorised hot paths with forward hooks) and an
-``nnsight.LanguageModel`` wrapping the *same* weights (used for tracing and
-teaching cells).
+``nnsight.TransformersModel`` wrapping the *same* weights (used for the teaching
+cells, and for every pass with ``backend: nnsight``). :func:`load_model` with
+``remote=True`` builds only the config and tokenizer locally (no weights) and runs
+every pass on NDIF.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ from typing import Callable
 import torch
 
 from .tasks.schema import format_prompt
+
+#: How the stages' passes run (:mod:`modularity.passes`).
+BACKENDS = ("hooks", "nnsight")
 
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
@@ -217,9 +222,11 @@ def resolve_model_source(name: str) -> tuple[str, dict]:
 class LoadedModel:
     """A causal LM with its tokenizer, family and neuron geometry.
 
-    ``model`` is the ``transformers`` module; ``lm`` an ``nnsight.LanguageModel``
+    ``model`` is the ``transformers`` module; ``lm`` an ``nnsight.TransformersModel``
     over the same weights. ``n_layers × d_ff`` MLP neurons, ``n_layers ×
-    n_heads`` attention heads of width ``head_dim``.
+    n_heads`` attention heads of width ``head_dim``. ``backend`` says how the stages'
+    passes run (:mod:`modularity.passes`): ``"hooks"`` or ``"nnsight"`` traces, the latter on
+    NDIF when ``remote`` is true (``"local"``: nnsight's local simulation of that path).
     """
 
     name: str
@@ -230,10 +237,16 @@ class LoadedModel:
     d_ff: int
     n_heads: int
     head_dim: int
+    backend: str = "hooks"
+    remote: bool | str = False
     _lm: object = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
+        """Where batches go: the first parameter's device (CPU for a hosted model, whose local
+        copy holds no weights)."""
+        if self.remote:
+            return torch.device("cpu")
         return next(self.model.parameters()).device
 
     @property
@@ -246,11 +259,11 @@ class LoadedModel:
 
     @property
     def lm(self):
-        """``nnsight.LanguageModel`` over the same weights (built on first use)."""
+        """``nnsight.TransformersModel`` over the same weights (built on first use)."""
         if self._lm is None:
-            import nnsight
+            from nnsight import TransformersModel
 
-            self._lm = nnsight.LanguageModel(self.model, tokenizer=self.tokenizer)
+            self._lm = TransformersModel(self.model, tokenizer=self.tokenizer)
         return self._lm
 
     def blocks(self) -> torch.nn.ModuleList:
@@ -331,18 +344,27 @@ def load_tokenizer(name: str):
     return _hub_errors(name, lambda: AutoTokenizer.from_pretrained(source, **kwargs))
 
 
-def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> LoadedModel:
+def load_model(name: str, dtype: str = "float32", device: str = "cpu", backend: str = "hooks",
+               remote: bool | str = False) -> LoadedModel:
     """Load a causal LM for analysis: eval mode, frozen parameters.
 
     ``dtype`` ∈ :data:`DTYPES`; ``device`` e.g. ``"cpu"``, ``"cuda"``,
     ``"cuda:1"`` or ``"auto"`` (spread over the visible GPUs with accelerate).
-    GGUF weights are dequantized to ``dtype``.
+    GGUF weights are dequantized to ``dtype``. ``backend``: ``"hooks"`` or ``"nnsight"``
+    (:mod:`modularity.passes`); ``remote=True`` (nnsight only) loads no weights: the model
+    must be one NDIF serves, ``name`` its Hugging Face id, and ``NDIF_API_KEY`` set.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if remote and backend != "nnsight":
+        raise ValueError("remote execution needs backend='nnsight'")
+    if remote is True:
+        return _hosted_model(name, dtype)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} but no CUDA device is visible; use device: cpu")
     source, kwargs = resolve_model_source(name)
@@ -362,7 +384,26 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu") -> Loaded
         model = model.to(device)
     model.eval()
     model.requires_grad_(False)
-    return describe_model(name, model, tokenizer)
+    loaded = describe_model(name, model, tokenizer)
+    loaded.backend, loaded.remote = backend, remote
+    return loaded
+
+
+def _hosted_model(name: str, dtype: str) -> LoadedModel:
+    """A model NDIF runs: config and tokenizer here, weights on the meta device (none loaded)."""
+    from nnsight import TransformersModel
+
+    if name in EMBEDDED_MODELS or Path(name).exists():
+        raise ValueError(f"remote=True runs a model hosted by NDIF: pass its Hugging Face id, not {name!r}")
+    from nnsight.schema.config import CONFIG
+
+    if not CONFIG.API.APIKEY:
+        raise ValueError("remote=True needs an NDIF API key: set NDIF_API_KEY or run nnsight.login() "
+                         "(https://ndif.us); which models the service runs is its list, not this project's")
+    lm = _hub_errors(name, lambda: TransformersModel(name, dtype=DTYPES[dtype]))
+    loaded = describe_model(name, lm._model, lm.tokenizer)
+    loaded.backend, loaded.remote, loaded._lm = "nnsight", True, lm
+    return loaded
 
 
 def _dequantized_copy(name: str, directory: str, gguf_file: str, dtype: str) -> str:

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from . import passes  # the forward passes, on the run's backend (imports this module back)
 from .models import LoadedModel
 from .stats import binomial_se  # one definition of the proportion's standard error
 from .tasks.schema import TaskData, assemble_message
@@ -263,7 +264,7 @@ def sequence_logprobs(
             pad_id,
             requests=[(row_of[carrier_of[pair]], answers[pair]) for pair in pairs],
         )
-        result[pairs] = answer_logprobs(loaded.model, batch.to(loaded.device)).double().cpu().numpy()
+        result[pairs] = passes.logprobs(loaded, batch.to(loaded.device)).double().cpu().numpy()
     return result
 
 

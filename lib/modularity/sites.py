@@ -34,8 +34,7 @@ from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
 import numpy as np
 import torch
 
-if TYPE_CHECKING:  # only for annotations: models and scoring do not import this module
-    from .models import LoadedModel
+if TYPE_CHECKING:  # only for annotations
     from .scoring import Batch
 
 #: ``{layer: column index [u_ℓ] or None (every column)}``, a list of layers, or None (all).
@@ -43,6 +42,9 @@ Columns = Union[Mapping[int, Union[torch.Tensor, None]], Iterable[int], None]
 
 __all__ = [
     "split_flat",
+    "read_site",
+    "patched_site",
+    "Patch",
     "join_flat",
     "ColumnPlan",
     "plan_columns",
@@ -53,7 +55,6 @@ __all__ = [
     "replace_neurons",
     "sum_into",
     "base_forward",
-    "recording_forward",
 ]
 
 
@@ -103,6 +104,69 @@ def plan_columns(sets: Sequence, n_layers: int, d_ff: int, device=None) -> Colum
         columns[layer] = torch.as_tensor(union, device=device)
         membership[layer] = torch.as_tensor(member, device=device)
     return ColumnPlan(columns, membership)
+
+
+# --------------------------------------------------------------------------- site tensors (pure)
+
+
+def read_site(x: torch.Tensor, rows: torch.Tensor | None = None, positions: torch.Tensor | None = None,
+              cols: torch.Tensor | None = None) -> torch.Tensor:
+    """The selected part of a site tensor ``x`` [B, S, width] (a copy, never a view).
+
+    With ``rows``, ``positions`` (LongTensor [n] each): [n, u], entry i at (rows[i],
+    positions[i]); without: [B, S, u], every position. ``cols``: LongTensor [u] or None (every
+    column, u = width). The hooks of :func:`record_at` and the traces of
+    :mod:`modularity.traces` both read sites through this function.
+    """
+    if rows is None:
+        return x.clone() if cols is None else x.index_select(-1, cols)
+    if cols is None:
+        return x[rows, positions]
+    return x[rows[:, None], positions[:, None], cols]
+
+
+def patched_site(x: torch.Tensor, mask: torch.Tensor, values: torch.Tensor, cols: torch.Tensor | None = None,
+                 positions: torch.Tensor | None = None, in_place: bool = False) -> torch.Tensor:
+    """``x`` [G·B, S, width] with the masked columns of each group overwritten by ``values``.
+
+    ``mask``: bool [G, u], G groups laid out along the batch as G consecutive blocks of B rows;
+    group g writes column j where ``mask[g, j]``. ``values``: [B, S, u] (shared by the groups),
+    [G·B, S, u], or anything broadcasting to [B, S, u]. ``cols``: LongTensor [u], the site
+    columns ``mask`` and ``values`` refer to (None: every column). ``positions``: optional bool
+    [B, S] limiting the write. ``in_place`` (needs ``cols`` and a contiguous ``x``) writes into
+    ``x`` and returns it; otherwise a patched copy is returned. The hooks of
+    :func:`replace_neurons` and the traces of :mod:`modularity.traces` both patch through it.
+    """
+    groups = mask.shape[0]
+    shaped = x.reshape(groups, -1, *x.shape[1:])  # [G, B, S, width]
+    current = shaped if cols is None else shaped.index_select(-1, cols)  # [G, B, S, u]
+    new = values.to(x.dtype)
+    new = new.view(groups, -1, *new.shape[1:]) if new.shape[0] == x.shape[0] else new.unsqueeze(0)
+    where = mask[:, None, None, :]
+    if positions is not None:
+        where = where & positions[None, :, :, None]
+    patched = torch.where(where, new, current)  # [G, B, S, u]
+    if cols is None:
+        return patched.view_as(x)
+    if in_place:
+        shaped.index_copy_(-1, cols, patched)
+        return x
+    return shaped.index_copy(-1, cols, patched).view_as(x)
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Neurons to overwrite during a forward, as :func:`replace_neurons` takes them.
+
+    ``masks[ℓ]``: bool [G, u_ℓ]; ``values[ℓ]``: the new values (see :func:`patched_site`);
+    ``columns[ℓ]``: LongTensor [u_ℓ] the masks refer to (absent: every column);
+    ``positions``: optional bool [B, S]. Layers absent from ``masks`` are left alone.
+    """
+
+    masks: Mapping[int, torch.Tensor]
+    values: Mapping[int, torch.Tensor]
+    columns: Mapping[int, torch.Tensor | None] | None = None
+    positions: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------- hooks
@@ -159,14 +223,7 @@ def record_at(
         cols = selection[layer]
 
         def hook(module, args):
-            x = args[0]
-            if rows is None:
-                value = x.clone() if cols is None else x.index_select(-1, cols)  # [B, S, u]
-            elif cols is None:
-                value = x[rows, positions]  # [n, width]
-            else:
-                value = x[rows[:, None], positions[:, None], cols]  # [n, u]
-            recorded[layer] = value.detach()
+            recorded[layer] = read_site(args[0], rows, positions, cols).detach()
             if stop and layer == last:
                 raise StopForward
 
@@ -247,21 +304,10 @@ def replace_neurons(
 
         def hook(module, args):
             x = args[0]
-            groups = mask.shape[0]
-            shaped = x.reshape(groups, -1, *x.shape[1:])  # [G, B, S, width]
-            current = shaped if cols is None else shaped.index_select(-1, cols)  # [G, B, S, u]
-            new = values[layer].to(x.dtype)
-            new = new.view(groups, -1, *new.shape[1:]) if new.shape[0] == x.shape[0] else new.unsqueeze(0)
-            where = mask[:, None, None, :]
-            if positions is not None:
-                where = where & positions[None, :, :, None]
-            patched = torch.where(where, new, current)  # [G, B, S, u]
-            if cols is None:
-                return (patched.view_as(x),) + tuple(args[1:])
-            if x.is_contiguous() and not torch.is_grad_enabled():
-                shaped.index_copy_(-1, cols, patched)
-                return None
-            return (shaped.index_copy(-1, cols, patched).view_as(x),) + tuple(args[1:])
+            # Without grad a contiguous site is a temporary only its projection reads: write in place.
+            in_place = cols is not None and x.is_contiguous() and not torch.is_grad_enabled()
+            patched = patched_site(x, mask, values[layer], cols, positions, in_place=in_place)
+            return None if in_place else (patched,) + tuple(args[1:])
 
         return hook
 
@@ -296,25 +342,3 @@ def base_forward(model: torch.nn.Module, batch: "Batch") -> None:
         model.base_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False)
     except StopForward:
         pass
-
-
-def recording_forward(
-    loaded: "LoadedModel",
-    batch: "Batch",
-    columns: Mapping[int, torch.Tensor],
-    truncate: bool = True,
-    modules: Sequence[torch.nn.Module] | None = None,
-) -> dict[int, torch.Tensor]:
-    """``site[..., columns[ℓ]]`` of the listed layers on ``batch`` (unpatched), [B, S, u_ℓ].
-
-    ``modules``: the sites (default the MLP neurons). With ``truncate`` the forward stops
-    right after the last listed layer records: identical values, fewer layers run."""
-    if not columns:
-        return {}
-    modules = loaded.neuron_modules() if modules is None else modules
-    with record_at(modules, columns=columns, stop=truncate) as recorded:
-        base_forward(loaded.model, batch)
-    missing = set(columns) - set(recorded)
-    if missing:
-        raise RuntimeError(f"the recording forward never reached layers {sorted(missing)}")
-    return dict(recorded)

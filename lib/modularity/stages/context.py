@@ -49,11 +49,13 @@ class RunContext:
 
     @cached_property
     def model(self):
-        """The :class:`~modularity.models.LoadedModel` of the run, seeded and threaded as the params say."""
+        """The :class:`~modularity.models.LoadedModel` of the run, seeded and threaded as the params say
+        (its ``backend`` decides how every pass runs: :mod:`modularity.passes`)."""
         from ..models import load_model
 
         configure_torch(self.params)
-        return load_model(self.params["model"], dtype=self.params["dtype"], device=self.params["device"])
+        return load_model(self.params["model"], dtype=self.params["dtype"], device=self.params["device"],
+                          backend=self.params["backend"], remote=self.params["remote"])
 
     def evaluation_summary(self) -> pd.DataFrame:
         """Stage 1's ``eval_summary.csv``, refused if a task's items changed since (fingerprints)."""

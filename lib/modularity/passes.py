@@ -1,0 +1,140 @@
+"""The four model passes every stage is made of, on the run's backend.
+
+* :func:`logprobs`: summed answer log-probs of a batch, optionally with neurons patched;
+* :func:`record`: a site's values at chosen (row, position) pairs or everywhere;
+* :func:`gradients`: the gradient of a weighted sum of answer log-probs w.r.t. the sites at
+  chosen positions, with the sites' values there (attribution patching);
+* :func:`site_sums`: a site summed over the real positions of a batch (mean ablation).
+
+``loaded.backend`` picks the implementation: ``"hooks"`` (default) registers forward pre-hooks
+with :mod:`modularity.sites` around a plain forward; ``"nnsight"`` runs the same pass as one
+nnsight trace (:mod:`modularity.traces`), locally or, with ``loaded.remote``, on NDIF. Both take
+and return the same tensors, so scoring, attribution and ablation are written once, above this
+module, and give the same numbers on either backend (``tests/test_traces.py``).
+
+``kind`` names a site: ``"neurons"`` (input of the MLP down projection, [B, S, d_ff]) or
+``"heads"`` (input of the attention output projection, [B, S, H·head_dim]).
+"""
+from __future__ import annotations
+
+from contextlib import ExitStack, nullcontext
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+import torch
+
+from . import scoring, sites
+
+if TYPE_CHECKING:
+    from .models import LoadedModel
+    from .scoring import Batch
+
+__all__ = ["KINDS", "logprobs", "record", "gradients", "site_sums"]
+
+#: Site kinds, in the order a block computes them (attention output before the MLP).
+KINDS = ("heads", "neurons")
+
+
+def _traced(loaded: "LoadedModel") -> bool:
+    return getattr(loaded, "backend", "hooks") == "nnsight"
+
+
+def site_modules(loaded: "LoadedModel", kind: str) -> list[torch.nn.Module]:
+    """Per layer, the module whose input is site ``kind``."""
+    if kind not in KINDS:
+        raise ValueError(f"site kind must be one of {KINDS}, got {kind!r}")
+    return loaded.neuron_modules() if kind == "neurons" else loaded.head_modules()
+
+
+@torch.no_grad()
+def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = None) -> torch.Tensor:
+    """Summed answer log-probs per output slot, float [n_slots] (no grad).
+
+    ``patch``: neurons to overwrite during the forward (:class:`modularity.sites.Patch`; its
+    groups lay out along the batch, so ``batch`` holds G blocks when the masks have G rows).
+    """
+    if _traced(loaded):
+        from . import traces
+
+        return traces.logprobs(loaded, batch, patch)
+    context = nullcontext() if patch is None else sites.replace_neurons(
+        loaded.neuron_modules(), patch.masks, patch.values, patch.positions, columns=patch.columns)
+    with context:
+        return scoring.answer_logprobs(loaded.model, batch)
+
+
+@torch.no_grad()
+def record(
+    loaded: "LoadedModel",
+    batch: "Batch",
+    columns: Mapping[int, torch.Tensor | None] | None = None,
+    rows: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
+    kind: str = "neurons",
+) -> dict[int, torch.Tensor]:
+    """Site ``kind`` of the listed layers on ``batch`` (unpatched), ``{layer: tensor}``.
+
+    ``columns``: ``{layer: LongTensor [u_ℓ] or None}`` (None: every layer, every column).
+    With ``rows``, ``positions`` (LongTensor [n]): [n, u_ℓ]; without: [B, S, u_ℓ]. The hook
+    backend stops the forward after the last listed layer (identical values, fewer layers run).
+    """
+    if columns is not None and not columns:
+        return {}
+    if _traced(loaded):
+        from . import traces
+
+        return traces.record(loaded, batch, columns, rows, positions, kind)
+    modules = site_modules(loaded, kind)
+    with sites.record_at(modules, rows, positions, columns=columns, stop=True) as recorded:
+        sites.base_forward(loaded.model, batch)
+    wanted = range(len(modules)) if columns is None else columns
+    missing = set(wanted) - set(recorded)
+    if missing:
+        raise RuntimeError(f"the recording forward never reached layers {sorted(missing)}")
+    return dict(recorded)
+
+
+def gradients(
+    loaded: "LoadedModel",
+    batch: "Batch",
+    weights: torch.Tensor,
+    rows: torch.Tensor,
+    positions: torch.Tensor,
+    probe_index: torch.Tensor,
+    n_probes: int,
+    kinds: Sequence[str] = ("neurons",),
+) -> dict[str, tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]]:
+    """Gradients of ``Σ_slot weights[slot] · LP(slot)`` w.r.t. the sites at (rows, positions).
+
+    ``weights``: float [n_slots]; ``rows``, ``positions``, ``probe_index``: LongTensor [n];
+    entries with the same ``probe_index`` share one gradient row (their gradients are summed),
+    as sequences that share a prompt share one probe in :func:`modularity.sites.probe_at`.
+    Returns ``{kind: (grads, values)}`` with ``grads[ℓ]`` [n_probes, width] and ``values[ℓ]``
+    [n, width] (the sites there, detached), for every layer.
+    """
+    if _traced(loaded):
+        from . import traces
+
+        return traces.gradients(loaded, batch, weights, rows, positions, probe_index, n_probes, kinds)
+    with torch.enable_grad(), ExitStack() as stack:
+        probed = {kind: stack.enter_context(sites.probe_at(site_modules(loaded, kind), rows, positions,
+                                                           probe_index, n_probes))
+                  for kind in kinds}
+        lp = scoring.answer_logprobs(loaded.model, batch)
+        (lp * weights.to(lp.dtype)).sum().backward()
+    return {kind: ({layer: probe.grad for layer, probe in probes.items()}, values)
+            for kind, (probes, values) in probed.items()}
+
+
+@torch.no_grad()
+def site_sums(loaded: "LoadedModel", batch: "Batch", where: torch.Tensor, kind: str = "neurons") -> torch.Tensor:
+    """Site ``kind`` summed over the True positions of ``where`` (bool [B, S]), float64 [L, width]."""
+    if _traced(loaded):
+        from . import traces
+
+        return traces.site_sums(loaded, batch, where, kind)
+    modules = site_modules(loaded, kind)
+    width = loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
+    totals = torch.zeros(len(modules), width, dtype=torch.float64, device=batch.input_ids.device)
+    with sites.sum_into(modules, where, totals):
+        sites.base_forward(loaded.model, batch)
+    return totals

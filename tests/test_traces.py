@@ -1,0 +1,107 @@
+"""The nnsight backend (``backend: nnsight``) gives the hook backend's numbers (#14).
+
+Every pass of :mod:`modularity.passes` has a hook implementation and an nnsight-trace one
+(:mod:`modularity.traces`); the stages are written once above them. On every tiny family the
+three model stages — evaluation log-probs, attribution scores (neurons and heads), ablation
+log-probs (corrupted and mean values) — and the exact patching used to verify attribution must
+agree. ``remote="local"`` is nnsight's local simulation of hosted execution: the trace body is
+serialised with this package hidden, as on the service, so a pass that reached for a local object
+it had not shipped would fail here. Hosted execution itself (NDIF) needs an API key and the
+network and is not exercised.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from modularity import ablation, attribution, passes, scoring, sites
+from modularity.models import load_model
+from modularity.params import ParamsError, validate_params
+from modularity.tasks import generate_task
+
+from conftest import FAMILY_NAMES
+
+ITEMS = np.arange(6)
+SETS = {"source": np.array([3, 70, 100]), "other": np.array([5, 64])}  # flat indices over layers 0 and 1
+
+
+@pytest.fixture(scope="module")
+def task():
+    return generate_task("code_list", "small", n_items=len(ITEMS), seed=0)
+
+
+def on_backend(loaded, backend: str, remote=False):
+    """A shallow copy of ``loaded`` whose passes run on ``backend`` (same weights)."""
+    other = copy.copy(loaded)
+    other.backend, other.remote, other._lm = backend, remote, None
+    return other
+
+
+def stage_outputs(loaded, task) -> dict[str, np.ndarray]:
+    tokens = scoring.tokenize_task(loaded, task)
+    lp = scoring.sequence_logprobs(loaded, [tokens.clean[i] for i in ITEMS], [tokens.correct[i] for i in ITEMS],
+                                   batch_size=4)
+    scores = attribution.attribute_task(loaded, tokens, ITEMS, C=1.0, R=-1.0, metric="logit_diff", batch_size=4)
+    corrupted = ablation.ablation_logprobs(loaded, tokens, ITEMS, SETS, batch_size=4)
+    means = ablation.mean_activations(loaded, tokens, ITEMS)
+    mean = ablation.ablation_logprobs(loaded, tokens, ITEMS, SETS, mode="mean", mean_values=means, batch_size=4)
+    exact = attribution.patch_effect(loaded, tokens, ITEMS, 1.0, -1.0, list(SETS.values()), batch_size=4)
+    return {"evaluation log-probs": lp, "neuron scores": scores.neurons.numpy(), "head scores": scores.heads.numpy(),
+            "ablated log-probs (corrupted)": corrupted.patched, "unablated log-probs": corrupted.unablated,
+            "mean activations": means.numpy(), "ablated log-probs (mean)": mean.patched, "exact patching": exact}
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_nnsight_backend_gives_the_hook_numbers(tiny_models, task, family):
+    hooks = stage_outputs(tiny_models[family], task)
+    traced = stage_outputs(on_backend(tiny_models[family], "nnsight"), task)
+    for name, expected in hooks.items():
+        # Same ops on the same tensors; the output head runs on [B, P, d] here, on [A, d] in the
+        # hook backend, so float32 rounding may differ in the last bits.
+        np.testing.assert_allclose(traced[name], expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max(),
+                                   err_msg=f"{family}: {name}")
+
+
+def test_traces_survive_serialisation_for_hosted_execution(tiny_models, task):
+    loaded = tiny_models["llama"]
+    local = stage_outputs(on_backend(loaded, "nnsight"), task)
+    shipped = stage_outputs(on_backend(loaded, "nnsight", remote="local"), task)
+    for name, expected in local.items():
+        np.testing.assert_allclose(shipped[name], expected, rtol=0, atol=0, err_msg=name)
+
+
+def test_record_with_columns_and_every_position(tiny_models):
+    loaded = tiny_models["qwen2"]
+    batch = scoring.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
+    columns = {1: torch.tensor([0, 7, 9])}
+    hooked = passes.record(loaded, batch, columns)
+    traced = passes.record(on_backend(loaded, "nnsight"), batch, columns)
+    assert hooked[1].shape == (2, 6, 3)
+    torch.testing.assert_close(traced[1], hooked[1], rtol=0, atol=0)
+    assert passes.record(loaded, batch, {}) == {}
+
+
+def test_patch_with_positions_matches(tiny_models):
+    loaded = tiny_models["mistral"]
+    batch = scoring.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
+    at_last = torch.zeros(2, 6, dtype=torch.bool)
+    at_last[torch.arange(2), batch.last_prompt] = True
+    patch = sites.Patch({0: torch.ones(1, 4, dtype=torch.bool)}, {0: torch.full((2, 6, 4), 3.0)},
+                        {0: torch.tensor([1, 2, 3, 4])}, positions=at_last)
+    hooked = passes.logprobs(loaded, batch, patch)
+    assert not torch.equal(hooked, passes.logprobs(loaded, batch)), "the patch changes the answer log-probs"
+    torch.testing.assert_close(passes.logprobs(on_backend(loaded, "nnsight"), batch, patch), hooked, rtol=0, atol=1e-6)
+
+
+def test_remote_needs_the_nnsight_backend_and_a_hosted_model(tiny_model_dirs, monkeypatch):
+    with pytest.raises(ParamsError, match="backend='nnsight'"):
+        validate_params({"model": "x", "remote": True})
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_model(str(tiny_model_dirs["llama"]), backend="jax")
+    with pytest.raises(ValueError, match="Hugging Face id"):
+        load_model(str(tiny_model_dirs["llama"]), backend="nnsight", remote=True)
+    loaded = load_model(str(tiny_model_dirs["llama"]), backend="nnsight")
+    assert (loaded.backend, loaded.remote) == ("nnsight", False)
