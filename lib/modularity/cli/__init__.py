@@ -10,7 +10,7 @@ import importlib
 import sys
 
 #: Command groups, in the order ``--help`` lists them.
-GROUPS = ("run", "plan", "tasks", "stats", "models", "book")
+GROUPS = ("run", "plan", "precision", "tasks", "stats", "models", "book")
 
 DESCRIPTION = """\
 Brain-like modularity analysis for causal language models.

@@ -1,0 +1,169 @@
+"""Half precision against float32 on the same model and tasks: what bf16 and fp16 move.
+
+The study ran its 24B–123B models in half precision; this project's committed runs are float32.
+:func:`run_precision_check` runs stages 1, 2, 3 and 5 of one params file once per dtype on the
+same tasks and items (each dtype its own run, under a scratch root, cached per task, so a
+killed check resumes), then compares every half-precision run with the float32 one:
+
+* :func:`decision_table`: per task, both-correct accuracy and the pass decision in each dtype;
+* :func:`score_agreement`: per task attributed in both, the overlap |A ∩ B|/k of the top-``pct``%
+  positive neuron sets (the quantity stage 3 is built on), Spearman's ρ over all neuron scores
+  and the largest score difference relative to the largest score;
+* :func:`ratio_row`: the within/across overlap ratio (stage 3) and ablation-drop ratio (stage 5)
+  with their permutation p-values, on the tasks that pass in that dtype.
+
+The comparison functions are pure (tables in, tables out); :func:`run_precision_check` does the
+running and :func:`save_precision_check` writes the tables the book's scale chapter reads.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.stats import spearmanr
+
+from . import stats
+from .params import validate_params
+from .store import REPO_ROOT, save_json, save_table
+
+__all__ = ["PrecisionCheck", "decision_table", "score_agreement", "ratio_row", "run_precision_check",
+           "save_precision_check", "DEFAULT_TASKS", "results_folder"]
+
+#: Two tasks per domain that pass on SmolLM2-135M-Instruct in float32 (small profile), three of them
+#: within 0.05 of the 60% threshold, where a change of precision could flip the decision.
+DEFAULT_TASKS = ("add_sub_2op_symbolic", "mul_div_2op_symbolic", "desires_goals", "social_interactions",
+                 "physics_elasticity", "phys_newton", "det_noun_agreement_regular",
+                 "det_noun_agreement_with_adjective")
+
+REFERENCE = "float32"
+
+
+def decision_table(summaries: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per task its both-correct accuracy and pass decision in every dtype.
+
+    ``summaries``: dtype → stage 1's ``eval_summary`` (columns task, domain,
+    both_correct_accuracy, passes); the first is the reference. Returns one row per task with
+    ``accuracy <dtype>``, ``passes <dtype>`` and, per other dtype, ``changed <dtype>``.
+    """
+    reference = next(iter(summaries))
+    table = summaries[reference][["task", "domain"]].copy()
+    for dtype, summary in summaries.items():
+        indexed = summary.set_index("task")
+        table[f"accuracy {dtype}"] = table.task.map(indexed.both_correct_accuracy)
+        table[f"passes {dtype}"] = table.task.map(indexed.passes).astype(bool)
+    for dtype in list(summaries)[1:]:
+        table[f"changed {dtype}"] = table[f"passes {dtype}"] != table[f"passes {reference}"]
+    return table
+
+
+def score_agreement(reference: dict, other: dict, pct: float, top_set) -> pd.DataFrame:
+    """Per task attributed in both: top-set overlap, rank correlation and largest difference.
+
+    ``reference``, ``other``: task → neuron scores [L, d_ff] (tensors or arrays);
+    ``top_set(scores, pct)``: the flat indices of the top-``pct``% positive neurons
+    (:func:`modularity.overlap.top_positive_set`). ``set overlap`` = |A ∩ B| / k with k the
+    reference set's size (1 when the sets agree, the quantity stage 3 builds its matrices on).
+    """
+    rows = []
+    for task in [t for t in reference if t in other]:
+        a, b = np.asarray(reference[task], dtype=float), np.asarray(other[task], dtype=float)
+        set_a, set_b = set(np.asarray(top_set(reference[task], pct)).tolist()), set(np.asarray(top_set(other[task], pct)).tolist())
+        k = max(len(set_a), 1)
+        rows.append({"task": task, "k": len(set_a), "set overlap": len(set_a & set_b) / k,
+                     "spearman": float(spearmanr(a.ravel(), b.ravel()).statistic),
+                     "max difference / max score": float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))})
+    return pd.DataFrame(rows, columns=["task", "k", "set overlap", "spearman", "max difference / max score"])
+
+
+def ratio_row(dtype: str, overlap_matrix: pd.DataFrame | None, drop_matrix: pd.DataFrame | None,
+              n_permutations: int, seed: int) -> dict:
+    """The within/across ratios of one dtype's overlap and ablation-drop matrices, with p.
+
+    A matrix with fewer than two tasks (or None) gives NaN; ``n_tasks`` counts the tasks of the
+    overlap matrix.
+    """
+    row = {"dtype": dtype, "n_tasks": 0 if overlap_matrix is None else len(overlap_matrix)}
+    for name, matrix in (("overlap", overlap_matrix), ("ablation drop", drop_matrix)):
+        if matrix is None or len(matrix) < 2:
+            row.update({f"{name} ratio": np.nan, f"{name} p": np.nan})
+            continue
+        test = stats.within_cross_permutation(matrix, n_permutations=n_permutations, seed=seed)
+        row.update({f"{name} ratio": test["ratio"], f"{name} p": test["p"]})
+    return row
+
+
+@dataclass
+class PrecisionCheck:
+    """What :func:`run_precision_check` measured.
+
+    ``decisions``: :func:`decision_table`; ``sets``: per half dtype :func:`score_agreement`
+    (column ``dtype``); ``ratios``: one :func:`ratio_row` per dtype; ``seconds``: wall time per
+    dtype; ``settings``: model, tasks, items and dtypes compared.
+    """
+
+    decisions: pd.DataFrame
+    sets: pd.DataFrame
+    ratios: pd.DataFrame
+    seconds: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)
+
+
+def run_precision_check(params: dict, dtypes=("bfloat16", "float16"), tasks=DEFAULT_TASKS,
+                        root: str | Path | None = None, progress: bool = True) -> PrecisionCheck:
+    """Stages 1, 2, 3 and 5 of ``params`` on ``tasks`` in float32 and each of ``dtypes``; compared.
+
+    Each dtype is a run of its own (``run_name`` ``<run>-<dtype>``) under ``root`` (default
+    ``cache/precision``, not committed); its per-task caches make a second call resume.
+    """
+    from . import overlap
+    from .stages import ablation, attribution, evaluation
+    from .stages.context import RunContext
+    from .stages import overlap as overlap_stage
+
+    root = Path(root or REPO_ROOT / "cache" / "precision")
+    chosen = (REFERENCE,) + tuple(d for d in dtypes if d != REFERENCE)
+    base = validate_params(params)
+    summaries, scores, overlaps, drops, seconds = {}, {}, {}, {}, {}
+    for dtype in chosen:
+        start = time.perf_counter()
+        run_params = {**base, "dtype": dtype, "tasks": list(tasks), "run_name": f"{base['run_name']}-{dtype}"}
+        ctx = RunContext.of(run_params, root)
+        if progress:
+            print(f"[precision] {dtype}: stages 1, 2, 3, 5 on {len(tasks)} tasks", flush=True)
+        summaries[dtype] = evaluation.run(ctx, progress=progress).summary
+        attributed = attribution.run(ctx)
+        scores[dtype] = {task: values["neurons"] for task, values in attributed.scores.items()}
+        overlap_result = overlap_stage.run(ctx)
+        overlaps[dtype] = overlap_result.overlap.get(base["main_pct"])
+        drops[dtype] = ablation.run(ctx).matrix if overlaps[dtype] is not None else None
+        seconds[dtype] = round(time.perf_counter() - start, 1)
+    sets = pd.concat([score_agreement(scores[REFERENCE], scores[dtype], base["main_pct"], overlap.top_positive_set)
+                      .assign(dtype=dtype) for dtype in chosen[1:]], ignore_index=True)
+    ratios = pd.DataFrame([ratio_row(dtype, overlaps[dtype], drops[dtype], base["n_permutations"], base["seed"])
+                           for dtype in chosen])
+    settings = {"model": base["model"], "profile": base["profile"], "tasks": list(tasks), "dtypes": list(chosen),
+                "n_items": base["n_items"], "attribution_items": base["attribution_items"],
+                "ablation_items": base["ablation_items"], "main_pct": base["main_pct"], "seed": base["seed"],
+                "device": base["device"]}
+    return PrecisionCheck(decision_table(summaries), sets, ratios, seconds, settings)
+
+
+def results_folder(params: dict) -> Path:
+    """Where the check's tables go: ``book/results/precision/<run_name>-<profile>/``."""
+    return REPO_ROOT / "book" / "results" / "precision" / f"{params['run_name']}-{params['profile']}"
+
+
+def save_precision_check(check: PrecisionCheck, folder: Path) -> list[Path]:
+    """Write the check's tables (``decisions.csv``, ``sets.csv``, ``ratios.csv``) and
+    ``precision.json`` (settings, wall times, environment) to ``folder``."""
+    from .provenance import environment_info
+
+    folder = Path(folder)
+    written = [save_table(check.decisions, folder / "decisions.csv"), save_table(check.sets, folder / "sets.csv"),
+               save_table(check.ratios, folder / "ratios.csv")]
+    written.append(save_json({"settings": check.settings, "wall_time_s": check.seconds,
+                              "environment": environment_info()}, folder / "precision.json"))
+    return written
