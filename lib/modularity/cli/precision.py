@@ -44,5 +44,6 @@ def main(args) -> int:
     print(check.decisions.to_string(index=False))
     print(check.sets.to_string(index=False))
     print(check.ratios.to_string(index=False))
-    print(f"wall time per dtype (s): {check.seconds}\nwritten to {folder}")
+    print(check.stages.to_string(index=False))
+    print(f"written to {folder}")
     return 0
