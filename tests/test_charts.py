@@ -49,6 +49,11 @@ def _layers():
                          for b in range(25) for i, c in enumerate(["Lan", "MD", "phys", "ToM", "shared"])])
 
 
+def _t_values():
+    rng = np.random.default_rng(3)
+    return pd.concat([pd.DataFrame({"domain": d, "t": rng.normal(size=6000) * 3, "threshold": 8.0}) for d in DOMS])
+
+
 def _sweep():
     return pd.DataFrame([{"pct": p, "metric": m, "value": v, "model": "x"}
                          for m in ("ARI", "Kendall τ") for p, v in zip((0.05, 0.1, 1, 5), (0.5, 0.7, 0.6, 0.4))])
@@ -67,6 +72,13 @@ CASES = {
     "layer_composition": (lambda: charts.layer_composition(_layers()), "layer-wise composition"),
     "threshold_sweep": (lambda: charts.threshold_sweep(_sweep()), "Sensitivity to the top-k"),
     "accuracy_bars": (lambda: charts.accuracy_bars(_accuracy()), "Both-correct accuracy per task"),
+    "set_task_heatmap": (lambda: charts.set_task_heatmap(_matrix().iloc[[0, 3, 5, 7]].set_axis(list(DOMS), axis=0),
+                                                         title="Localized vs attributed", value_label="|L ∩ A|/k"),
+                         "Localized vs attributed"),
+    "t_distribution": (lambda: charts.t_distribution(_t_values()), "Welch t of every neuron"),
+    "domain_bars_kind_titles": (lambda: charts.domain_bars(_bars(), title="Localizer bars",
+                                                           kind_titles={"within": "D's set on D's tasks"},
+                                                           legend_title="set → task"), "Localizer bars"),
 }
 
 
@@ -186,3 +198,10 @@ def test_paired_cells_uses_common_off_diagonal_cells():
     assert len(values) == 2  # two common labels: 2 off-diagonal cells
     assert {(v["source"], v["target"], v["a"], v["b"]) for v in values} == {("MD/a", "MD/b", .2, .4), ("MD/b", "MD/a", .1, .2)}
     assert all(v["pair"] == "within domain" for v in values)
+
+
+def test_t_distribution_carries_counts_not_neurons():
+    chart = charts.t_distribution(_t_values(), bins=40)
+    spec = chart.to_dict()
+    values = spec["datasets"][spec["data"]["name"]]
+    assert len(values) <= 4 * 40 and sum(v["count"] for v in values) == len(_t_values())

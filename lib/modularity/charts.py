@@ -49,6 +49,8 @@ __all__ = [
     "accuracy_bars",
     "beside_study",
     "control_bars",
+    "set_task_heatmap",
+    "t_distribution",
     "to_html",
     "to_svg",
     "show",
@@ -499,11 +501,15 @@ def domain_bars(
     title: str = "Ablation effect by domain (Fig 2C)",
     y_title: str = "Accuracy drop after ablation (mean ± SEM)",
     domain_order: Sequence[str] = DOMAINS_ACCURACY_ORDER,
+    kind_titles: Mapping[str, str] | None = None,
+    legend_title: str = "ablated → tested",
 ) -> alt.LayerChart:
     """Fig 2C: three bars per domain D with mean ± SEM error bars.
 
     ``df`` columns: ``domain``, ``kind`` (``within`` = S, T ∈ D with S ≠ T; ``D→others`` = S ∈ D,
     T ∉ D; ``others→D`` = S ∉ D, T ∈ D; ``->`` is accepted for ``→``), ``mean``, ``sem``, ``n``.
+    ``kind_titles`` replaces the tooltip's description of a kind (e.g. for localizer sets, whose
+    ``within`` has no S ≠ T); ``legend_title`` names the legend.
     """
     _require(df, ["domain", "kind", "mean", "sem", "n"], "domain_bars")
     d = df.copy()
@@ -516,7 +522,7 @@ def domain_bars(
     names = [DOMAIN_NAMES.get(x, x) for x in doms]
     kinds = [k for k in _KIND_ORDER if k in set(d["kind"])] + sorted(set(d["kind"]) - set(_KIND_ORDER))
     kind_title = {"within": "within D (S, T ∈ D, S ≠ T)", "D→others": "D → others (ablate D's units, test other tasks)",
-                  "others→D": "others → D (ablate other tasks' units, test D)"}
+                  "others→D": "others → D (ablate other tasks' units, test D)", **(kind_titles or {})}
     d["kind_desc"] = d["kind"].map(lambda k: kind_title.get(k, k))
     tooltip = [alt.Tooltip("domain_name:N", title="domain"), alt.Tooltip("kind_desc:N", title="cells"),
                alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("sem:Q", title="SEM", format=".4f"),
@@ -527,7 +533,7 @@ def domain_bars(
     xo = alt.XOffset("kind:N", sort=kinds)
     bars = alt.Chart(d).mark_bar().encode(
         x=x, xOffset=xo, y=alt.Y("mean:Q", title=y_title),
-        color=alt.Color("kind:N", sort=kinds, title="ablated → tested",
+        color=alt.Color("kind:N", sort=kinds, title=legend_title,
                         scale=alt.Scale(domain=kinds, range=["#4e79a7", "#f28e2b", "#bab0ac", "#76b7b2"][:len(kinds)])),
         tooltip=tooltip)
     err = alt.Chart(d).mark_rule(color="black", strokeWidth=1.2).encode(
@@ -831,6 +837,7 @@ def layer_histogram(
     *,
     n_layers: int,
     title: str = "Layer of each task's top neurons",
+    y_title: str = "selected neurons (all tasks of the domain)",
 ) -> alt.Chart:
     """Stacked bars of top-neuron counts per layer, coloured by domain.
 
@@ -841,7 +848,7 @@ def layer_histogram(
     doms = sorted(counts["domain"].unique(), key=_domain_rank(DOMAINS_ACCURACY_ORDER))
     return alt.Chart(counts).mark_bar().encode(
         x=alt.X("layer:O", title="layer", scale=alt.Scale(domain=list(range(n_layers)))),
-        y=alt.Y("count:Q", title="selected neurons (all tasks of the domain)", stack=True),
+        y=alt.Y("count:Q", title=y_title, stack=True),
         color=alt.Color("domain:N", scale=_domain_color_scale(doms), title="domain"),
         tooltip=[alt.Tooltip("layer:O"), alt.Tooltip("domain:N"), alt.Tooltip("count:Q")],
     ).properties(width=alt.Step(14), height=200, title=title)
@@ -945,3 +952,68 @@ def control_bars(df: pd.DataFrame, *,
                                tooltip=["relation", "kind", alt.Tooltip("mean:Q", format=".3f"), "count"]),
         base.mark_rule(color="black").encode(y="lo:Q", y2="hi:Q"),
     ).properties(width=alt.Step(26), height=260, title=title)
+
+
+# --------------------------------------------------------------------------------------------
+# The localizer (stage 7)
+# --------------------------------------------------------------------------------------------
+
+def set_task_heatmap(matrix: pd.DataFrame, *, title: str, value_label: str, value_format: str = ".3f",
+                     cell: int = 14, domain_order: Sequence[str] = DOMAINS_OVERLAP_ORDER) -> alt.LayerChart:
+    """Heatmap of a [neuron set × task] matrix: rows are domains' sets (codes), columns
+    ``domain/task`` labels. Tasks are ordered by domain (``domain_order``), label colours mark their
+    domain, and the cells where the task is of the row's domain are outlined in black."""
+    rank = _domain_rank(domain_order)
+    rows = sorted([str(r) for r in matrix.index], key=rank)
+    columns = sorted([str(c) for c in matrix.columns], key=lambda c: (rank(_domain_of(c)), list(matrix.columns).index(c)))
+    d = pd.DataFrame([{"set": DOMAIN_NAMES.get(r, r), "set_domain": r, "task": c, "task_domain": _domain_of(c),
+                       "value": None if pd.isna(matrix.at[r, c]) else float(matrix.at[r, c])}
+                      for r in rows for c in columns])
+    d["own"] = d.set_domain == d.task_domain
+    d["shown"] = [("n/a" if v is None else format(v, value_format)) for v in d["value"]]
+    names = [DOMAIN_NAMES.get(r, r) for r in rows]
+    x = alt.X("task:N", sort=columns, title=None,
+              axis=alt.Axis(orient="top", labelAngle=-60, labelFontSize=8, labelLimit=160, ticks=False,
+                            labelColor=_label_color_by_domain(columns, [_domain_of(c) for c in columns])))
+    y = alt.Y("set:N", sort=names, title="localizer set of", axis=alt.Axis(labelFontSize=10, ticks=False))
+    tooltip = [alt.Tooltip("set:N", title="localizer set"), alt.Tooltip("task:N"),
+               alt.Tooltip("shown:N", title=value_label)]
+    values = d["value"].dropna()
+    top = float(values.max()) if len(values) and values.max() > 0 else 1.0
+    heat = alt.Chart(d).mark_rect().encode(
+        x=x, y=y, tooltip=tooltip,
+        color=alt.Color("value:Q", title=value_label, scale=alt.Scale(scheme="blues", domain=[0, top])))
+    outline = alt.Chart(d[d.own]).mark_rect(fill=None, stroke="black", strokeWidth=1.2).encode(x=x, y=y, tooltip=tooltip)
+    return alt.layer(heat, outline).properties(
+        width=alt.Step(cell), height=alt.Step(22),
+        title=alt.Title(title, subtitle="Outlined: the task is of the set's domain. Hover a cell for its value."))
+
+
+def t_distribution(df: pd.DataFrame, *, title: str = "Welch t of every neuron, per localizer contrast",
+                   bins: int = 60) -> alt.FacetChart:
+    """Histogram (symlog count) of the per-neuron t-statistics, one panel per domain, with a rule at
+    the selection threshold. ``df`` columns: ``domain``, ``t`` (one row per neuron; binned here into
+    ``bins`` common bins, so the page carries counts, not every neuron), ``threshold`` (the
+    smallest t in the domain's selected set; one value per domain)."""
+    _require(df, ["domain", "t", "threshold"], "t_distribution")
+    finite = df[np.isfinite(df["t"])]
+    edges = np.linspace(float(finite["t"].min()), float(finite["t"].max()), bins + 1)
+    rows = []
+    for domain, group in finite.groupby("domain"):
+        counts, _ = np.histogram(group["t"], bins=edges)
+        rows += [{"domain": domain, "lo": lo, "hi": hi, "count": int(c), "threshold": float(group["threshold"].iloc[0])}
+                 for lo, hi, c in zip(edges[:-1], edges[1:], counts) if c]
+    d = pd.DataFrame(rows)
+    d["domain_name"] = d["domain"].map(lambda x: DOMAIN_NAMES.get(x, x))
+    order = [DOMAIN_NAMES.get(x, x) for x in sorted(d["domain"].unique(), key=_domain_rank(DOMAINS_OVERLAP_ORDER))]
+    # Both layers read the facet's data; the rule aggregates it to the one threshold of each panel.
+    base = alt.Chart().mark_rect(color="#4e79a7").encode(
+        x=alt.X("lo:Q", title="Welch t (localized − control)"), x2="hi:Q",
+        y=alt.Y("count:Q", scale=alt.Scale(type="symlog"), title="neurons (symlog)"), y2=alt.datum(0),
+        tooltip=[alt.Tooltip("domain_name:N", title="domain"), alt.Tooltip("lo:Q", title="t from", format=".1f"),
+                 alt.Tooltip("hi:Q", title="t to", format=".1f"), alt.Tooltip("count:Q", title="neurons")])
+    rule = alt.Chart().mark_rule(color="#e15759", strokeDash=[4, 3]).encode(
+        x="min(threshold):Q", tooltip=[alt.Tooltip("min(threshold):Q", title="smallest selected t", format=".2f")])
+    return alt.layer(base, rule, data=d).properties(width=220, height=150).facet(
+        facet=alt.Facet("domain_name:N", sort=order, title=None), columns=2).properties(
+        title=alt.Title(title, subtitle="Dashed: the smallest t in the domain's selected set."))
