@@ -13,7 +13,7 @@ from conftest import FAMILY_NAMES, tiny_config
 from modularity import plan as planning
 from modularity.cli import main
 
-STUDY = json.loads((Path(__file__).parent / "data" / "study_model_configs.json").read_text())["models"]
+STUDY = json.loads((Path(__file__).resolve().parents[1] / "data" / "study_model_configs.json").read_text())["models"]
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 MISTRAL_LARGE = "mistralai/Mistral-Large-Instruct-2407"
 

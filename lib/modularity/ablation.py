@@ -39,7 +39,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 from . import passes, sites
 from .models import LoadedModel

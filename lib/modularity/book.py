@@ -16,12 +16,13 @@ from .store import REPO_ROOT, atomic_write_bytes
 BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
     "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
     "study_results": ("study_results", "book/study_results.ipynb", {}, ".", None),
-    "across_models": ("07_across_models", "book/across_models.ipynb",
+    "across_models": ("08_across_models", "book/across_models.ipynb",
                       {"runs_to_compare": ["smollm2-135m-instruct/small", "gemma3-270m/small"]}, ".",
                       "Across models (small profile)"),
-    "across_models_paper": ("07_across_models", "book/across_models_paper.ipynb",
+    "across_models_paper": ("08_across_models", "book/across_models_paper.ipynb",
                             {"runs_to_compare": ["smollm2-135m-instruct/paper", "gemma3-270m/paper"]}, ".",
                             "Across models (paper profile)"),
+    "scale": ("scale", "book/scale.ipynb", {}, ".", None),
     "provenance": ("90_provenance", "book/provenance.ipynb", {}, ".", None),
 }
 
@@ -49,7 +50,7 @@ def _page_entry(name: str) -> dict:
 
 STAGE_TITLES = {"01_eval": "evaluation", "02_attribution": "attribution", "03_overlap": "overlap",
                 "04_ari_permutation": "statistics", "05_ablation": "ablation",
-                "06_beside_the_study": "beside the study"}
+                "06_beside_the_study": "beside the study", "07_localizer": "localizer"}
 
 
 def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
@@ -82,7 +83,7 @@ def write_toc(root: Path | None = None) -> Path:
             {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
             {"caption": "Results", "chapters": [_page_entry("study_results"), results, _page_entry("across_models"),
                                                  _page_entry("across_models_paper")]},
-            {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, {"file": "book/teaching"},
+            {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, _page_entry("scale"), {"file": "book/teaching"},
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},
         ],
     }

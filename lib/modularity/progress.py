@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 #: Environment variable naming the state file a running stage reports to.
 STATE_VARIABLE = "MODULARITY_PROGRESS"

@@ -1,0 +1,254 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # At the study's scale: big models, half precision, hosted runs
+#
+# **Question.** The study's models have 24B–123B parameters and ran in half precision on GPUs;
+# this book's committed runs are 135M–270M models in float32 on two CPU cores. What does it take
+# to rerun the pipeline at the study's scale, and what changes when you do?
+#
+# **You will learn**
+#
+# * how to plan a run before starting it: whether the weights fit, on how many GPUs, how long each
+#   stage takes, and which assumptions those numbers rest on (`modularity plan`);
+# * how far half precision moves the results, measured on an embedded model: pass decisions, the
+#   top-0.1% neuron sets, and the within/across ratios (`modularity precision`);
+# * how the same stages run as nnsight traces (`backend: nnsight`), locally or on a hosted model
+#   (`remote: true`), and that they give the hook backend's numbers;
+# * what the GPU check measures, and whether it has been run.
+
+# %% tags=["parameters"]
+precision_run = "smollm2-135m-instruct-small"  # folder of book/results/precision/ to show
+planned_model = "meta-llama/Llama-3.1-70B-Instruct"  # a study model for the worked plan
+
+# %%
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from modularity import plan, precision
+from modularity.params import validate_params
+
+pd.set_option("display.precision", 3)
+REPO = Path.cwd()
+study_configs = json.loads((REPO / "data" / "study_model_configs.json").read_text())["models"]
+
+# %% [markdown]
+# ## 1. A plan before a run
+#
+# `modularity plan params/<model>.yaml` reads the model's `config.json` only — no weights — and
+# prints per stage the memory and time it expects, the largest batch that fits and what to change
+# if the run does not fit. Here is the plan for the paper protocol (46 tasks, 100 items each) on
+# the largest Llama of the study, in bfloat16, first on one 80 GB H100 with `device: cuda`. The
+# config numbers come from `data/study_model_configs.json` (as published on the Hub); a user with
+# hub access just names the model.
+
+# %%
+paper_params = validate_params({"model": planned_model, "profile": "paper", "n_items": 100, "seed": 0,
+                                "dtype": "bfloat16", "device": "cuda", "batch_size": 16, "attribution_items": 0,
+                                "ablation_items": 32, "metric": "paper"})
+geometry = plan.model_geometry(study_configs[planned_model]["config"])
+one_gpu = plan.plan_run(geometry, paper_params, plan.gpu_device(1, model="H100"))
+print(plan.format_plan(one_gpu, source="data/study_model_configs.json"))
+
+# %% [markdown]
+# The weights alone do not fit one GPU, and the plan says what to change. With `device: auto`
+# accelerate spreads consecutive layers over every visible GPU (they then run one after another,
+# so the time is one GPU's):
+
+# %%
+four_gpus = plan.plan_run(geometry, {**paper_params, "device": "auto"}, plan.gpu_device(4, model="H100"))
+print(plan.format_plan(four_gpus, source="data/study_model_configs.json"))
+
+# %% [markdown]
+# The same arithmetic for the six models of the study, on H100s with `device: auto`. The time
+# assumes that every task passes (an upper bound: ablation grows with the square of the passing
+# tasks) and 30% of the GPU's dense bf16 peak, which the GPU check (section 4) exists to measure.
+
+# %%
+rows = []
+for name, entry in study_configs.items():
+    g = plan.model_geometry(entry["config"])
+    needed = plan.gpus_needed(g.n_params * 2 / 1e9)["80 GB"]
+    p = plan.plan_run(g, {**paper_params, "model": name, "device": "auto"}, plan.gpu_device(max(needed, 1), model="H100"))
+    rows.append({"model": name, "parameters (B)": g.n_params / 1e9, "bf16 weights (GB)": p.weights_gb,
+                 "80 GB GPUs needed": p.gpus_needed["80 GB"], "141 GB GPUs needed": p.gpus_needed["141 GB"],
+                 "fits on that many H100": p.fits, "hours (upper bound)": p.total_seconds / 3600})
+study_plans = pd.DataFrame(rows).set_index("model")
+study_plans
+
+# %% [markdown]
+# **Layers on several devices.** With `device: auto` the layers of one model sit on different
+# devices and accelerate moves weights and activations through hooks of its own. The pipeline's
+# site hooks then still see and patch the same neurons: `tests/test_dispatch_precision.py`
+# dispatches a tiny model of each of the six supported families with half of its blocks offloaded
+# to disk and checks that evaluation log-probs, attribution scores and ablation log-probs equal the
+# single-device run exactly.
+
+# %% [markdown]
+# ## 2. Half precision, measured
+#
+# `modularity precision params/smollm2-135m-instruct.yaml --dtypes bfloat16` ran stages 1, 2, 3 and 5
+# of the embedded SmolLM2 on the same eight tasks (two per domain, three of them within 0.05 of the
+# 60% threshold) and the same items, once in float32 and once in bfloat16, on this machine's CPU. Its
+# tables are committed under `book/results/precision/`; this page reads them.
+
+# %%
+folder = REPO / "book" / "results" / "precision" / precision_run
+have_precision = (folder / "decisions.csv").exists()
+if have_precision:
+    settings = json.loads((folder / "precision.json").read_text())["settings"]
+    decisions = pd.read_csv(folder / "decisions.csv")
+    sets = pd.read_csv(folder / "sets.csv")
+    ratios = pd.read_csv(folder / "ratios.csv")
+    stage_times = pd.read_csv(folder / "stages.csv")
+    half = [d for d in settings["dtypes"] if d != "float32"]
+    print(f"{settings['model']} ({settings['profile']}): {len(settings['tasks'])} tasks, {settings['n_items']} items "
+          f"each, attribution on ≤ {settings['attribution_items']}, ablation on ≤ {settings['ablation_items']}; "
+          f"compared: {', '.join(settings['dtypes'])}")
+    display(decisions)
+else:
+    print(f"no precision check committed for {precision_run!r}: run `modularity precision` (see the rerun chapter)")
+
+# %% [markdown]
+# **The pass decisions.** A task passes when at least 60% of its items are answered correctly in
+# both the clean and the corrupted prompt. Rounding in bfloat16 (8 bits of mantissa) moves
+# log-probabilities by a few hundredths of a nat, so an item whose two answers are that close can
+# change sides:
+
+# %%
+if have_precision:
+    for dtype in half:
+        moved = (decisions[f"accuracy {dtype}"] - decisions["accuracy float32"]).abs()
+        changed = decisions[decisions[f"changed {dtype}"]]
+        print(f"{dtype}: {len(changed)} of {len(decisions)} pass decisions change"
+              + (f" ({', '.join(changed.task)})" if len(changed) else "")
+              + f"; both-correct accuracy moves by {moved.mean():.3f} on average, at most {moved.max():.3f}")
+
+# %% [markdown]
+# **The neuron sets.** Stage 3 compares tasks through their top-0.1% positive neurons. For every
+# task attributed in both precisions, the share of float32's set that bfloat16 keeps, the rank
+# correlation of all neuron scores, and the largest score difference relative to the largest score:
+
+# %%
+if have_precision:
+    display(sets)
+    for dtype, group in sets.groupby("dtype"):
+        print(f"{dtype}: the top-{settings['main_pct']:g}% set keeps {group['set overlap'].mean():.0%} of float32's "
+              f"neurons on average (from {group['set overlap'].min():.0%} to {group['set overlap'].max():.0%}); "
+              f"Spearman ρ of the scores {group.spearman.min():.3f}–{group.spearman.max():.3f}")
+
+# %% [markdown]
+# **The ratios.** What the study reports are within/across-domain ratios. On these eight tasks
+# (too few for a strong test: the p-values are shown for completeness, not as a result):
+
+# %%
+if have_precision:
+    display(ratios.set_index("dtype"))
+
+# %% [markdown]
+# Reading the three tables together: a set that keeps most of its neurons gives nearly the same
+# overlap matrix, and the ratios follow. The largest moves come from the tasks near the threshold,
+# where a changed decision adds or removes a whole row of the matrices. For a model of the study's
+# size the rounding is the same per operation, but there are more layers to accumulate it: a rerun
+# in bf16 should compare against fp32 on a few tasks, as here, before trusting small differences.
+#
+# The check's cost on this CPU, per stage (tokens through the model; the differentiated tokens of
+# attribution cost about three forwards):
+
+# %%
+if have_precision:
+    display(stage_times.pivot(index="stage", columns="dtype", values="seconds")
+            .loc[["evaluation", "attribution", "overlap", "ablation"]])
+
+# %% [markdown]
+# ## 3. Hosted execution with nnsight
+#
+# Every stage is made of four model passes (`modularity.passes`): answer log-probs (optionally
+# with neurons patched), recording a site, gradients at a site, and site sums. Each has two
+# implementations: forward hooks on the local model (`backend: hooks`, the default and the
+# faster one locally) and nnsight traces (`backend: nnsight`, `modularity.traces`). A trace body
+# reads and writes the neurons through the same functions as the hooks and saves only what the
+# stage keeps — answer log-probs, gradients at the last prompt position, the patched values — so
+# with `remote: true` the same body runs on NDIF's copy of the model and only those small tensors
+# travel back.
+#
+# **When to choose it.** When the model is too large for the GPUs you have and NDIF serves it.
+# **What you need.** An NDIF API key (`NDIF_API_KEY`, or `nnsight.login()`), hub access for the
+# model's config and tokenizer, and a model on the service's list (the list is NDIF's, it changes,
+# and this project does not keep a copy). **What is tested.** The tests run every pass on both
+# backends for all six families and require the same numbers; they also run the traces through
+# nnsight's local simulation of remote execution (`remote="local"`: the body is serialised with
+# this package hidden, as on the server). Remote execution itself needs the network and a key and
+# is not exercised.
+#
+# The same comparison on the embedded SmolLM2, one item of a task, live:
+
+# %%
+import copy
+
+from modularity import ablation, attribution, scoring
+from modularity.models import load_model
+from modularity.tasks import generate_task
+
+hooked = load_model("smollm2-135m-instruct")
+traced = copy.copy(hooked)
+traced.backend, traced._lm = "nnsight", None
+task = generate_task("det_noun_agreement_regular", "small", n_items=8, seed=0)
+items = np.flatnonzero(scoring.tokenize_task(hooked, task).aligned)[:2]  # corrupted patching needs aligned items
+outputs = {}
+for name, loaded in (("hooks", hooked), ("nnsight", traced)):
+    tokens = scoring.tokenize_task(loaded, task)
+    outputs[name] = {
+        "evaluation log-probs": scoring.sequence_logprobs(loaded, [tokens.clean[i] for i in items],
+                                                          [tokens.correct[i] for i in items]),
+        "attribution scores": attribution.attribute_task(loaded, tokens, items, 1.0, -1.0, heads=False).neurons.numpy(),
+        "ablated log-probs": ablation.ablation_logprobs(loaded, tokens, items, {"set": np.arange(0, 46_080, 997)}).patched,
+    }
+agreement = pd.DataFrame({name: {"largest |hooks − nnsight|": float(np.abs(outputs["hooks"][name] - outputs["nnsight"][name]).max()),
+                                 "largest |value|": float(np.abs(outputs["hooks"][name]).max())}
+                          for name in outputs["hooks"]}).T
+for name in outputs["hooks"]:
+    np.testing.assert_allclose(outputs["nnsight"][name], outputs["hooks"][name], rtol=1e-5,
+                               atol=1e-5 * np.abs(outputs["hooks"][name]).max())
+agreement
+
+# %% [markdown]
+# To use it, add two lines to a params file (see the rerun chapter):
+#
+# ```yaml
+# model: meta-llama/Llama-3.1-70B-Instruct
+# backend: nnsight
+# remote: true
+# ```
+
+# %% [markdown]
+# ## 4. The GPU check
+#
+# `benchmarks/gpu_check.py` runs both embedded models through stages 1, 2, 3 and 5 on the eight
+# tasks above in float32 and bfloat16 on one CUDA GPU, prints per stage the tokens per second and
+# the share of the GPU's bf16 peak it reaches, compares bf16 with fp32 and the GPU's fp32 decisions
+# with the committed CPU run, and projects the paper protocol's time for a 7B model from the
+# measured rates. Its results, where one has been run:
+
+# %%
+checks = sorted((REPO / "benchmarks" / "results").glob("gpu-check-*.json"))
+if not checks:
+    print("No GPU check has been run for this book yet: no GPU was available to the project so far. "
+          "The script is ready (python benchmarks/gpu_check.py on a CUDA machine, about 5 minutes).")
+for path in checks:
+    report = json.loads(path.read_text())
+    print(f"{path.name}: {report['gpu']}, {report['wall_time_s']} s")
+    for model, result in report["models"].items():
+        display(pd.DataFrame(result["stages"])[["dtype", "stage", "seconds", "tokens_per_s", "share_of_bf16_peak"]])
+        print(f"{model}: paper protocol for a 7B model at these rates ≈ {result['paper_protocol_7b']['hours']:.1f} h")
