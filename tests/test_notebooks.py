@@ -23,7 +23,7 @@ SMOKE_TASKS = ["code_list", "number_sorting", "desires_goals", "agent", "phys_ne
 def write_params(path: Path, **values) -> Path:
     base = dict(profile="small", n_items=6, seed=0, dtype="float32", device="cpu", batch_size=8,
                 threshold=0.3, n_permutations=50, verify_tasks=1, verify_neurons=3,
-                ablation_items=4, n_random_controls=1, attribution_items=8, threads=1)
+                ablation_items=4, n_random_controls=1, attribution_items=8, threads=1, localizer_items=8)
     path.write_text(yaml.safe_dump({**base, **values}))
     return path
 
@@ -55,7 +55,7 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     # The whole-book pages read the run just made (through MODULARITY_ROOT).
     import papermill
 
-    for page, parameters in (("07_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
+    for page, parameters in (("08_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
         out = tmp_path / f"{page}.ipynb"
         with template_notebook(REPO / "notebooks", page) as template:
             papermill.execute_notebook(str(template), str(out), parameters=parameters,

@@ -26,6 +26,7 @@ STAGES: tuple[str, ...] = (
     "04_ari_permutation",
     "05_ablation",
     "06_beside_the_study",
+    "07_localizer",
 )
 
 

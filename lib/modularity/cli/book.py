@@ -7,9 +7,9 @@ HELP = """\
 Execute the book's whole-book notebooks into book/ (run pages come from `modularity run`):
 
   tasks                (00_task_suite)  -> book/tasks.ipynb                the task suite chapter
-  across_models        (07_across_models) -> book/across_models.ipynb        accuracy of every run; Kendall tau
+  across_models        (08_across_models) -> book/across_models.ipynb        accuracy of every run; Kendall tau
                                                                            between the small-profile runs
-  across_models_paper  (07_across_models) -> book/across_models_paper.ipynb  the same for the paper-profile runs
+  across_models_paper  (08_across_models) -> book/across_models_paper.ipynb  the same for the paper-profile runs
   provenance           (90_provenance)  -> book/provenance.ipynb           manifests of every run
 
 It first rewrites _toc.yml so that the Results part lists the finished stage notebooks of

@@ -11,7 +11,7 @@ book/results/<run_name>/<profile>/ (rendered by the book); heavy tensors go to
 cache/ (not committed). Finished per-task work is cached, so an interrupted run
 resumes where it stopped when you run the same command again.
 
-Stages: 01_eval 02_attribution 03_overlap 04_ari_permutation 05_ablation 06_beside_the_study
+Stages: 01_eval 02_attribution 03_overlap 04_ari_permutation 05_ablation 06_beside_the_study 07_localizer
 
 Examples:
   modularity run params/smollm2-135m-instruct.yaml
