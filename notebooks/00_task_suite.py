@@ -19,6 +19,7 @@
 # * what each of the 46 tasks looks like, domain by domain;
 # * how diverse the generated items are, and how the `paper` and `small` profiles differ;
 # * how often the clean and corrupted prompts tokenize to the same length (the study drops the others);
+# * the localizer stimuli with which stage 7 selects each domain's units a second way;
 # * how to add a task.
 
 # %% tags=["parameters"]
@@ -277,7 +278,80 @@ pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, name
 # study's items (40 sampled per task) are in the per-task table of section 6, under the run
 # `smollm2-135m-instruct-study-items`.
 #
-# ## 8. How to add a task
+# ## 8. Localizer stimuli
+#
+# Stage 7 selects each domain's units a second way, as neuroscience finds its networks: with a
+# *localizer contrast*, two kinds of text that differ in the one property the network is thought to
+# process. The language network responds more to sentences than to strings of pronounceable
+# non-words (Fedorenko et al., 2010), which AlKhamissi et al. (2024) used on language models; the
+# theory-of-mind network more to false-belief than to false-photograph stories (Saxe & Kanwisher,
+# 2003); the multiple-demand network more to harder versions of a task (Fedorenko et al., 2013).
+# `modularity.tasks.localizer` writes one contrast per domain, from this suite's own word lists,
+# scenarios and generators, seeded like the tasks (a `task_seed` per domain) and independent of the
+# profile: the same battery serves every run.
+#
+# * **Language**: a sentence from eight frames filled with the suite's names, verbs, adjectives and
+#   nouns, against a string of pseudowords built from syllables (onset, vowel, coda) with the same
+#   number of words, the same word lengths (a one-letter word becomes two letters), the same
+#   capitalisation and punctuation. Words of four letters or more take two syllables or more
+#   (random single syllables are often words), and no pseudoword is a word of the suite's own
+#   content or a listed short English word; there is no full dictionary to check against, so a rare
+#   real word can slip through.
+# * **Formal**: three arithmetic statements with their results (digits, or for a third of the
+#   stimuli words), computed by the suite's `evaluate_expression`, against the same numbers in the
+#   same order with the operations removed: the same surface without the operation.
+# * **Physical**: two scenes of the suite's physical scenarios, each followed by the outcome it leads
+#   to, against two descriptions of the suite's physical objects that involve no physical dynamics
+#   (a catalogue, a story, a shopping list).
+# * **Social**: false-belief stories against false-photograph stories: the same object, the same two
+#   places and the same three-sentence structure, in which an outdated representation is a person's
+#   belief in one and a photo, film, map or note in the other.
+#
+# One pair per domain, at the stage's default of 64 stimuli per condition and this page's seed:
+
+# %%
+from modularity.params import SCHEMA
+from modularity.tasks.localizer import CONTRASTS, localizer_suite
+from modularity.tasks.schema import DOMAIN_NAMES
+
+localizer_items = SCHEMA["localizer_items"].default
+battery = localizer_suite(localizer_items, seed)
+pd.set_option("display.max_colwidth", 260)
+pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.localized[0]}",
+               "control": f"{CONTRASTS[d][1]}: {s.control[0]}"} for d, s in battery.items()]).set_index("domain")
+
+# %% [markdown]
+# Per domain and condition: the number of distinct texts and their mean length in words,
+# characters and tokens of the tokenizer loaded in section 5 (without special tokens; every text is
+# read as raw text, no chat template).
+
+# %%
+import re
+
+lengths = pd.DataFrame([
+    {"domain": DOMAIN_NAMES[d], "condition": condition, "kind": CONTRASTS[d][i], "texts": len(set(texts)),
+     "words": sum(len(re.findall(r"[\w'-]+", t)) for t in texts) / len(texts),
+     "characters": sum(len(t) for t in texts) / len(texts),
+     "tokens": sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts) / len(texts)}
+    for d, s in battery.items() for i, (condition, texts) in enumerate((("localized", s.localized), ("control", s.control)))
+])
+assert (lengths.texts == localizer_items).all(), "every condition has distinct texts"
+lengths.set_index(["domain", "condition"]).round(1)
+
+# %%
+ratio = lengths.pivot(index="domain", columns="condition", values="tokens")
+ratio = (ratio["control"] / ratio["localized"]).round(2)
+print("tokens of a control text per token of its localized text:", ratio.to_dict())
+
+# %% [markdown]
+# What is matched and what is not: the Language pairs have the same words and letters, but
+# pseudowords split into more tokens; the Formal pairs have the same numbers, the Social pairs the
+# same object, places and structure; the Physical controls differ from their scenes in vocabulary as
+# well as in physics. Stage 7 averages each neuron over a text's tokens, so a longer text does not
+# weigh more, but what differs between two conditions besides the intended property can also drive
+# a neuron's t. The localizer page of every run shows the result of each contrast.
+#
+# ## 9. How to add a task
 #
 # 1. Write a builder `build(rng, profile) -> MinimalPair` in the domain's module
 #    (`modularity/tasks/formal.py`, `language.py`, `physical.py` or `social.py`); put sentences and

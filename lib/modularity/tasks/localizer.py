@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .base import article, content, wordlist
+from .base import article, content, load_resource, wordlist
 from .formal import evaluate_expression
 from .number_words import number_to_words
 from .schema import DOMAINS
@@ -84,22 +84,56 @@ def _language_data() -> dict:
     return content("localizer")["language"]
 
 
+@lru_cache(maxsize=None)
+def _syllables() -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """Every syllable of the inventory by length: (onset + nucleus + coda, and the short words'
+    onset + nucleus + optional rare coda)."""
+    parts = _language_data()["pseudoword"]
+    full: dict[int, set] = {}
+    short: dict[int, set] = {}
+    for onset in parts["onsets"]:
+        for nucleus in parts["nuclei"]:
+            for coda in parts["codas"]:
+                full.setdefault(len(onset + nucleus + coda), set()).add(onset + nucleus + coda)
+        for nucleus in parts["short_nuclei"]:  # single vowels: bee, too, boa are words
+            for coda in [""] + parts["short_codas"]:
+                short.setdefault(len(onset + nucleus + coda), set()).add(onset + nucleus + coda)
+    return ({n: sorted(v) for n, v in full.items()}, {n: sorted(v) for n, v in short.items()})
+
+
+def _syllable_lengths(rng: random.Random, total: int, lengths: list[int], at_least: int) -> list[int] | None:
+    """A random sequence of at least ``at_least`` syllable lengths from ``lengths`` summing to ``total``."""
+    if total == 0:
+        return [] if at_least <= 0 else None
+    for first in rng.sample(lengths, len(lengths)):
+        if first <= total:
+            rest = _syllable_lengths(rng, total - first, lengths, at_least - 1)
+            if rest is not None:
+                return [first] + rest
+    return None
+
+
 def pseudoword(rng: random.Random, length: int, avoid: frozenset[str] = frozenset()) -> str:
-    """A pronounceable pseudoword of ``length`` letters (two for a one-letter word: a single letter
-    would read as a letter, not a word).
+    """A pronounceable pseudoword of exactly ``length`` letters (two for a one-letter word: a
+    single letter would read as a letter, not a word).
 
     Built from syllables (onset, vowel nucleus, optional coda; ``content/localizer.json``), so
-    every syllable has a vowel; never a word in ``avoid`` (lower case) or in the list of real
-    short English words. Raises ValueError if none is found in 2,000 draws.
+    every syllable has a vowel. Short random syllables make real words easily (bat, dog), so words
+    of four letters or more take at least two syllables and never end in a silent-looking "e"
+    (dome, fame), and shorter ones are one syllable with a single vowel that ends in its vowel or
+    in a coda English words rarely end in (v, z). Never a word in ``avoid`` (lower case) or in the
+    list of real short words. Raises ValueError if none is found in 1,000 draws.
     """
-    parts = _language_data()["pseudoword"]
-    real = set(parts["real_short_words"]) | set(avoid)
+    real = set(_language_data()["pseudoword"]["real_short_words"]) | set(avoid)
+    full, short = _syllables()
     wanted = max(length, 2)
-    for _ in range(2000):
-        word = ""
-        while len(word) < wanted:
-            word += rng.choice(parts["onsets"]) + rng.choice(parts["nuclei"]) + rng.choice(parts["codas"])
-        if len(word) == wanted and word not in real:
+    for _ in range(1000):
+        if wanted <= 3:
+            word = rng.choice(short[wanted])
+        else:
+            lengths = _syllable_lengths(rng, wanted, sorted(full), at_least=2)
+            word = "".join(rng.choice(full[n]) for n in lengths)
+        if word not in real and not (wanted >= 4 and word.endswith("e")):
             return word
     raise ValueError(f"no pseudoword of length {length} found")
 
@@ -117,22 +151,31 @@ def nonword_string(rng: random.Random, sentence: str, avoid: frozenset[str] = fr
     return _WORD.sub(replace, sentence)
 
 
+def _strings(value) -> list[str]:
+    """Every string inside a JSON value (dict keys included)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for key, item in value.items() for s in _strings(key) + _strings(item)]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return []
+
+
 @lru_cache(maxsize=None)
 def _real_words() -> frozenset[str]:
-    """Every word of the suite's word lists and of the Language frames, lower case: no pseudoword
-    may be one of them."""
-    words: set[str] = set()
-    names = wordlist("names")
-    for group in names.values():
-        words.update(n.lower() for n in group)
-    words.update(wordlist("verbs")["transitive_past"])
-    words.update(wordlist("adjectives"))
-    words.update(wordlist("regular_nouns"))
-    data = _language_data()
-    for key in ("objects", "persons", "places"):
-        words.update(data[key])
-    for frame in data["frames"]:
-        words.update(w.lower() for w in _WORD.findall(re.sub(r"\{\w+\}", " ", frame)))
+    """Every word, lower case, of every file in the package's ``content/`` and ``wordlists/``
+    (a few thousand English words, those of the suite itself) plus the list of real short words:
+    no pseudoword may be one of them. This is not a full dictionary (none is shipped), so a rare
+    real word can still come out of :func:`pseudoword`."""
+    from importlib import resources
+
+    words = set(_language_data()["pseudoword"]["real_short_words"])
+    for folder in ("content", "wordlists"):
+        for path in resources.files("modularity.tasks").joinpath(folder).iterdir():
+            if path.name.endswith(".json"):
+                value = load_resource(folder, path.name.removesuffix(".json"))
+                words.update(w.lower() for text in _strings(value) for w in _WORD.findall(text))
     return frozenset(words)
 
 
