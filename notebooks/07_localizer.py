@@ -248,7 +248,9 @@ if result.enough:
 # Each domain's localized set is ablated on every task exactly as stage 5 ablates a task's own set
 # (`ablation_mode`, the first `ablation_items` both-correct items of each target; the drop is
 # 1 − ablated accuracy). Beside each set, one layer-matched random set of the same size (never
-# overlapping it) runs on every cell.
+# overlapping it) runs on the tasks of the set's own domain, where the localized set should hurt
+# most (on every task when `ablation_control_cells` is `"all"`): the question is whether *these*
+# neurons matter, or any neurons of the same layers would.
 
 # %%
 if result.enough:
@@ -260,15 +262,20 @@ if result.enough:
     display(result.ablation_within.set_index("domain"))
 ablated = result.ablation_overall or dict.fromkeys(("within", "across", "p", "control_within", "control_across"),
                                                    float("nan"))
-for key in ("within", "across", "control_within", "control_across"):
+for key in ("within", "across"):
     glue(f"ablation_{key}", f"{ablated[key]:.3f}", display=False)
 glue("ablation_p", stats.format_p(ablated["p"], N_PERM) if np.isfinite(ablated["p"]) else "n/a", display=False)
+control_text = (f"{ablated['control_within']:.3f} on the tasks of their own domain"
+                if np.isfinite(ablated["control_within"]) else "nothing measured (no controls ran)")
+if np.isfinite(ablated["control_across"]):
+    control_text += f" and {ablated['control_across']:.3f} on the other domains' tasks"
+glue("ablation_controls", control_text, display=False)
 
 # %% [markdown]
 # Ablating a domain's localized neurons costs its own tasks **{glue:text}`ablation_within`** of their
 # accuracy on average and the other domains' tasks **{glue:text}`ablation_across`** (permutation
-# p = {glue:text}`ablation_p`). Layer-matched random sets cost {glue:text}`ablation_control_within`
-# and {glue:text}`ablation_control_across`. In the form of Fig 2C:
+# p = {glue:text}`ablation_p`). Layer-matched random sets of the same size cost
+# {glue:text}`ablation_controls`. In the form of Fig 2C:
 
 # %%
 if result.enough:
@@ -282,7 +289,8 @@ if result.enough:
     charts.show(charts.control_bars(result.control_bars, title="Localized neurons vs random neurons of the same layers"),
                 caption="Figure 7. Accuracy drop when the localized sets (selected) or layer-matched random sets of "
                         "the same size are ablated, on the tasks of the set's own domain (within) and of other "
-                        "domains (across); mean ± SEM over cells.")
+                        "domains (across; random sets only where ablation_control_cells is 'all'); mean ± SEM "
+                        "over cells.")
     display(result.control_within.set_index("domain").add_prefix("random: "))
 
 # %% [markdown]
@@ -332,7 +340,7 @@ sorted(path.name for path in result.written)
 # * The localized set has the size of an attribution set (the top {glue:text}`main_pct`%), not
 #   AlKhamissi et al.'s 1%, so that the overlap |L ∩ A|/k compares sets of equal size; the overlap
 #   table above shows the other thresholds.
-# * One layer-matched random draw per domain keeps the cost down (the main job's 30-minute budget);
-#   the control means are therefore noisier than stage 5's.
+# * One layer-matched random draw per domain, on the own domain's tasks only, keeps the cost down
+#   (the main job's 30-minute budget); the control means are therefore noisier than stage 5's.
 # * With few tasks in a domain (often Formal), its within cells are few and its permutation p cannot
 #   be small: read the per-domain rows with their `n_tasks`.

@@ -263,7 +263,7 @@ def localizer_run(tiny_model_dirs, tiny_models, tmp_path):
 def test_localizer_stage_end_to_end_and_from_its_cache(localizer_run):
     ctx = localizer_run
     result = stage.run(ctx)
-    n_tasks, n_sets = 9, 4 * (1 + stage.CONTROL_DRAWS)
+    n_tasks = 9
     assert result.enough and result.k == 6 and result.n_neurons == 128
     assert set(result.sets) == set(DOMAINS) and all(s.size == 6 for s in result.sets.values())
     for domain, s in result.sets.items():  # the top-k by t, recomputed from the cached activations
@@ -274,9 +274,12 @@ def test_localizer_stage_end_to_end_and_from_its_cache(localizer_run):
     label = result.tasks.label[0]
     attributed = overlap.top_positive_set(stage.load_scores(ctx, result.tasks.task[0]), 5.0)
     assert result.overlap_matrix.loc["Lan", label] == len(set(attributed) & set(result.sets["Lan"])) / 6
-    assert len(result.cells) == n_sets * n_tasks == result.computed["ablation_cells"]
+    # Every localized set on every task; each domain's random set on its own domain's tasks.
+    assert len(result.cells) == 4 * n_tasks + stage.CONTROL_DRAWS * n_tasks == result.computed["ablation_cells"]
     assert result.cells.columns.tolist() == stage.CELL_COLUMNS
     assert set(result.cells.relation) == {"within", "across"}
+    assert set(result.cells[result.cells.kind == "layer_matched"].relation) == {"within"}
+    assert result.control_within.across.isna().all()
     assert result.ablation_matrix.shape == (4, n_tasks)
     assert np.isnan(result.overlap_within.set_index("domain").loc["phys", "within"]), "no physical task here"
     assert set(result.agreement.measure) == {"overlap", "ablation"} and len(result.agreement) == 8
@@ -327,3 +330,11 @@ def test_localizer_notebook_runs_with_data(localizer_run, monkeypatch):
     assert not errors, f"{errors[0]['ename']}: {errors[0]['evalue']}"
     text = json.dumps(cells)
     assert "traced and batched means agree" in text and "Figure 7." in text
+
+
+def test_localizer_controls_on_every_cell(localizer_run):
+    ctx = RunContext.of({**localizer_run.params, "ablation_control_cells": "all"}, localizer_run.paths.results.parents[3])
+    result = stage.run(ctx)
+    assert len(result.cells) == 4 * 9 * (1 + stage.CONTROL_DRAWS)
+    assert np.isfinite(result.ablation_overall["control_across"])
+    assert json.loads(ctx.paths.table("localizer_summary.json").read_text())["ablation"]["control_cells"] == "all"

@@ -14,8 +14,10 @@ Then, with the tasks that passed stage 1 and have stage-2 attribution tensors:
   task-label permutation p (:func:`modularity.localizer.within_across`);
 * **ablation** of every localizer set on every task, exactly as stage 5 ablates a task's set
   (``ablation_mode``, the first ``ablation_items`` both-correct items of each target), with one
-  layer-matched random set of the same size per domain (:data:`CONTROL_DRAWS`) on every cell;
-  cells are cached per target, so a killed run resumes;
+  layer-matched random set of the same size per domain (:data:`CONTROL_DRAWS`) on the tasks of
+  the set's own domain (on every task when ``ablation_control_cells`` is ``"all"``; stage 5's
+  ``"self"`` and ``"within"`` both mean the own domain here, a localizer set having no task of
+  its own); cells are cached per target, so a killed run resumes;
 * **agreement**: per domain and measure, whether the localizer and attribution (stage 3's sets;
   stage 5's ablation matrix when it is there) both favour their own domain.
 
@@ -46,11 +48,17 @@ from .context import RunContext
 from .overlap import attributed, load_scores
 from .statistics import SEED
 
-__all__ = ["LocalizerResult", "run", "CONTROL_DRAWS", "CELL_COLUMNS"]
+__all__ = ["LocalizerResult", "run", "CONTROL_DRAWS", "CELL_COLUMNS", "control_scope"]
 
 #: Layer-matched random sets per domain set. One draw: every draw costs as many forward passes as
-#: the localizer sets themselves, and the main job has a 30-minute budget (README).
+#: a localizer set, and the main job has a 30-minute budget (README).
 CONTROL_DRAWS = 1
+
+
+def control_scope(params: dict) -> str:
+    """Where the random sets run: ``"all"`` tasks, or ``"within"`` (the set's own domain's tasks)
+    for stage 5's ``"self"`` and ``"within"``."""
+    return "all" if params["ablation_control_cells"] == "all" else "within"
 #: Columns of ``localizer_ablation_cells.csv``.
 CELL_COLUMNS = ["set", "domain", "kind", "draw", "target", "target_domain", "relation", "n_neurons", "n_items",
                 "accuracy", "unablated_accuracy", "drop", "drop_vs_unablated", "metric_change"]
@@ -72,7 +80,8 @@ class LocalizerResult:
     per-domain test of the attribution sets' own overlap matrix (stage 4's table);
     ``cells``: ablation cells (:data:`CELL_COLUMNS`); ``ablation_matrix``: [domain × task] drop of
     the localized sets; ``ablation_within``/``ablation_overall``: their within/across test;
-    ``control_within``: the same means for the random sets; ``ablation_bars``: Fig 2C's bars;
+    ``control_within``: the same means for the random sets (across is NaN when they ran on
+    their own domain's tasks only, :func:`control_scope`); ``ablation_bars``: Fig 2C's bars;
     ``control_bars``: mean ± SEM per (relation, kind); ``attribution_ablation``: the per-domain
     test of stage 5's matrix (empty when stage 5's cells are missing or for other tasks);
     ``agreement``: :func:`modularity.localizer.agreement`; ``seconds``: time spent computing
@@ -268,23 +277,27 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d
             rows.append({"set": name, "domain": domain, "kind": "layer_matched", "draw": draw,
                          "n_neurons": int(control.size)})
     set_table = pd.DataFrame(rows)
+    scope = control_scope(params)
+    # Every selected set on every target; a domain's random sets on its own tasks (or on all).
+    plan = {row.task: [r["set"] for r in rows if r["kind"] == "selected" or scope == "all" or r["domain"] == row.domain]
+            for row in tasks.itertuples()}
     folder = ctx.paths.cache / "localizer" / (
         f"ablation_{params['ablation_mode']}_{params['main_pct']}pct_{params['ablation_items']}items_"
-        f"{CONTROL_DRAWS}controls_seed{params['seed']}_{stimuli_fingerprint(stimuli)}_"
+        f"{CONTROL_DRAWS}controls-{scope}_seed{params['seed']}_{stimuli_fingerprint(stimuli)}_"
         f"{combined_fingerprint(ctx.paths, tasks.task)}")
     per_target, computed, seconds = [], 0, 0.0
-    with bar(total=len(tasks) * len(all_sets), desc="ablating (localizer set, target)", unit="cells") as progress:
+    with bar(total=sum(map(len, plan.values())), desc="ablating (localizer set, target)", unit="cells") as progress:
         for row in tasks.itertuples():
             cache = folder / f"{row.task}.csv"
             if cache.exists():
                 cells = pd.read_csv(cache)
             else:
                 started = time.perf_counter()
-                cells = _ablate_target(ctx, row, target_items(ctx, row.task), all_sets)
+                cells = _ablate_target(ctx, row, target_items(ctx, row.task), {name: all_sets[name] for name in plan[row.task]})
                 save_table(cells, cache)
                 seconds += time.perf_counter() - started
                 computed += len(cells)
-            assert len(cells) == len(all_sets), f"{cache}: one row per set"
+            assert len(cells) == len(plan[row.task]), f"{cache}: one row per set"
             per_target.append(cells)
             progress.update(len(cells))
     cells = pd.concat(per_target, ignore_index=True).merge(set_table, on="set")
@@ -358,7 +371,8 @@ def _save(ctx: RunContext, result: LocalizerResult) -> LocalizerResult:
         summary["overlap"] = {"per_domain": _records(result.overlap_within), "overall": result.overlap_overall,
                               "sweep": _records(result.overlap_sweep)}
         summary["ablation"] = {"mode": p["ablation_mode"], "items_per_target": p["ablation_items"],
-                               "control_draws": CONTROL_DRAWS, "per_domain": _records(result.ablation_within),
+                               "control_draws": CONTROL_DRAWS, "control_cells": control_scope(p),
+                               "per_domain": _records(result.ablation_within),
                                "overall": result.ablation_overall, "controls": _records(result.control_within)}
         summary["agreement"] = _records(result.agreement)
         cells = result.computed.get("ablation_cells") or 0
