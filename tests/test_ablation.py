@@ -305,7 +305,7 @@ def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models
     handle = modules[1].register_forward_pre_hook(lambda m, args: calls.append(1))
     try:
         with torch.no_grad():
-            truncated = passes.record(loaded, batch, columns)
+            truncated = passes.record(loaded, batch, columns)["neurons"]
             assert not calls, "the truncated recording ran the layer above the last touched one"
             with record_at(modules, columns=columns) as full:
                 base_forward(loaded.model, batch)

@@ -147,9 +147,9 @@ def test_record_stops_after_the_last_listed_layer(tiny_models, family):
             sites.base_forward(loaded.model, batch)
         assert ran == ["block 0 out", "layer 1"]
         # the same through the recording pass the stages use
-        assert torch.equal(passes.record(loaded, batch, {0: cols})[0], stopped[0])
+        assert torch.equal(passes.record(loaded, batch, {0: cols})["neurons"][0], stopped[0])
         assert len(ran) == 2
-        assert passes.record(loaded, batch, {}) == {}
+        assert passes.record(loaded, batch, {}) == {"neurons": {}}
     finally:
         for handle in handles:
             handle.remove()

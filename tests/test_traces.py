@@ -77,11 +77,15 @@ def test_record_with_columns_and_every_position(tiny_models):
     loaded = tiny_models["qwen2"]
     batch = scoring.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
     columns = {1: torch.tensor([0, 7, 9])}
-    hooked = passes.record(loaded, batch, columns)
-    traced = passes.record(on_backend(loaded, "nnsight"), batch, columns)
-    assert hooked[1].shape == (2, 6, 3)
-    torch.testing.assert_close(traced[1], hooked[1], rtol=0, atol=0)
-    assert passes.record(loaded, batch, {}) == {}
+    hooked = passes.record(loaded, batch, columns, kinds=("neurons", "heads"))
+    traced = passes.record(on_backend(loaded, "nnsight"), batch, columns, kinds=("neurons", "heads"))
+    assert hooked["neurons"][1].shape == hooked["heads"][1].shape == (2, 6, 3)
+    for kind in ("neurons", "heads"):
+        torch.testing.assert_close(traced[kind][1], hooked[kind][1], rtol=0, atol=0)
+    # one forward for both sites gives what one forward per site gives
+    torch.testing.assert_close(passes.record(loaded, batch, columns, kinds=("heads",))["heads"][1], hooked["heads"][1],
+                               rtol=0, atol=0)
+    assert passes.record(loaded, batch, {}) == {"neurons": {}}
 
 
 def test_patch_with_positions_matches(tiny_models):

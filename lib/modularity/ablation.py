@@ -186,7 +186,7 @@ def ablation_logprobs(
             assert corrupted.input_ids.shape == clean.input_ids.shape
             assert torch.equal(corrupted.last_prompt, clean.last_prompt)
             # Truncated: stops after the last layer any set touches.
-            values = passes.record(loaded, corrupted, plan.columns)  # [carriers, S, u_ℓ]
+            values = passes.record(loaded, corrupted, plan.columns)["neurons"]  # [carriers, S, u_ℓ]
         else:
             values = constants
         tokens_per_group = clean.input_ids.numel()

@@ -79,8 +79,8 @@ def attribute_task(
         # Clean activations at T−1 depend on the prompt only: run the prompt alone.
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
         items = torch.arange(n, device=device)
-        clean_values = {kind: passes.record(loaded, clean, rows=items, positions=clean.last_prompt, kind=kind)
-                        for kind in kinds}  # kind → layer → [n, width]
+        clean_values = passes.record(loaded, clean, rows=items, positions=clean.last_prompt,
+                                     kinds=kinds)  # kind → layer → [n, width]
 
         prompts = [tokens.corrupted[i] for i in index]
         answers = [tokens.correct[i] for i in index]
@@ -140,7 +140,7 @@ def patch_effect(
         n = len(index)
         items = torch.arange(n, device=device)
         clean = _prompt_batch([tokens.clean[i] for i in index], pad_id).to(device)
-        clean_values = passes.record(loaded, clean, rows=items, positions=clean.last_prompt)  # layer → [n, d_ff]
+        clean_values = passes.record(loaded, clean, rows=items, positions=clean.last_prompt)["neurons"]  # layer → [n, d_ff]
         answer_lists = [[tokens.correct[i] for i in index]]
         if metric == "logit_diff":
             answer_lists.append([tokens.incorrect[i] for i in index])

@@ -69,28 +69,34 @@ def record(
     columns: Mapping[int, torch.Tensor | None] | None = None,
     rows: torch.Tensor | None = None,
     positions: torch.Tensor | None = None,
-    kind: str = "neurons",
-) -> dict[int, torch.Tensor]:
-    """Site ``kind`` of the listed layers on ``batch`` (unpatched), ``{layer: tensor}``.
+    kinds: Sequence[str] = ("neurons",),
+) -> dict[str, dict[int, torch.Tensor]]:
+    """Sites ``kinds`` of the listed layers on ``batch`` (unpatched), in one forward:
+    ``{kind: {layer: tensor}}``.
 
-    ``columns``: ``{layer: LongTensor [u_ℓ] or None}`` (None: every layer, every column).
-    With ``rows``, ``positions`` (LongTensor [n]): [n, u_ℓ]; without: [B, S, u_ℓ]. The hook
-    backend stops the forward after the last listed layer (identical values, fewer layers run).
+    ``columns``: ``{layer: LongTensor [u_ℓ] or None}`` (None: every layer, every column), the
+    same for every kind. With ``rows``, ``positions`` (LongTensor [n]): [n, u_ℓ]; without:
+    [B, S, u_ℓ]. The hook backend stops the forward after the last site it needs (identical
+    values, fewer layers run).
     """
+    kinds = [kind for kind in KINDS if kind in kinds]  # forward order within a block
     if columns is not None and not columns:
-        return {}
+        return {kind: {} for kind in kinds}
     if _traced(loaded):
         from . import traces
 
-        return traces.record(loaded, batch, columns, rows, positions, kind)
-    modules = site_modules(loaded, kind)
-    with sites.record_at(modules, rows, positions, columns=columns, stop=True) as recorded:
+        return traces.record(loaded, batch, columns, rows, positions, kinds)
+    with ExitStack() as stack:
+        # Only the site computed last may stop the forward: the others are read before it.
+        recorded = {kind: stack.enter_context(sites.record_at(site_modules(loaded, kind), rows, positions,
+                                                              columns=columns, stop=kind == kinds[-1]))
+                    for kind in kinds}
         sites.base_forward(loaded.model, batch)
-    wanted = range(len(modules)) if columns is None else columns
-    missing = set(wanted) - set(recorded)
-    if missing:
-        raise RuntimeError(f"the recording forward never reached layers {sorted(missing)}")
-    return dict(recorded)
+    wanted = set(range(loaded.n_layers) if columns is None else columns)
+    for kind, values in recorded.items():
+        if wanted - set(values):
+            raise RuntimeError(f"the recording forward never reached the {kind} of layers {sorted(wanted - set(values))}")
+    return {kind: dict(values) for kind, values in recorded.items()}
 
 
 def gradients(

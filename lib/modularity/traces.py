@@ -96,15 +96,21 @@ def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = 
 
 def record(loaded: "LoadedModel", batch: "Batch", columns: Mapping[int, torch.Tensor | None] | None = None,
            rows: torch.Tensor | None = None, positions: torch.Tensor | None = None,
-           kind: str = "neurons") -> dict[int, torch.Tensor]:
+           kinds: Sequence[str] = ("neurons",)) -> dict[str, dict[int, torch.Tensor]]:
     """:func:`modularity.passes.record` as one trace (the whole forward runs)."""
+    from .passes import KINDS
+
     layers = range(loaded.n_layers) if columns is None else sorted(columns)
+    order = [(kind, layer) for layer in layers for kind in KINDS if kind in kinds]  # forward order
     reads = [(envoy_at(loaded.lm, site_path(loaded, kind, layer)), None if columns is None else columns[layer])
-             for layer in layers]
+             for kind, layer in order]
     kept = batch.last_prompt.new_zeros(1)  # the head's output is not needed: one position
     with torch.no_grad(), _trace(loaded, batch, logits_to_keep=kept):
         recorded = nnsight.save([sites.read_site(envoy.input, rows, positions, cols) for envoy, cols in reads])
-    return dict(zip(layers, recorded))
+    out = {kind: {} for kind in KINDS if kind in kinds}
+    for (kind, layer), value in zip(order, recorded):
+        out[kind][layer] = value
+    return out
 
 
 def gradients(loaded: "LoadedModel", batch: "Batch", weights: torch.Tensor, rows: torch.Tensor,
