@@ -71,17 +71,18 @@ def measured(m: dict, phase: str, key: str) -> float:
     return m.get(phase, {}).get(key, float("nan"))
 
 
+reports = {path.name: json.loads(path.read_text())
+           for path in sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json"))}
+main_jobs = [{"file": name, "wall (min)": bench["wall_s"] / 60,
+              "CPU (min)": (bench["user_cpu_s"] + bench["system_cpu_s"]) / 60,
+              **{f"{stage} (s)": t for stage, t in bench["stage_wall_s"].items()},
+              "threads": bench["params"].get("threads", 0) or "torch default",
+              "within 30 min": bench["within_target"]}
+             for name, bench in reports.items() if "stage_wall_s" in bench]  # measured runs of the main job
+
+# %%
 bench_rows = []
-main_jobs = []
-for path in sorted((REPO_ROOT / "benchmarks" / "results").glob("*.json")):
-    bench = json.loads(path.read_text())
-    if "models" not in bench:  # a measured run of the main job, not a benchmark
-        main_jobs.append({"file": path.name, "wall (min)": bench["wall_s"] / 60,
-                          "CPU (min)": (bench["user_cpu_s"] + bench["system_cpu_s"]) / 60,
-                          **{f"{stage} (s)": t for stage, t in bench["stage_wall_s"].items()},
-                          "threads": bench["params"].get("threads", 0) or "torch default",
-                          "within 30 min": bench["within_target"]})
-        continue
+for bench in (bench for bench in reports.values() if "schema" in bench):  # runs of run_benchmarks.py
     for model, m in bench["models"].items():
         bench_rows.append({"run": bench["label"], "created": bench["created"], "model": model,
                            "threads": bench["machine"]["torch_threads"],

@@ -206,6 +206,11 @@ traced = copy.copy(hooked)
 traced.backend, traced._lm = "nnsight", None
 task = generate_task("det_noun_agreement_regular", "small", n_items=8, seed=0)
 items = np.flatnonzero(scoring.tokenize_task(hooked, task).aligned)[:2]  # corrupted patching needs aligned items
+
+# %% [markdown]
+# The three model stages on both backends, then the largest difference per output:
+
+# %%
 outputs = {}
 for name, loaded in (("hooks", hooked), ("nnsight", traced)):
     tokens = scoring.tokenize_task(loaded, task)
