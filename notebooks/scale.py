@@ -71,19 +71,21 @@ four_gpus = plan.plan_run(geometry, {**paper_params, "device": "auto"}, plan.gpu
 print(plan.format_plan(four_gpus, source="data/study_model_configs.json"))
 
 # %% [markdown]
-# The same arithmetic for the six models of the study, on H100s with `device: auto`. The time
-# assumes that every task passes (an upper bound: ablation grows with the square of the passing
+# The same arithmetic for the six models of the study, on as many H100s as the weights and one
+# attribution pass need, with `device: auto`; the batch column is the largest `batch_size` every
+# stage can use there (the params above ask for 16). The time assumes that every task passes (an upper bound: ablation grows with the square of the passing
 # tasks) and 30% of the GPU's dense bf16 peak, which the GPU check (section 4) exists to measure.
 
 # %%
 rows = []
 for name, entry in study_configs.items():
-    g = plan.model_geometry(entry["config"])
-    needed = plan.gpus_needed(g.n_params * 2 / 1e9)["80 GB"]
-    p = plan.plan_run(g, {**paper_params, "model": name, "device": "auto"}, plan.gpu_device(max(needed, 1), model="H100"))
+    g, run = plan.model_geometry(entry["config"]), {**paper_params, "model": name, "device": "auto"}
+    needed = plan.plan_run(g, run, plan.gpu_device(1, model="H100")).gpus_needed  # weights + one attribution pass
+    p = plan.plan_run(g, run, plan.gpu_device(needed["80 GB"], model="H100"))
     rows.append({"model": name, "parameters (B)": g.n_params / 1e9, "bf16 weights (GB)": p.weights_gb,
-                 "80 GB GPUs needed": p.gpus_needed["80 GB"], "141 GB GPUs needed": p.gpus_needed["141 GB"],
-                 "fits on that many H100": p.fits, "hours (upper bound)": p.total_seconds / 3600})
+                 "80 GB GPUs needed": needed["80 GB"], "141 GB GPUs needed": needed["141 GB"],
+                 "largest batch_size on them": min(p.largest_batch.values()),
+                 "hours (upper bound)": p.total_seconds / 3600})
 study_plans = pd.DataFrame(rows).set_index("model")
 study_plans
 
@@ -111,12 +113,14 @@ if have_precision:
     decisions = pd.read_csv(folder / "decisions.csv")
     sets = pd.read_csv(folder / "sets.csv")
     ratios = pd.read_csv(folder / "ratios.csv")
-    stage_times = pd.read_csv(folder / "stages.csv")
     half = [d for d in settings["dtypes"] if d != "float32"]
     print(f"{settings['model']} ({settings['profile']}): {len(settings['tasks'])} tasks, {settings['n_items']} items "
           f"each, attribution on ≤ {settings['attribution_items']}, ablation on ≤ {settings['ablation_items']}; "
           f"compared: {', '.join(settings['dtypes'])}")
     display(decisions)
+    committed = pd.read_csv(REPO / "book" / "results" / settings["model"] / settings["profile"] / "eval_summary.csv")
+    same = decisions.task.map(committed.set_index("task").both_correct_accuracy).eq(decisions["accuracy float32"])
+    print(f"float32 accuracies equal to the committed {settings['model']} run on {same.sum()} of {len(same)} tasks")
 else:
     print(f"no precision check committed for {precision_run!r}: run `modularity precision` (see the rerun chapter)")
 
@@ -163,13 +167,10 @@ if have_precision:
 # size the rounding is the same per operation, but there are more layers to accumulate it: a rerun
 # in bf16 should compare against fp32 on a few tasks, as here, before trusting small differences.
 #
-# The check's cost on this CPU, per stage (tokens through the model; the differentiated tokens of
-# attribution cost about three forwards):
-
-# %%
-if have_precision:
-    display(stage_times.pivot(index="stage", columns="dtype", values="seconds")
-            .loc[["evaluation", "attribution", "overlap", "ablation"]])
+# (`stages.csv` beside these tables also records each stage's wall time and the tokens it ran; they
+# were measured on a shared machine under changing load, and the float32 evaluation resumed from a
+# partly filled cache, so they say nothing about the speed of one precision against the other. On
+# a CPU, bfloat16 is mainly a memory saving; on a GPU it is also the fast path.)
 
 # %% [markdown]
 # ## 3. Hosted execution with nnsight
