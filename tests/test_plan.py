@@ -290,3 +290,13 @@ def test_cli_uses_the_visible_gpus(tmp_path, capsys, tiny_llama_dir, monkeypatch
     code, out, err = run_cli(capsys, [str(write_params(tmp_path, tiny_llama_dir, device="cuda"))])
     assert code == 0, err
     assert "'Some Future GPU' is not in the GPU table" in out and "1 × H100 with 200.0 GB" in out
+
+
+def test_a_remote_run_is_planned_as_work_for_the_service(tmp_path, capsys):
+    config_dir = tmp_path / "config"
+    config_dir.mkdir()
+    (config_dir / "config.json").write_text(json.dumps(STUDY["meta-llama/Llama-3.1-70B-Instruct"]["config"]))
+    params = write_params(tmp_path, "meta-llama/Llama-3.1-70B-Instruct", backend="nnsight", remote=True)
+    code, out, _ = run_cli(capsys, [str(params), "--config", str(config_dir)])
+    assert code == 0
+    assert "remote: true — NDIF runs the model" in out and "TFLOP" in out

@@ -64,6 +64,11 @@ def main(args) -> int:
     workload = planning.workload_from_params(params, n_passing=args.passing, dtype=args.dtype,
                                              tokens_mean=args.tokens, tokens_max=args.max_tokens)
     device, notes = choose_device(args, params, workload.dtype)
+    if params["remote"]:
+        notes.insert(0, "remote: true — NDIF runs the model: nothing but its config and tokenizer is loaded "
+                        "here, so this machine's memory and GPUs do not limit the run. The FLOPs below are "
+                        "the work the service will do; its throughput and queue are not known here, so the "
+                        f"times are for the device planned ({device.kind}), not for the service")
     result = planning.plan_run(geometry, workload, device, model=params["model"])
     for note in notes:
         print(f"Note: {note}")
