@@ -129,7 +129,7 @@ print(f"y+ = {example['clean_correct']!r} {answers['y+']}   y- = {example['clean
 # left, which would move the positions.
 
 # %%
-lm = ctx.model.lm  # nnsight.LanguageModel over the same weights
+lm = ctx.model.lm  # nnsight.TransformersModel over the same weights
 rows = []
 for condition, prompt in prompts.items():
     for name, answer in answers.items():

@@ -123,7 +123,7 @@ print(f"task {task}, item {i}: T = {T} prompt tokens, C = {C:.3f}, R = {R:.3f}")
 # Values leave a trace only through `.save()` (`nnsight.save` for a list).
 
 # %%
-lm = ctx.model.lm  # nnsight.LanguageModel over the same weights
+lm = ctx.model.lm  # nnsight.TransformersModel over the same weights
 
 
 def neurons(layer):

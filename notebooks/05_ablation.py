@@ -113,7 +113,7 @@ if len(tasks) >= 2:
 # batch on the left.
 
 # %%
-lm = ctx.model.lm  # an nnsight.LanguageModel over the same weights
+lm = ctx.model.lm  # an nnsight.TransformersModel over the same weights
 
 
 def neurons_of(layer: int):  # e.g. lm.model.layers[layer].mlp.down_proj.input for Llama-style models

@@ -115,7 +115,7 @@ pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.l
 # nnsight, one text per trace, and average by hand.
 
 # %%
-lm = ctx.model.lm  # an nnsight.LanguageModel over the same weights
+lm = ctx.model.lm  # an nnsight model over the same weights
 L, D_FF = ctx.model.n_layers, ctx.model.d_ff
 few = min(4, ctx.params["localizer_items"])
 texts = list(stimuli["Lan"].localized[:few]) + list(stimuli["Lan"].control[:few]) if few >= 2 else []
@@ -130,6 +130,11 @@ def traced_means(text: str) -> torch.Tensor:
     return torch.stack([site[keep].double().mean(0) for site in sites]).flatten().float().cpu()
 
 
+# %% [markdown]
+# The library's batched path (`localizer.mean_activations`, which the stage runs on every stimulus)
+# must give the same means:
+
+# %%
 if texts:
     by_hand = torch.stack([traced_means(text) for text in texts])  # [2 · few, L · d_ff]
     fast = localizer.mean_activations(ctx.model, texts, ctx.params["bos"], ctx.params["batch_size"])

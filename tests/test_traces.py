@@ -109,3 +109,13 @@ def test_remote_needs_the_nnsight_backend_and_a_hosted_model(tiny_model_dirs, mo
         load_model(str(tiny_model_dirs["llama"]), backend="nnsight", remote=True)
     loaded = load_model(str(tiny_model_dirs["llama"]), backend="nnsight")
     assert (loaded.backend, loaded.remote) == ("nnsight", False)
+
+
+def test_localizer_means_on_the_nnsight_backend(tiny_models):
+    from modularity import localizer
+
+    texts = ["The cat sat on the mat.", "Blick dax wug tove.", "Two plus two is four"]
+    hooked = localizer.mean_activations(tiny_models["olmo2"], texts)
+    traced = localizer.mean_activations(on_backend(tiny_models["olmo2"], "nnsight"), texts)
+    assert hooked.shape == (3, tiny_models["olmo2"].n_layers * tiny_models["olmo2"].d_ff)
+    torch.testing.assert_close(traced, hooked, rtol=0, atol=1e-6)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import sites
+from . import passes
 from .overlap import top_k_count, top_positive_set
 from .scoring import encode_prompt, length_sorted_batches, make_batch, pad_id_of
 from .stats import BAR_KINDS, permutation_indices
@@ -67,7 +67,7 @@ def mean_activations(loaded, texts: Sequence[str], bos: str = "model", batch_siz
     ids, masks = pooling_masks(loaded.tokenizer, texts, bos)
     if any(not m.any() for m in masks):
         raise ValueError("a text has no token of its own to pool (empty text?)")
-    modules, pad_id = loaded.neuron_modules(), pad_id_of(loaded.tokenizer)
+    pad_id = pad_id_of(loaded.tokenizer)
     out = torch.zeros(len(texts), loaded.n_layers, loaded.d_ff, dtype=torch.float32)
     for rows in length_sorted_batches([len(x) for x in ids], batch_size):
         # No answers: a batch of the texts alone, right-padded (scoring's batch layout).
@@ -76,8 +76,7 @@ def mean_activations(loaded, texts: Sequence[str], bos: str = "model", batch_siz
         for position, row in enumerate(rows):
             pooled[position, : len(masks[row])] = torch.as_tensor(masks[row], dtype=torch.float64)
         weights = pooled / pooled.sum(1, keepdim=True)  # [B, S], each row sums to 1 over its pooled tokens
-        with sites.record_at(modules) as recorded:
-            sites.base_forward(loaded.model, batch)
+        recorded = passes.record(loaded, batch)["neurons"]  # on the run's backend
         for layer, values in recorded.items():  # values [B, S, d_ff]
             out[rows, layer] = torch.einsum("bs,bsf->bf", weights, values.double()).float().cpu()
     return out.reshape(len(texts), -1)
