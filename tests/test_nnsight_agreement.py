@@ -11,19 +11,10 @@ import torch
 
 from modularity.scoring import answer_logprobs, make_batch
 from modularity.sites import probe_at, record_at, replace_neurons
-
-
+from modularity.traces import envoy_at
 
 # equal lengths: nnsight would left-pad a ragged batch, the hooks right-pad
 IDS = torch.tensor([[5, 60, 700, 9000, 33, 812], [44, 1023, 7, 301, 2900, 61]])
-
-
-def envoy_at(lm, dotted: str):
-    """The nnsight Envoy at a dotted module path (``model.layers.1.mlp.down_proj``)."""
-    envoy = lm
-    for part in dotted.split("."):
-        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
-    return envoy
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])

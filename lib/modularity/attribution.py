@@ -72,7 +72,7 @@ def attribute_task(
     device = loaded.device
     pad_id = pad_id_of(loaded.tokenizer)
     kinds = ("heads", "neurons") if heads else ("neurons",)
-    totals = {kind: torch.zeros(loaded.n_layers, _width(loaded, kind), dtype=torch.float64) for kind in kinds}
+    totals = {kind: torch.zeros(loaded.n_layers, loaded.site_width(kind), dtype=torch.float64) for kind in kinds}
     for start in tqdm(range(0, len(indices), batch_size), desc=tokens.name, disable=not progress, leave=False):
         index = [int(i) for i in indices[start : start + batch_size]]
         n = len(index)
@@ -105,10 +105,6 @@ def attribute_task(
         per_dim = totals["heads"].float() * scale  # [L, H·head_dim]
         head_scores = per_dim.view(loaded.n_layers, loaded.n_heads, loaded.head_dim).sum(-1)
     return Attribution(tokens.name, metric, neurons, head_scores, len(indices), float(C), float(R))
-
-
-def _width(loaded: LoadedModel, kind: str) -> int:
-    return loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
 
 
 @torch.no_grad()

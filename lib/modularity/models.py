@@ -277,9 +277,19 @@ class LoadedModel:
         """Per layer, the module whose input is the concatenated head outputs [B, T, H·d_head]."""
         return [_resolve(block, self.family.attn_out) for block in self.blocks()]
 
+    def site_path(self, kind: str, layer: int) -> str:
+        """Dotted path of the module whose input is site ``kind`` (``"neurons"``: the MLP down
+        projection, ``"heads"``: the attention output projection) in ``layer`` (for nnsight: ``.input``)."""
+        inner = {"neurons": self.family.mlp_down, "heads": self.family.attn_out}[kind]
+        return f"{self.block_path()}.{layer}.{inner}"
+
     def neuron_site_path(self, layer: int) -> str:
         """Dotted path of layer ``layer``'s neuron module (for nnsight: ``.input``)."""
-        return f"{self.block_path()}.{layer}.{self.family.mlp_down}"
+        return self.site_path("neurons", layer)
+
+    def site_width(self, kind: str) -> int:
+        """Width of site ``kind``: ``d_ff`` neurons, or ``n_heads · head_dim`` head outputs."""
+        return self.d_ff if kind == "neurons" else self.n_heads * self.head_dim
 
     def block_path(self) -> str:
         for candidate in self.family.layers:

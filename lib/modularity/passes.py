@@ -139,8 +139,7 @@ def site_sums(loaded: "LoadedModel", batch: "Batch", where: torch.Tensor, kind: 
 
         return traces.site_sums(loaded, batch, where, kind)
     modules = site_modules(loaded, kind)
-    width = loaded.d_ff if kind == "neurons" else loaded.n_heads * loaded.head_dim
-    totals = torch.zeros(len(modules), width, dtype=torch.float64, device=batch.input_ids.device)
+    totals = torch.zeros(len(modules), loaded.site_width(kind), dtype=torch.float64, device=batch.input_ids.device)
     with sites.sum_into(modules, where, totals):
         sites.base_forward(loaded.model, batch)
     return totals
