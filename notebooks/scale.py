@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modularity import plan, precision
+from modularity import plan
 from modularity.params import validate_params
 
 pd.set_option("display.precision", 3)
