@@ -97,7 +97,7 @@ benchmarks = pd.DataFrame(bench_rows).sort_values(["created", "model"]).reset_in
 benchmarks
 
 # %% [markdown]
-# The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all five stages from an empty cache) as measured end to end, when a record of it is present (`benchmarks/results/main_job_*.json`):
+# The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all its stages from an empty cache) as measured end to end, one row per recorded run (this VM's throughput varies, so the same work can take quite different times), when a record of it is present (`benchmarks/results/main_job_*.json`):
 
 # %%
 pd.DataFrame(main_jobs).round(1) if main_jobs else print("no measured main job recorded")
