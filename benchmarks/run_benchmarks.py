@@ -61,7 +61,7 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # works without the editable install too
 
-from modularity import ablation, attribution, provenance, scoring, store  # noqa: E402
+from modularity import ablation, attribution, batches, provenance, scoring, store  # noqa: E402
 from modularity.overlap import top_k_count  # noqa: E402
 from modularity.models import (LoadedModel, load_model, load_tokenizer, model_cache_dir,  # noqa: E402
                                resolve_model_source)
@@ -273,7 +273,7 @@ def weight_bytes(model: torch.nn.Module) -> int:
 # --------------------------------------------------------------------------- plain computations
 
 
-def _answer_lp_plain(model, batch: scoring.Batch, inputs_embeds=None) -> torch.Tensor:
+def _answer_lp_plain(model, batch: batches.Batch, inputs_embeds=None) -> torch.Tensor:
     """Summed answer log-probs, head at the answer positions only; no hooks (the floors)."""
     kwargs = {"inputs_embeds": inputs_embeds} if inputs_embeds is not None else {"input_ids": batch.input_ids}
     hidden = model.base_model(attention_mask=batch.attention_mask, use_cache=False, **kwargs).last_hidden_state
@@ -460,16 +460,16 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
 
     def attribution_phase():
         embed = model.get_input_embeddings()
-        batches = []
+        pairs = []
         for s in range(0, len(attr_index), sizes.attr_batch):
             index = [int(i) for i in attr_index[s : s + sizes.attr_batch]]
-            clean = scoring.make_batch([tokens.clean[i] for i in index], [[] for _ in index], pad_id)
-            corrupted = scoring.make_batch([tokens.corrupted[i] for i in index],
+            clean = batches.make_batch([tokens.clean[i] for i in index], [[] for _ in index], pad_id)
+            corrupted = batches.make_batch([tokens.corrupted[i] for i in index],
                                            [tokens.correct[i] for i in index], pad_id)
-            batches.append((clean, corrupted))
+            pairs.append((clean, corrupted))
 
         def floor():
-            for clean, corrupted in batches:
+            for clean, corrupted in pairs:
                 with torch.no_grad():
                     model.base_model(input_ids=clean.input_ids, attention_mask=clean.attention_mask, use_cache=False)
                 leaf = embed(corrupted.input_ids).detach().requires_grad_(True)
@@ -529,7 +529,7 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
         for s in range(0, len(abl_index), sizes.abl_batch):
             index = abl_index[s : s + sizes.abl_batch].tolist()
             answers = [tokens.correct[i] for i in index] + [tokens.incorrect[i] for i in index]
-            clean_batches.append(scoring.make_batch([tokens.clean[i] for i in index] * 2, answers, pad_id))
+            clean_batches.append(batches.make_batch([tokens.clean[i] for i in index] * 2, answers, pad_id))
 
         @torch.no_grad()
         def floor():
@@ -597,7 +597,7 @@ def _ablation_carrier_tokens(tokens, index, batch_size: int) -> int:
         items = [int(i) for i in index[s : s + batch_size]] * 2
         n = len(items) // 2
         answers = [tokens.correct[i] for i in items[:n]] + [tokens.incorrect[i] for i in items[:n]]
-        carriers, _ = scoring.plan_carriers([tokens.clean[i] for i in items], answers, keys=items)
+        carriers, _ = batches.plan_carriers([tokens.clean[i] for i in items], answers, keys=items)
         width = max(len(tokens.clean[items[p]]) + len(answer) - 1 for p, answer in carriers)
         total += width * len(carriers)
     return total

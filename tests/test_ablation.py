@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import ablation, passes, scoring
+from modularity import ablation, batches, passes, scoring
 from modularity.models import _resolve
 from modularity.sites import base_forward, hooks, record_at
 from modularity.tasks.schema import PromptConfig, TaskData
@@ -53,8 +53,8 @@ def some_sets(loaded, seed=0) -> dict[str, np.ndarray]:
 # --------------------------------------------------------------------------- references
 
 
-def single(prompt, answer, device) -> scoring.Batch:
-    return scoring.make_batch([prompt], [answer]).to(device)
+def single(prompt, answer, device) -> batches.Batch:
+    return batches.make_batch([prompt], [answer]).to(device)
 
 
 @torch.no_grad()
@@ -73,7 +73,7 @@ def reference_logprobs(loaded, tokens, flat, mode="corrupted", constants=None, i
                         recorded[layer] = args[0].clone()
                     return hook
                 with hooks(modules, record):
-                    scoring.answer_logprobs(loaded.model, single(tokens.corrupted[n], answer, loaded.device))
+                    batches.answer_logprobs(loaded.model, single(tokens.corrupted[n], answer, loaded.device))
 
             def patch(layer):
                 chosen = torch.as_tensor(neurons[layers == layer])
@@ -90,7 +90,7 @@ def reference_logprobs(loaded, tokens, flat, mode="corrupted", constants=None, i
                 return hook
 
             with hooks(modules, patch):
-                lp = scoring.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
+                lp = batches.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
             out[a, column] = float(lp[0])
     return out
 
@@ -125,10 +125,10 @@ def test_all_last_layer_neurons_equal_substituting_the_mlp_output(tiny_models, t
             for a, answer in enumerate((tokens.correct[n], tokens.incorrect[n])):
                 saved = {}
                 handle = mlp.register_forward_hook(lambda m, i, o: saved.setdefault("out", o.clone()))
-                scoring.answer_logprobs(loaded.model, single(tokens.corrupted[n], answer, loaded.device))
+                batches.answer_logprobs(loaded.model, single(tokens.corrupted[n], answer, loaded.device))
                 handle.remove()
                 handle = mlp.register_forward_hook(lambda m, i, o: saved["out"])
-                lp = scoring.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
+                lp = batches.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
                 handle.remove()
                 expected[a, n] = float(lp[0])
     np.testing.assert_allclose(lps.patched[0], expected, atol=1e-4)
@@ -199,7 +199,7 @@ def test_mean_activations_is_the_mean_over_real_positions(tiny_models, toy_token
             for answer in (tokens.correct[n], tokens.incorrect[n]):
                 seen = {}
                 with hooks(modules, lambda layer: lambda m, args: seen.__setitem__(layer, args[0][0])):
-                    scoring.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
+                    batches.answer_logprobs(loaded.model, single(tokens.clean[n], answer, loaded.device))
                 rows.append(torch.stack([seen[layer] for layer in range(loaded.n_layers)], 1))  # [S, L, d_ff]
     np.testing.assert_allclose(means.numpy(), torch.cat(rows).mean(0).numpy(), atol=1e-5)
 
@@ -297,7 +297,7 @@ def test_summary_direction_for_metric_change():
 def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models, toy_tokens, family):
     """The corrupted recording stops after the last touched layer: same values, fewer layers run."""
     loaded, tokens = tiny_models[family], toy_tokens[family]
-    batch = scoring.make_batch([tokens.corrupted[n] for n in range(len(tokens))],
+    batch = batches.make_batch([tokens.corrupted[n] for n in range(len(tokens))],
                                [tokens.correct[n] for n in range(len(tokens))], pad_id=0).to(loaded.device)
     columns = {0: torch.tensor([1, 5, 9])}  # layer 0 only: layer 1 need not run
     modules = loaded.neuron_modules()

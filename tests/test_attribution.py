@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from modularity.attribution import attribute_task, patch_effect
-from modularity.scoring import TokenizedTask, answer_logprobs, make_batch
+from modularity.batches import answer_logprobs, make_batch
+from modularity.scoring import TokenizedTask
 from modularity.sites import hooks, probe_at
 
 

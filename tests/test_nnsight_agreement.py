@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modularity.scoring import answer_logprobs, make_batch
+from modularity.batches import answer_logprobs, make_batch
 from modularity.sites import probe_at, record_at, replace_neurons
 from modularity.traces import envoy_at
 

@@ -11,14 +11,12 @@ import torch
 from conftest import FAMILY_NAMES
 from modularity import scoring
 from modularity.models import format_prompt
+from modularity.batches import answer_logprobs, length_sorted_batches, make_batch
 from modularity.scoring import (
-    answer_logprobs,
     binomial_se,
     both_correct_indices,
     encode_prompt,
     evaluate_task,
-    length_sorted_batches,
-    make_batch,
     sequence_logprobs,
     summarize_task,
 )

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from modularity import passes, sites
-from modularity.scoring import answer_logprobs, make_batch, pad_id_of
+from modularity.batches import answer_logprobs, make_batch, pad_id_of
 
 FAMILIES = ("llama", "gpt2", "gemma3")
 # Two rows of different lengths: the second is right-padded.

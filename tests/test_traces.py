@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import ablation, attribution, passes, scoring, sites
+from modularity import ablation, attribution, batches, passes, scoring, sites
 from modularity.models import load_model
 from modularity.params import ParamsError, validate_params
 from modularity.tasks import generate_task
@@ -75,7 +75,7 @@ def test_traces_survive_serialisation_for_hosted_execution(tiny_models, task):
 
 def test_record_with_columns_and_every_position(tiny_models):
     loaded = tiny_models["qwen2"]
-    batch = scoring.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
+    batch = batches.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
     columns = {1: torch.tensor([0, 7, 9])}
     hooked = passes.record(loaded, batch, columns, kinds=("neurons", "heads"))
     traced = passes.record(on_backend(loaded, "nnsight"), batch, columns, kinds=("neurons", "heads"))
@@ -90,7 +90,7 @@ def test_record_with_columns_and_every_position(tiny_models):
 
 def test_patch_with_positions_matches(tiny_models):
     loaded = tiny_models["mistral"]
-    batch = scoring.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
+    batch = batches.make_batch([[5, 6, 7, 8], [9, 10, 11]], [[12, 13], [14]], 0)
     at_last = torch.zeros(2, 6, dtype=torch.bool)
     at_last[torch.arange(2), batch.last_prompt] = True
     patch = sites.Patch({0: torch.ones(1, 4, dtype=torch.bool)}, {0: torch.full((2, 6, 4), 3.0)},

@@ -42,9 +42,10 @@ import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 from . import passes, sites
+from .batches import Batch, make_batch, pad_id_of, plan_carriers
 from .models import LoadedModel
 from .overlap import domain_of, order_labels
-from .scoring import Batch, TokenizedTask, make_batch, pad_id_of, plan_carriers
+from .scoring import TokenizedTask
 
 MODES = ("corrupted", "zero", "mean")
 CONTROL_KINDS = ("layer_matched", "uniform")

@@ -28,8 +28,9 @@ import torch
 from tqdm import tqdm  # text bars: tqdm.auto warns in kernels without ipywidgets
 
 from . import passes, sites
+from .batches import make_batch, pad_id_of
 from .models import LoadedModel
-from .scoring import TokenizedTask, make_batch, pad_id_of
+from .scoring import TokenizedTask
 
 METRICS = ("paper", "logit_diff")
 

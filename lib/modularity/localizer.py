@@ -24,8 +24,9 @@ import pandas as pd
 import torch
 
 from . import passes
+from .batches import length_sorted_batches, make_batch, pad_id_of
 from .overlap import top_k_count, top_positive_set
-from .scoring import encode_prompt, length_sorted_batches, make_batch, pad_id_of
+from .scoring import encode_prompt
 from .stats import BAR_KINDS, permutation_indices
 from .tasks.schema import DOMAINS
 

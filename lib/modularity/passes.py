@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import torch
 
-from . import scoring, sites
+from . import batches, sites
 
 if TYPE_CHECKING:
     from .models import LoadedModel
-    from .scoring import Batch
+    from .batches import Batch
 
 __all__ = ["KINDS", "logprobs", "record", "gradients", "site_sums"]
 
@@ -59,7 +59,7 @@ def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = 
     context = nullcontext() if patch is None else sites.replace_neurons(
         loaded.neuron_modules(), patch.masks, patch.values, patch.positions, columns=patch.columns)
     with context:
-        return scoring.answer_logprobs(loaded.model, batch)
+        return batches.answer_logprobs(loaded.model, batch)
 
 
 @torch.no_grad()
@@ -125,7 +125,7 @@ def gradients(
         probed = {kind: stack.enter_context(sites.probe_at(site_modules(loaded, kind), rows, positions,
                                                            probe_index, n_probes))
                   for kind in kinds}
-        lp = scoring.answer_logprobs(loaded.model, batch)
+        lp = batches.answer_logprobs(loaded.model, batch)
         (lp * weights.to(lp.dtype)).sum().backward()
     return {kind: ({layer: probe.grad for layer, probe in probes.items()}, values)
             for kind, (probes, values) in probed.items()}

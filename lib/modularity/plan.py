@@ -56,7 +56,7 @@ class ModelGeometry:
     embedding); ``n_embedding_params`` is the input embedding (plus GPT-2's position
     table) and the output head when untied. Their difference, :attr:`n_flop_params`,
     is what costs FLOPs per token: an embedding is a lookup, and the stages apply the
-    output head only at the few answer positions (``scoring.answer_logprobs``).
+    output head only at the few answer positions (``batches.answer_logprobs``).
     """
 
     family: str

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:  # only for annotations
-    from .scoring import Batch
+    from .batches import Batch
 
 #: ``{layer: column index [u_ℓ] or None (every column)}``, a list of layers, or None (all).
 Columns = Union[Mapping[int, Union[torch.Tensor, None]], Iterable[int], None]

@@ -13,7 +13,7 @@ as for the service, and run here), which the tests use.
 
 Answer log-probs come from the model's own output head (``logits_to_keep``: only the positions
 that predict answer tokens), so logit soft-capping is the model's; the hook backend applies the
-head to the same positions itself (:func:`modularity.scoring.answer_logprobs`).
+head to the same positions itself (:func:`modularity.batches.answer_logprobs`).
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from . import sites
 
 if TYPE_CHECKING:
     from .models import LoadedModel
-    from .scoring import Batch
+    from .batches import Batch
 
 __all__ = ["envoy_at", "logprobs", "record", "gradients", "site_sums", "ship_by_value"]
 
