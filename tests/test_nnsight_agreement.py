@@ -11,7 +11,6 @@ import torch
 
 from modularity.batches import answer_logprobs, make_batch
 from modularity.sites import probe_at, record_at, replace_neurons
-from modularity.traces import envoy_at
 
 # equal lengths: nnsight would left-pad a ragged batch, the hooks right-pad
 IDS = torch.tensor([[5, 60, 700, 9000, 33, 812], [44, 1023, 7, 301, 2900, 61]])
@@ -32,7 +31,7 @@ def test_nnsight_reads_the_same_neurons_as_record_at(tiny_models, family):
     saved = []
     with lm.trace(IDS):
         for layer in range(loaded.n_layers):  # forward order
-            saved.append(envoy_at(lm, loaded.neuron_site_path(layer)).input.save())
+            saved.append(lm.get(loaded.neuron_site_path(layer)).input.save())
         logits = lm.output.logits.save()
     # the explicit attribute path of the docs reads the same tensor
     with lm.trace(IDS):
@@ -62,7 +61,7 @@ def test_nnsight_patch_equals_replace_neurons(tiny_models, family, layer):
     with torch.no_grad():
         base = loaded.model(IDS).logits
     with lm.trace(IDS):
-        envoy_at(lm, loaded.neuron_site_path(layer)).input[row, pos, neuron] = value
+        lm.get(loaded.neuron_site_path(layer)).input[row, pos, neuron] = value
         nn_patched = lm.output.logits.save()
 
     mask = torch.zeros(1, loaded.d_ff, dtype=torch.bool)
@@ -98,7 +97,7 @@ def test_nnsight_gradient_equals_probe_gradient(tiny_models):
     with lm.trace(ids):
         sites = []
         for layer in range(loaded.n_layers):
-            site = envoy_at(lm, loaded.neuron_site_path(layer)).input
+            site = lm.get(loaded.neuron_site_path(layer)).input
             site.requires_grad_(True)  # the weights are frozen: start the graph at the first site
             sites.append(site)
         logp = torch.log_softmax(lm.output.logits[0].float(), dim=-1)

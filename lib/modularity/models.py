@@ -32,6 +32,9 @@ from .tasks.schema import format_prompt
 #: How the stages' passes run (:mod:`modularity.passes`).
 BACKENDS = ("hooks", "nnsight")
 
+#: Per site kind, the :class:`Family` field naming the module whose input is the site.
+SITE_MODULES = {"neurons": "mlp_down", "heads": "attn_out"}
+
 DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -269,19 +272,29 @@ class LoadedModel:
     def blocks(self) -> torch.nn.ModuleList:
         return _blocks(self.model, self.family)
 
+    def _site_module(self, kind: str) -> str:
+        """The family's path, within a block, of the module whose input is site ``kind``."""
+        if kind not in SITE_MODULES:
+            raise ValueError(f"site kind must be one of {tuple(SITE_MODULES)}, got {kind!r}")
+        return getattr(self.family, SITE_MODULES[kind])
+
+    def site_modules(self, kind: str) -> list[torch.nn.Module]:
+        """Per layer, the module whose input is site ``kind``: ``"neurons"`` [B, T, d_ff] (the MLP
+        down projection) or ``"heads"`` [B, T, H·d_head] (the attention output projection)."""
+        inner = self._site_module(kind)
+        return [_resolve(block, inner) for block in self.blocks()]
+
     def neuron_modules(self) -> list[torch.nn.Module]:
         """Per layer, the module whose input holds the MLP neurons [B, T, d_ff]."""
-        return [_resolve(block, self.family.mlp_down) for block in self.blocks()]
+        return self.site_modules("neurons")
 
     def head_modules(self) -> list[torch.nn.Module]:
         """Per layer, the module whose input is the concatenated head outputs [B, T, H·d_head]."""
-        return [_resolve(block, self.family.attn_out) for block in self.blocks()]
+        return self.site_modules("heads")
 
     def site_path(self, kind: str, layer: int) -> str:
-        """Dotted path of the module whose input is site ``kind`` (``"neurons"``: the MLP down
-        projection, ``"heads"``: the attention output projection) in ``layer`` (for nnsight: ``.input``)."""
-        inner = {"neurons": self.family.mlp_down, "heads": self.family.attn_out}[kind]
-        return f"{self.block_path()}.{layer}.{inner}"
+        """Dotted path of the module whose input is site ``kind`` in ``layer`` (for nnsight: ``.input``)."""
+        return f"{self.block_path()}.{layer}.{self._site_module(kind)}"
 
     def neuron_site_path(self, layer: int) -> str:
         """Dotted path of layer ``layer``'s neuron module (for nnsight: ``.input``)."""

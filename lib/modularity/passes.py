@@ -38,13 +38,6 @@ def _traced(loaded: "LoadedModel") -> bool:
     return getattr(loaded, "backend", "hooks") == "nnsight"
 
 
-def site_modules(loaded: "LoadedModel", kind: str) -> list[torch.nn.Module]:
-    """Per layer, the module whose input is site ``kind``."""
-    if kind not in KINDS:
-        raise ValueError(f"site kind must be one of {KINDS}, got {kind!r}")
-    return loaded.neuron_modules() if kind == "neurons" else loaded.head_modules()
-
-
 @torch.no_grad()
 def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = None) -> torch.Tensor:
     """Summed answer log-probs per output slot, float [n_slots] (no grad).
@@ -88,7 +81,7 @@ def record(
         return traces.record(loaded, batch, columns, rows, positions, kinds)
     with ExitStack() as stack:
         # Only the site computed last may stop the forward: the others are read before it.
-        recorded = {kind: stack.enter_context(sites.record_at(site_modules(loaded, kind), rows, positions,
+        recorded = {kind: stack.enter_context(sites.record_at(loaded.site_modules(kind), rows, positions,
                                                               columns=columns, stop=kind == kinds[-1]))
                     for kind in kinds}
         sites.base_forward(loaded.model, batch)
@@ -122,7 +115,7 @@ def gradients(
 
         return traces.gradients(loaded, batch, weights, rows, positions, probe_index, n_probes, kinds)
     with torch.enable_grad(), ExitStack() as stack:
-        probed = {kind: stack.enter_context(sites.probe_at(site_modules(loaded, kind), rows, positions,
+        probed = {kind: stack.enter_context(sites.probe_at(loaded.site_modules(kind), rows, positions,
                                                            probe_index, n_probes))
                   for kind in kinds}
         lp = batches.answer_logprobs(loaded.model, batch)
@@ -138,7 +131,7 @@ def site_sums(loaded: "LoadedModel", batch: "Batch", where: torch.Tensor, kind: 
         from . import traces
 
         return traces.site_sums(loaded, batch, where, kind)
-    modules = site_modules(loaded, kind)
+    modules = loaded.site_modules(kind)
     totals = torch.zeros(len(modules), loaded.site_width(kind), dtype=torch.float64, device=batch.input_ids.device)
     with sites.sum_into(modules, where, totals):
         sites.base_forward(loaded.model, batch)

@@ -28,15 +28,7 @@ if TYPE_CHECKING:
     from .models import LoadedModel
     from .batches import Batch
 
-__all__ = ["envoy_at", "logprobs", "record", "gradients", "site_sums", "ship_by_value"]
-
-
-def envoy_at(lm, dotted: str):
-    """The nnsight Envoy at a dotted module path, e.g. ``model.layers.1.mlp.down_proj``."""
-    envoy = lm
-    for part in dotted.split("."):
-        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
-    return envoy
+__all__ = ["logprobs", "record", "gradients", "site_sums", "ship_by_value"]
 
 
 def ship_by_value() -> None:
@@ -76,7 +68,7 @@ def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = 
     kept, kept_index = _answer_positions(batch)
     rows, ids, slots, n_slots = batch.answer_rows, batch.answer_ids, batch.answer_slot, batch.n_slots
     patched = [] if patch is None else [
-        (envoy_at(loaded.lm, loaded.site_path("neurons", layer)), patch.masks[layer], patch.values[layer],
+        (loaded.lm.get(loaded.site_path("neurons", layer)), patch.masks[layer], patch.values[layer],
          (patch.columns or {}).get(layer))
         for layer in sorted(patch.masks)]
     positions = None if patch is None else patch.positions
@@ -96,7 +88,7 @@ def record(loaded: "LoadedModel", batch: "Batch", columns: Mapping[int, torch.Te
 
     layers = range(loaded.n_layers) if columns is None else sorted(columns)
     order = [(kind, layer) for layer in layers for kind in KINDS if kind in kinds]  # forward order
-    reads = [(envoy_at(loaded.lm, loaded.site_path(kind, layer)), None if columns is None else columns[layer])
+    reads = [(loaded.lm.get(loaded.site_path(kind, layer)), None if columns is None else columns[layer])
              for kind, layer in order]
     kept = batch.last_prompt.new_zeros(1)  # the head's output is not needed: one position
     with torch.no_grad(), _trace(loaded, batch, logits_to_keep=kept):
@@ -114,7 +106,7 @@ def gradients(loaded: "LoadedModel", batch: "Batch", weights: torch.Tensor, rows
     from .passes import KINDS
 
     order = [(layer, kind) for layer in range(loaded.n_layers) for kind in KINDS if kind in kinds]  # forward order
-    envoys = [envoy_at(loaded.lm, loaded.site_path(kind, layer)) for layer, kind in order]
+    envoys = [loaded.lm.get(loaded.site_path(kind, layer)) for layer, kind in order]
     kept, kept_index = _answer_positions(batch)
     a_rows, ids, slots, n_slots = batch.answer_rows, batch.answer_ids, batch.answer_slot, batch.n_slots
     lm = loaded.lm
@@ -142,7 +134,7 @@ def gradients(loaded: "LoadedModel", batch: "Batch", weights: torch.Tensor, rows
 
 def site_sums(loaded: "LoadedModel", batch: "Batch", where: torch.Tensor, kind: str = "neurons") -> torch.Tensor:
     """:func:`modularity.passes.site_sums` as one trace."""
-    envoys = [envoy_at(loaded.lm, loaded.site_path(kind, layer)) for layer in range(loaded.n_layers)]
+    envoys = [loaded.lm.get(loaded.site_path(kind, layer)) for layer in range(loaded.n_layers)]
     kept = batch.last_prompt.new_zeros(1)
     with torch.no_grad(), _trace(loaded, batch, logits_to_keep=kept):
         sums = nnsight.save([envoy.input[where].double().sum(0) for envoy in envoys])
