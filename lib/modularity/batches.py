@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["Batch", "make_batch", "pad_id_of", "answer_logprobs", "plan_carriers", "length_sorted_batches"]
+__all__ = ["Batch", "make_batch", "pad_id_of", "answer_logprobs", "slot_logprobs", "plan_carriers", "length_sorted_batches"]
 
 
 @dataclass
@@ -105,9 +105,15 @@ def answer_logprobs(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     softcap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    token_lp = torch.log_softmax(logits, dim=-1).gather(1, batch.answer_ids[:, None])[:, 0]
-    out = torch.zeros(batch.n_slots, dtype=token_lp.dtype, device=token_lp.device)
-    return out.index_add(0, batch.answer_slot, token_lp)
+    return slot_logprobs(logits, batch.answer_ids, batch.answer_slot, batch.n_slots)
+
+
+def slot_logprobs(logits: torch.Tensor, answer_ids: torch.Tensor, answer_slot: torch.Tensor,
+                  n_slots: int) -> torch.Tensor:
+    """Summed log-probs per output slot [n_slots] of the answer tokens ``answer_ids`` [A], from the
+    logits that predict them [A, V] (float): both backends score answers through this function."""
+    token_lp = torch.log_softmax(logits, dim=-1).gather(1, answer_ids[:, None])[:, 0]
+    return torch.zeros(n_slots, dtype=token_lp.dtype, device=token_lp.device).index_add(0, answer_slot, token_lp)
 
 
 def plan_carriers(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 import nnsight
 import torch
 
-from . import sites
+from . import batches, sites
 
 if TYPE_CHECKING:
     from .models import LoadedModel
@@ -36,6 +36,7 @@ def ship_by_value() -> None:
     the service has torch and nnsight, not this package."""
     from . import traces
 
+    nnsight.register(batches)
     nnsight.register(sites)
     nnsight.register(traces)
 
@@ -58,9 +59,7 @@ def _answer_positions(batch: "Batch") -> tuple[torch.Tensor, torch.Tensor]:
 def answer_scores(logits: torch.Tensor, batch_rows: torch.Tensor, kept_index: torch.Tensor,
                   answer_ids: torch.Tensor, answer_slot: torch.Tensor, n_slots: int) -> torch.Tensor:
     """Summed log-probs per output slot [n_slots] from ``logits`` [B, P, V] at the kept positions."""
-    selected = logits[batch_rows, kept_index].float()  # [A, V]
-    token_lp = torch.log_softmax(selected, dim=-1).gather(1, answer_ids[:, None])[:, 0]
-    return torch.zeros(n_slots, dtype=token_lp.dtype, device=token_lp.device).index_add(0, answer_slot, token_lp)
+    return batches.slot_logprobs(logits[batch_rows, kept_index].float(), answer_ids, answer_slot, n_slots)
 
 
 def logprobs(loaded: "LoadedModel", batch: "Batch", patch: sites.Patch | None = None) -> torch.Tensor:
