@@ -25,9 +25,9 @@ import torch
 
 from . import passes
 from .batches import length_sorted_batches, make_batch, pad_id_of
-from .overlap import top_k_count, top_positive_set
+from .overlap import domain_of, top_k_count, top_positive_set
 from .scoring import encode_prompt
-from .stats import BAR_KINDS, permutation_indices
+from .stats import bar_table, permutation_indices, permutation_p
 from .tasks.schema import DOMAINS
 
 __all__ = ["pooling_masks", "mean_activations", "welch_t", "localized_set", "set_task_matrix", "within_across",
@@ -132,7 +132,7 @@ def set_task_matrix(sets: Mapping[str, np.ndarray], task_sets: Mapping[str, np.n
 
 
 def _task_domains(matrix: pd.DataFrame) -> np.ndarray:
-    return np.array([str(label).split("/", 1)[0] for label in matrix.columns])
+    return np.array([domain_of(str(label)) for label in matrix.columns])
 
 
 def within_across(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int = 42) -> tuple[pd.DataFrame, dict]:
@@ -165,10 +165,8 @@ def within_across(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int 
         all_other = other_sum.sum(1) / other_n.sum(1)
 
     def p_value(delta: np.ndarray) -> float:
-        if not np.isfinite(delta[0]):
-            return float("nan")
-        # Observed and null through the same code path: a draw reproducing the partition ties exactly.
-        return float((np.sum(delta[1:] >= delta[0]) + 1) / len(delta))  # (#null ≥ obs + 1)/(P + 1)
+        # Observed (row 0) and null through the same code path: a draw reproducing the partition ties exactly.
+        return permutation_p(delta[1:], delta[0]) if np.isfinite(delta[0]) else float("nan")
 
     table = pd.DataFrame({
         "domain": rows,
@@ -196,20 +194,14 @@ def own_other_bars(matrix: pd.DataFrame) -> pd.DataFrame:
     ``others→D``: the other domains' sets on D's tasks. Columns domain, kind, mean, sem
     (SD with ddof = 1 over √n; NaN when n < 2), n — :func:`modularity.charts.domain_bars` reads it.
     """
-    values = matrix.to_numpy(dtype=float)
     codes, rows = _task_domains(matrix), np.asarray(matrix.index).astype(str)
-    out = []
+    masks = {}
     for domain in [d for d in DOMAINS if d in set(rows) | set(codes)]:
         row_in, column_in = rows == domain, codes == domain
-        masks = {"within": row_in[:, None] & column_in[None, :], "D→others": row_in[:, None] & ~column_in[None, :],
-                 "others→D": ~row_in[:, None] & column_in[None, :]}
-        for kind in BAR_KINDS:
-            cells = values[masks[kind]]
-            cells = cells[np.isfinite(cells)]
-            n = int(cells.size)
-            out.append({"domain": domain, "kind": kind, "mean": float(cells.mean()) if n else float("nan"),
-                        "sem": float(cells.std(ddof=1) / np.sqrt(n)) if n >= 2 else float("nan"), "n": n})
-    return pd.DataFrame(out)
+        masks[domain] = {"within": row_in[:, None] & column_in[None, :],
+                         "D→others": row_in[:, None] & ~column_in[None, :],
+                         "others→D": ~row_in[:, None] & column_in[None, :]}
+    return bar_table(matrix.to_numpy(dtype=float), masks)
 
 
 # --------------------------------------------------------------------------- agreement

@@ -52,6 +52,8 @@ __all__ = [
     "model_summary",
     "summarise_models",
     "testable",
+    "permutation_p",
+    "bar_table",
     "format_p",
     "binomial_se",
 ]
@@ -76,7 +78,7 @@ def permutation_indices(n_items: int, n_permutations: int, seed: int) -> np.ndar
     return np.stack([rng.permutation(n_items) for _ in range(n_permutations)]) if n_permutations else np.empty((0, n_items), dtype=np.int64)
 
 
-def _permutation_p(null: np.ndarray, observed: float) -> float:
+def permutation_p(null: np.ndarray, observed: float) -> float:
     """One-sided p = (#{null ≥ observed} + 1) / (n + 1)."""
     return float((np.sum(null >= observed) + 1) / (null.size + 1))
 
@@ -133,7 +135,7 @@ def within_cross_permutation(
     return {
         **summary,
         "delta": summary["within"] - summary["cross"],
-        "p": _permutation_p(null, observed),
+        "p": permutation_p(null, observed),
         "n_tasks": int(len(codes)),
         "n_permutations": int(n_permutations),
     }
@@ -245,7 +247,7 @@ def ari_permutation(
     null = _ari_of_labellings(integer_codes[permutation_indices(len(codes), n_permutations, seed)], clusters)
     return {
         "ari": float(adjusted_rand_score(codes, clusters)),
-        "p": _permutation_p(null, observed),
+        "p": permutation_p(null, observed),
         "null_mean": float(null.mean()) if null.size else float("nan"),
         "null_sd": float(null.std()) if null.size else float("nan"),
         "null_max": float(null.max()) if null.size else float("nan"),
@@ -340,7 +342,7 @@ def per_domain_modularity(
                 "cross": cross,
                 "ratio": within / cross if cross > 0 else float("nan"),
                 "delta": within - cross,
-                "p": _permutation_p(null_deltas, within - cross),
+                "p": permutation_p(null_deltas, within - cross),
             }
         )
     table = pd.DataFrame(rows)
@@ -367,16 +369,25 @@ def domain_bars(ablation_matrix: pd.DataFrame, domains: Domains = None) -> pd.Da
     values = _check_square(ablation_matrix)
     codes = resolve_domains(ablation_matrix, domains)
     off_diagonal = ~np.eye(values.shape[0], dtype=bool)
-    rows = []
+    masks = {}
     for domain in _ordered_domains(codes):
         inside = codes == domain
-        masks = {
+        masks[domain] = {
             "within": inside[:, None] & inside[None, :] & off_diagonal,
             "D→others": inside[:, None] & ~inside[None, :],
             "others→D": ~inside[:, None] & inside[None, :],
         }
+    return bar_table(values, masks)
+
+
+def bar_table(values: np.ndarray, masks: Mapping[str, Mapping[str, np.ndarray]]) -> pd.DataFrame:
+    """Fig 2C's bars from cell masks: ``masks[domain][kind]`` (bool, the shape of ``values``) picks
+    the cells of each bar. One row per (domain, kind in :data:`BAR_KINDS`): domain, kind, mean,
+    sem (SD with ddof = 1 over √n; NaN when n < 2) and n of the finite cells picked."""
+    rows = []
+    for domain, by_kind in masks.items():
         for kind in BAR_KINDS:
-            cells = values[masks[kind]]
+            cells = values[by_kind[kind]]
             cells = cells[np.isfinite(cells)]
             n = int(cells.size)
             rows.append(
@@ -553,7 +564,7 @@ def summarise_models(rows: pd.DataFrame) -> pd.DataFrame:
 def testable(matrix: pd.DataFrame) -> bool:
     """Whether the within/cross tests can run: at least 4 tasks and two domains with two tasks
     each, so that both a within-domain and a cross-domain cell exist (domains: label prefixes)."""
-    counts = pd.Series([label.split("/")[0] for label in matrix.index]).value_counts()
+    counts = pd.Series(resolve_domains(matrix)).value_counts()
     return len(matrix) >= 4 and int((counts >= 2).sum()) >= 2
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from modularity.matrix_csv import read_matrix_csv
-from modularity.overlap import average_matrices
+from modularity.overlap import average_matrices, resolve_domains
 from modularity.stats import ari_permutation, kendall_summary, kendall_tau_pairs, testable, within_cross_permutation
 from modularity.store import REPO_ROOT
 from modularity.tasks.schema import DOMAINS
@@ -208,7 +208,7 @@ def model_statistics(overlap: pd.DataFrame, ablation: pd.DataFrame | None, *, n_
 
     ari = None
     if testable(overlap):
-        n_domains = len({label.split("/")[0] for label in overlap.index})
+        n_domains = len(set(resolve_domains(overlap)))
         ari = ari_permutation(overlap, n_permutations=n_permutations, seed=seed,
                               knn=min(knn, len(overlap) - 1), n_clusters=n_domains)
     return statistics_row(test(overlap), test(ablation), ari, len(overlap), 0 if ablation is None else len(ablation))
