@@ -143,13 +143,13 @@ def run(ctx: RunContext) -> LocalizerResult:
     activations, activation_seconds = _activations(ctx, stimuli)
     t = {domain: localizer.welch_t(a["localized"], a["control"]) for domain, a in activations.items()}
     n_neurons = next(iter(t.values())).size
-    n_layers, d_ff = _geometry(ctx, n_neurons)
+    tasks = attributed(ctx)
+    n_layers, d_ff = _geometry(ctx, tasks, n_neurons)
     sets = {domain: localizer.localized_set(values, pct) for domain, values in t.items()}
     k = overlap.top_k_count(n_neurons, pct)
     base = dict(pct=pct, stimuli=stimuli, t=t, sets=sets, k=k, n_layers=n_layers, d_ff=d_ff,
                 sets_table=_sets_table(stimuli, t, sets, d_ff))
 
-    tasks = attributed(ctx)
     if len(tasks) < 2:
         note = f"{len(tasks)} task(s) passed the filter with attribution scores: nothing to compare the sets with"
         result = LocalizerResult(**base, tasks=tasks, seconds={"activations": activation_seconds}, notes=[note])
@@ -188,20 +188,20 @@ def _activations(ctx: RunContext, stimuli: dict) -> tuple[dict, float]:
     out, seconds = {}, 0.0
     for domain, s in bar(stimuli.items(), total=len(stimuli), desc="localizer activations", unit="domains"):
         path = _activation_path(ctx, s)
-        if not path.exists():
-            started = time.perf_counter()
-            values = localizer.mean_activations(ctx.model, list(s.localized) + list(s.control), ctx.params["bos"],
-                                                ctx.params["batch_size"])
-            save_tensors(path, {"localized": values[: s.n], "control": values[s.n:]},
-                         {"domain": domain, "n": s.n, "pooling": "mean over the text's non-special tokens"})
-            seconds += time.perf_counter() - started
-        out[domain] = load_tensors(path)[0]
+        if path.exists():
+            out[domain] = load_tensors(path)[0]
+            continue
+        started = time.perf_counter()
+        values = localizer.mean_activations(ctx.model, list(s.localized) + list(s.control), ctx.params["bos"],
+                                            ctx.params["batch_size"])
+        out[domain] = {"localized": values[: s.n], "control": values[s.n:]}
+        save_tensors(path, out[domain], {"domain": domain, "n": s.n, "pooling": "mean over the text's non-special tokens"})
+        seconds += time.perf_counter() - started
     return out, seconds
 
 
-def _geometry(ctx: RunContext, n_neurons: int) -> tuple[int, int]:
-    """(n_layers, d_ff) without loading the model when an attribution tensor says it."""
-    tasks = attributed(ctx) if ctx.paths.table("eval_summary.csv").exists() else pd.DataFrame()
+def _geometry(ctx: RunContext, tasks: pd.DataFrame, n_neurons: int) -> tuple[int, int]:
+    """(n_layers, d_ff) without loading the model when an attribution tensor of ``tasks`` says it."""
     if len(tasks):
         n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0]).shape
     else:
@@ -242,8 +242,8 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, sets: dict, t: dict) -> dict:
         within, overall = localizer.within_across(matrix, n_permutations=min(params["n_permutations"], 2000), seed=SEED)
         sweep.append({"pct": threshold, "k": k, **{key: overall[key] for key in ("within", "across", "ratio", "p")},
                       "chance": k / n_neurons})
-        long += [{"pct": threshold, "domain": domain, "target": label, "target_domain": label.split("/")[0],
-                  "relation": "within" if label.split("/")[0] == domain else "across", "overlap": value}
+        long += [{"pct": threshold, "domain": domain, "target": label, "target_domain": overlap.domain_of(label),
+                  "relation": "within" if overlap.domain_of(label) == domain else "across", "overlap": value}
                  for domain, row in matrix.iterrows() for label, value in row.items()]
         if threshold == pct:
             main = matrix
@@ -301,7 +301,7 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d
             per_target.append(cells)
             progress.update(len(cells))
     cells = pd.concat(per_target, ignore_index=True).merge(set_table, on="set")
-    cells["target_domain"] = cells.target.str.split("/").str[0]
+    cells["target_domain"] = cells.target.map(overlap.domain_of)
     cells["relation"] = np.where(cells.target_domain == cells.domain, "within", "across")
     cells = cells[CELL_COLUMNS]
 
