@@ -376,3 +376,77 @@ def test_per_domain_holm_correction_matches_statsmodels_and_never_lowers_p():
     table = st.per_domain_modularity(planted(n_per_domain=4, within=0.08, cross=0.05, noise=0.03), n_permutations=300, seed=3)
     np.testing.assert_allclose(table.p_holm, multipletests(table.p, method="holm")[1])
     assert (table.p_holm >= table.p).all() and (table.p_holm <= 1).all()
+
+
+# --------------------------------------------------------------------------- undefined statistics and ties
+
+
+def test_no_p_value_without_its_statistic():
+    matrix = planted(n_per_domain=3)
+    one_task_md = matrix.drop(index=matrix.index[1:3], columns=matrix.columns[1:3])  # MD keeps one task
+    table = st.per_domain_modularity(one_task_md, n_permutations=199, seed=42).set_index("domain")
+    assert np.isnan(table.loc["MD", "within"]) and np.isnan(table.loc["MD", "p"]) and np.isnan(table.loc["MD", "p_holm"])
+    assert "not computed" in table.loc["MD", "note"] and "inside MD" in table.loc["MD", "note"]
+    tested = table.drop(index="MD")
+    assert (tested.note == "").all() and tested.p.notna().all()
+    # Holm over the three tests that ran, not four
+    from statsmodels.stats.multitest import multipletests
+    np.testing.assert_allclose(tested.p_holm, multipletests(tested.p, method="holm")[1])
+
+    all_missing = pd.DataFrame(np.nan, index=matrix.index, columns=matrix.columns)
+    result = st.within_cross_permutation(all_missing, n_permutations=199, seed=42)
+    assert np.isnan(result["p"]) and result["note"].startswith("not computed")
+    assert st.format_p(result["p"], 199) == "not computed"
+    assert np.isnan(st.permutation_p(np.array([0.1, 0.2]), float("nan")))
+    assert np.isnan(st.permutation_p(np.array([np.nan, np.nan]), 0.1))
+    # undefined null draws are left out of the count, not counted as falling short
+    assert st.permutation_p(np.array([np.nan, 0.5, 0.05]), 0.1) == pytest.approx(2 / 3)
+
+
+def test_cli_overlap_statistics_of_a_one_task_domain_are_not_computed(tmp_path, capsys):
+    import json
+
+    from modularity.cli import main
+
+    matrix = planted(n_per_domain=3)
+    matrix.drop(index=matrix.index[1:3], columns=matrix.columns[1:3]).to_csv(tmp_path / "overlap.csv")
+    assert main(["stats", "overlap", str(tmp_path / "overlap.csv"), "--permutations", "199"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["per_domain"]["MD"]["p"] is None and report["per_domain"]["MD"]["within"] is None
+    assert report["per_domain"]["MD"]["note"].startswith("not computed")
+    pd.DataFrame(np.nan, index=matrix.index, columns=matrix.columns).to_csv(tmp_path / "missing.csv")
+    assert main(["stats", "overlap", str(tmp_path / "missing.csv"), "--permutations", "199"]) == 0
+    assert json.loads(capsys.readouterr().out)["p_within_gt_cross"] is None
+
+
+def tie_heavy(seed=0, k=5):
+    """Overlap fractions on a coarse grid (multiples of 1/k, many zeros): most shuffles tie."""
+    rng = np.random.default_rng(seed)
+    domains = np.repeat(["MD", "ToM", "phys", "Lan"], [3, 4, 4, 4])
+    counts = rng.choice([0, 0, 0, 1], size=(len(domains), len(domains)))
+    values = np.triu(counts, 1) / k
+    values = values + values.T
+    np.fill_diagonal(values, 1.0)
+    labels = [f"{d}/t{i}" for i, d in enumerate(domains)]
+    return pd.DataFrame(values, index=labels, columns=labels)
+
+
+def test_ties_count_whatever_order_the_sums_take():
+    assert st.permutation_p(np.array([0.3]), 0.1 + 0.2) == 1.0  # 0.30000000000000004 ties with 0.3
+    assert st.permutation_p(np.array([0.3 - 1e-6]), 0.3) == 0.5  # a real difference is not a tie
+    matrix = tie_heavy()
+    values, domains = matrix.to_numpy(), np.array([label.split("/")[0] for label in matrix.index])
+    finite = np.isfinite(values) & ~np.eye(len(domains), dtype=bool)
+
+    def delta(labels):  # masked means: another summation order than the library's matmuls
+        same = labels[:, None] == labels[None, :]
+        return values[same & finite].mean() - values[~same & finite].mean()
+
+    rng = np.random.default_rng(42)
+    null = np.array([delta(rng.permutation(domains)) for _ in range(500)])
+    observed = delta(domains)
+    exact_ties = np.isclose(null, observed, rtol=0, atol=1e-12)
+    assert exact_ties.sum() >= 5, "the example must contain ties"
+    expected = (np.sum((null > observed) | exact_ties) + 1) / 501
+    assert st.within_cross_permutation(matrix, n_permutations=500, seed=42)["p"] == expected
+    assert st.permutation_p(null, observed, scale=1.0) == expected

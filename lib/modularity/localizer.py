@@ -27,7 +27,7 @@ from . import passes
 from .batches import length_sorted_batches, make_batch, pad_id_of
 from .overlap import domain_of, top_k_count, top_positive_set
 from .scoring import encode_prompt
-from .stats import bar_table, permutation_indices, permutation_p
+from .stats import bar_table, holm, permutation_indices, permutation_p
 from .tasks.schema import DOMAINS
 
 __all__ = ["pooling_masks", "mean_activations", "welch_t", "localized_set", "set_task_matrix", "within_across",
@@ -148,8 +148,6 @@ def within_across(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int 
     domains (Holm). NaN cells are skipped; a domain without tasks gets NaN.
     Returns (per-domain table: domain, n_tasks, within, across, ratio, delta, p, p_holm; overall dict).
     """
-    from statsmodels.stats.multitest import multipletests
-
     values = matrix.to_numpy(dtype=float)
     codes = _task_domains(matrix)
     rows = np.asarray(matrix.index).astype(str)
@@ -166,7 +164,7 @@ def within_across(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int 
 
     def p_value(delta: np.ndarray) -> float:
         # Observed (row 0) and null through the same code path: a draw reproducing the partition ties exactly.
-        return permutation_p(delta[1:], delta[0]) if np.isfinite(delta[0]) else float("nan")
+        return permutation_p(delta[1:], delta[0], scale=float(np.abs(cells).max(initial=0.0)))
 
     table = pd.DataFrame({
         "domain": rows,
@@ -176,10 +174,7 @@ def within_across(matrix: pd.DataFrame, n_permutations: int = 10_000, seed: int 
         "delta": own_mean[0] - other_mean[0],
         "p": [p_value(own_mean[:, d] - other_mean[:, d]) for d in range(len(rows))],
     })
-    tested = table.p.notna()
-    table["p_holm"] = np.nan
-    if tested.any():
-        table.loc[tested, "p_holm"] = multipletests(table.p[tested], method="holm")[1]
+    table["p_holm"] = holm(table.p)
     overall = {"within": float(all_own[0]), "across": float(all_other[0]),
                "ratio": float(all_own[0] / all_other[0]) if all_other[0] > 0 else float("nan"),
                "delta": float(all_own[0] - all_other[0]), "p": p_value(all_own - all_other),

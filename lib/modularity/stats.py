@@ -53,6 +53,8 @@ __all__ = [
     "summarise_models",
     "testable",
     "permutation_p",
+    "holm",
+    "untested_reason",
     "bar_table",
     "format_p",
     "binomial_se",
@@ -78,9 +80,38 @@ def permutation_indices(n_items: int, n_permutations: int, seed: int) -> np.ndar
     return np.stack([rng.permutation(n_items) for _ in range(n_permutations)]) if n_permutations else np.empty((0, n_items), dtype=np.int64)
 
 
-def permutation_p(null: np.ndarray, observed: float) -> float:
-    """One-sided p = (#{null ≥ observed} + 1) / (n + 1)."""
-    return float((np.sum(null >= observed) + 1) / (null.size + 1))
+#: Two values of a statistic closer than this, relative to the magnitude of the numbers they are
+#: computed from, are ties: float64 sums of n cells differ by summation order by at most ~n·2.2e-16
+#: relative (about 1e-11 for the 200 × 200 matrices of the largest runs), far below this, while
+#: distinct values of a mean of overlap fractions (multiples of 1/k) lie much further apart.
+TIE_RTOL = 1e-9
+
+
+def permutation_p(null: np.ndarray, observed: float, scale: float | None = None) -> float:
+    """One-sided p = (#{null ≥ observed} + 1) / (n + 1), over the n defined (finite) null draws.
+
+    NaN when ``observed`` is undefined (NaN: e.g. no within-domain cell exists) or no null draw
+    is defined: a test without its statistic has no p-value. Ties count as reaching the observed
+    value: a null draw counts when null ≥ observed − ``TIE_RTOL``·``scale``, so a draw equal to the
+    observed value in exact arithmetic counts whatever order the sums were taken in (the same
+    rule as ``scipy.stats.permutation_test``'s relative tolerance). ``scale`` is the magnitude of
+    the numbers the statistic is formed from (for a difference of means of matrix cells, the
+    largest |cell|); default, the largest |value| among observed and null.
+    """
+    null = np.asarray(null, dtype=float)
+    null = null[np.isfinite(null)]
+    if not np.isfinite(observed) or null.size == 0:
+        return float("nan")
+    if scale is None:
+        scale = max(abs(float(observed)), float(np.abs(null).max()))
+    tolerance = TIE_RTOL * abs(float(scale))
+    return float((np.sum(null >= observed - tolerance) + 1) / (null.size + 1))
+
+
+def _cell_scale(values: np.ndarray) -> float:
+    """Largest |finite cell| of a matrix: the magnitude its cell means are computed from."""
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size else 0.0
 
 
 def _domain_codes(codes: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -121,7 +152,10 @@ def within_cross_permutation(
     Δ = within − cross; null: the task → domain labels shuffled
     ``n_permutations`` times; one-sided p = (#{Δ_null ≥ Δ_obs} + 1)/(n_permutations + 1).
 
-    Returns ``{within, cross, ratio, delta, p, n_tasks, n_permutations}``.
+    p is NaN when Δ is undefined (no finite within- or cross-domain cell), and ``note`` says why
+    (empty when the test ran).
+
+    Returns ``{within, cross, ratio, delta, p, n_tasks, n_permutations, note}``.
     """
     values = _check_square(matrix)
     codes = resolve_domains(matrix, domains)
@@ -135,10 +169,18 @@ def within_cross_permutation(
     return {
         **summary,
         "delta": summary["within"] - summary["cross"],
-        "p": permutation_p(null, observed),
+        "p": permutation_p(null, observed, _cell_scale(values)),
         "n_tasks": int(len(codes)),
         "n_permutations": int(n_permutations),
+        "note": untested_reason(summary["within"], summary["cross"], "pair of tasks in the same domain",
+                                "pair of tasks in different domains"),
     }
+
+
+def untested_reason(within: float, cross: float, within_kind: str, cross_kind: str) -> str:
+    """Why a within − cross test has no p-value ("" when both means exist)."""
+    missing = [kind for value, kind in ((within, within_kind), (cross, cross_kind)) if not np.isfinite(value)]
+    return ("not computed: no finite cell for a " + " nor for a ".join(missing)) if missing else ""
 
 
 # --------------------------------------------------------------------------- clustering (§6)
@@ -247,7 +289,7 @@ def ari_permutation(
     null = _ari_of_labellings(integer_codes[permutation_indices(len(codes), n_permutations, seed)], clusters)
     return {
         "ari": float(adjusted_rand_score(codes, clusters)),
-        "p": permutation_p(null, observed),
+        "p": permutation_p(null, observed, scale=1.0),  # ARI ≤ 1
         "null_mean": float(null.mean()) if null.size else float("nan"),
         "null_sd": float(null.std()) if null.size else float("nan"),
         "null_max": float(null.max()) if null.size else float("nan"),
@@ -317,8 +359,10 @@ def per_domain_modularity(
     of cells with **exactly one** task in D (both directions; so ablation's
     D → others and others → D both count). p: shuffle all task → domain labels,
     recompute within_D − cross_D; a fresh ``default_rng(seed)`` for each domain,
-    as the study does. Columns: domain, n_tasks, within, cross, ratio, delta, p, and
-    p_holm (Holm's correction across the domains, statsmodels; the study reported p alone).
+    as the study does. Columns: domain, n_tasks, within, cross, ratio, delta, p,
+    p_holm (Holm's correction across the domains with a p-value, statsmodels; the study reported
+    p alone) and note. A domain with one task (or no finite cell inside it) has no within_D:
+    its p and p_holm are NaN and ``note`` says why; it does not count among Holm's tests.
     """
     values = _check_square(matrix)
     codes = resolve_domains(matrix, domains)
@@ -342,13 +386,25 @@ def per_domain_modularity(
                 "cross": cross,
                 "ratio": within / cross if cross > 0 else float("nan"),
                 "delta": within - cross,
-                "p": permutation_p(null_deltas, within - cross),
+                "p": permutation_p(null_deltas, within - cross, _cell_scale(values)),
+                "note": untested_reason(within, cross, f"pair of tasks inside {domain}",
+                                        f"pair with one task in {domain}"),
             }
         )
-    table = pd.DataFrame(rows)
-    # Four domains are four tests: Holm's step-down keeps the family-wise error at the nominal level.
-    table["p_holm"] = multipletests(table["p"], method="holm")[1] if len(table) else []
+    table = pd.DataFrame(rows, columns=["domain", "n_tasks", "within", "cross", "ratio", "delta", "p", "note"])
+    table.insert(table.columns.get_loc("p") + 1, "p_holm", holm(table["p"]))
     return table
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment (statsmodels) of the defined p-values; NaN stays NaN and is not
+    counted among the tests (a test that could not run is not one of the family)."""
+    p_values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(p_values.shape, np.nan)
+    tested = np.isfinite(p_values)
+    if tested.any():
+        adjusted[tested] = multipletests(p_values[tested], method="holm")[1]
+    return adjusted
 
 
 # --------------------------------------------------------------------------- ablation bars (§7)
@@ -569,10 +625,13 @@ def testable(matrix: pd.DataFrame) -> bool:
 
 
 def format_p(p: float, n_permutations: int) -> str:
-    """The study's p display: "<1e-04" when p < 1/n_permutations, else 4 significant digits.
+    """The study's p display: "<1e-04" when p < 1/n_permutations, else 4 significant digits;
+    "not computed" for an undefined p (NaN).
 
     (p = 1/(n+1), the smallest possible permutation p, prints as "<1e-04" for n = 10,000.)
     """
+    if p is None or not np.isfinite(p):
+        return "not computed"
     return f"<{1.0 / n_permutations:.0e}" if p < 1.0 / n_permutations else f"{p:.4g}"
 
 

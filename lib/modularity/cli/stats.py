@@ -47,7 +47,8 @@ What the numbers mean:
                        (both directions counted; the diagonal never counts)
   ratio                within / cross; > 1 means domain-specific (modular) structure
   p_within_gt_cross    one-sided permutation p for within − cross: task→domain labels shuffled
-                       --permutations times (seeded); smallest possible value 1/(permutations+1)
+                       --permutations times (seeded); smallest possible value 1/(permutations+1);
+                       null (and p_note says why) when within or cross has no cell to average
   ari, ari_p           Adjusted Rand Index of the study's clustering (symmetrise, kNN graph with
                        --knn neighbours, average linkage, 4 clusters) against the true domains, and
                        its permutation p (clustering fixed, labels shuffled). 1 = domains recovered
@@ -55,7 +56,9 @@ What the numbers mean:
   nmi, ami, v_measure  other agreement scores of the same clustering with the domains
   silhouette           how much closer same-domain tasks are on 1 − matrix (−1..1), no clustering
   per_domain           for each domain D: within_D (both tasks in D), cross_D (exactly one task
-                       in D, both directions), ratio and permutation p (SI Table 2)
+                       in D, both directions), ratio, permutation p and its Holm adjustment
+                       across the domains tested (SI Table 2); a one-task domain has no within_D,
+                       so its p is null and note says why
 """
 
 
@@ -110,6 +113,7 @@ def _matrix_report(args, directed: bool) -> dict:
         "ratio": test["ratio"],
         "delta": test["delta"],
         "p_within_gt_cross": test["p"],
+        "p_note": test["note"] or None,
         "ari": ari["ari"],
         "ari_p": ari["p"],
         "ari_null_mean": ari["null_mean"],
@@ -127,10 +131,12 @@ def _matrix_report(args, directed: bool) -> dict:
                 "cross": row.cross,
                 "ratio": row.ratio,
                 "p": row.p,
+                "p_holm": row.p_holm,
+                "note": row.note or None,
             }
             for row in per_domain.itertuples()
         },
-        "diagonal_mean": float(np.nanmean(np.diag(values))),
+        "diagonal_mean": float(np.nanmean(np.diag(values))) if np.isfinite(np.diag(values)).any() else None,
         "symmetric": bool(np.allclose(values, values.T, equal_nan=True)),
         "n_missing_cells": int(np.isnan(values).sum()),
         "dropped_legacy": matrix.attrs.get("dropped_legacy", []),
