@@ -75,7 +75,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from modularity import charts, scoring
+from modularity import charts, numerics, scoring
 from modularity.stages import evaluation
 from modularity.tasks import DOMAIN_NAMES
 
@@ -151,10 +151,12 @@ by_hand
 # %%
 library = scoring.sequence_logprobs(loaded, [prompts["clean"]] * 2 + [prompts["corrupted"]] * 2,
                                     [answers["y+"], answers["y-"]] * 2)
-tolerance = 1e-4 if loaded.dtype == torch.float32 else 5e-2
-np.testing.assert_allclose(by_hand["summed log-prob"], library, rtol=0, atol=tolerance)
+# Batching sums in another order: equal up to float rounding through the layers (modularity.numerics).
+held_to = numerics.tolerance(numerics.largest_magnitude(library), loaded.n_layers, loaded.dtype)
+check = numerics.assert_agree(by_hand["summed log-prob"], library, held_to, "traced vs library log-probs")
 lp = by_hand["summed log-prob"].to_numpy()  # LP_cc, LP_ci, LP_rc, LP_ri
-print("traced and library scores agree; largest difference", f"{np.abs(lp - library).max():.1e}")
+print(f"traced and library scores agree: largest difference {check['largest difference']:.1e} nats "
+      f"(held to {held_to:.1e}, the rounding of float log-probs of this size through {loaded.n_layers} layers)")
 
 # %% [markdown]
 # The item is *clean correct* when the clean prompt prefers y⁺, and *corrupted correct* when the

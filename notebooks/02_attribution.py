@@ -79,7 +79,7 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from modularity import attribution, charts, scoring
+from modularity import attribution, charts, numerics, scoring
 from modularity.stages import attribution as attribution_stage
 
 # %% [markdown]
@@ -178,10 +178,10 @@ if ctx.params["metric"] == "logit_diff":
 by_hand = (g * (torch.stack(a_clean) - a_corrupted) / (C - R)).float().cpu()  # [L, d_ff]
 fast = attribution.attribute_task(ctx.model, tokens, np.array([i]), C, R, metric=ctx.params["metric"],
                                   heads=False).neurons
-tolerance = (1e-4 if ctx.model.dtype == torch.float32 else 2e-2) * float(fast.abs().max())
-torch.testing.assert_close(by_hand, fast, rtol=1e-3, atol=tolerance)
-print(f"traced and library scores agree; largest difference {float((by_hand - fast).abs().max()):.1e} "
-      f"(largest score {float(fast.abs().max()):.1e})")
+held_to = numerics.tolerance(numerics.largest_magnitude(fast), L, ctx.model.dtype)  # float rounding, forward and back
+check = numerics.assert_agree(by_hand, fast, held_to, "traced vs library attribution scores")
+print(f"traced and library scores agree: largest difference {check['largest difference']:.1e} "
+      f"(largest score {float(fast.abs().max()):.1e}, held to {held_to:.1e})")
 attribution.top_neurons(fast, 5)
 
 # %% [markdown]

@@ -12,6 +12,10 @@ killed check resumes), then compares every half-precision run with the float32 o
 * :func:`ratio_row`: the within/across overlap ratio (stage 3) and ablation-drop ratio (stage 5)
   with their permutation p-values, on the tasks that pass in that dtype.
 
+:func:`backend_agreement` compares the two backends the same way (hooks against nnsight traces,
+every output of the model stages), each output held to the float rounding tolerance of
+:mod:`modularity.numerics`.
+
 The comparison functions are pure (tables in, tables out); :func:`run_precision_check` does the
 running and :func:`save_precision_check` writes the tables the book's scale chapter reads.
 """
@@ -29,7 +33,7 @@ from . import stats
 from .params import validate_params
 from .store import REPO_ROOT, save_json, save_table
 
-__all__ = ["PrecisionCheck", "DtypeRun", "TokenCounter", "run_dtype", "decision_table", "score_agreement", "ratio_row", "run_precision_check",
+__all__ = ["backend_outputs", "backend_agreement", "PrecisionCheck", "DtypeRun", "TokenCounter", "run_dtype", "decision_table", "score_agreement", "ratio_row", "run_precision_check",
            "save_precision_check", "DEFAULT_TASKS", "results_folder"]
 
 #: Two tasks per domain that pass on SmolLM2-135M-Instruct in float32 (small profile), three of them
@@ -76,6 +80,69 @@ def score_agreement(reference: dict, other: dict, pct: float, top_set) -> pd.Dat
                      "spearman": float(spearmanr(a.ravel(), b.ravel()).statistic),
                      "max difference / max score": float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30))})
     return pd.DataFrame(rows, columns=["task", "k", "set overlap", "spearman", "max difference / max score"])
+
+
+def backend_outputs(loaded, task, items, neuron_sets: dict, C: float = 1.0, R: float = -1.0,
+                    batch_size: int = 4) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every number the model stages compute on ``items`` of ``task``, on ``loaded``'s backend,
+    and the magnitude each is computed from (the ``scale`` of :func:`modularity.numerics.tolerance`).
+
+    Outputs: evaluation log-probs [n]; attribution neuron [L, d_ff] and head [L, H] scores
+    (logit-difference metric, ``C``, ``R``); corrupted-ablation log-probs of ``neuron_sets``
+    (``{name: flat indices}``) [S, n, …] and the unablated ones; mean activations [L, d_ff] and
+    mean-ablation log-probs; exact patching effects [S]. An exact-patching effect is a difference of
+    corrupted-run log-probs (correct and incorrect answers) over |C − R|: its scale is theirs, not
+    its own size. The others' scale is their own largest value.
+    """
+    from . import ablation, attribution, scoring
+    from .numerics import largest_magnitude
+
+    tokens = scoring.tokenize_task(loaded, task)
+    items = np.asarray(items)
+    clean, corrupted = [tokens.clean[i] for i in items], [tokens.corrupted[i] for i in items]
+    scores = attribution.attribute_task(loaded, tokens, items, C=C, R=R, metric="logit_diff", batch_size=batch_size)
+    ablated = ablation.ablation_logprobs(loaded, tokens, items, neuron_sets, batch_size=batch_size)
+    means = ablation.mean_activations(loaded, tokens, items)
+    outputs = {
+        "evaluation log-probs": scoring.sequence_logprobs(loaded, clean, [tokens.correct[i] for i in items],
+                                                          batch_size=batch_size),
+        "neuron scores": scores.neurons.numpy(), "head scores": scores.heads.numpy(),
+        "ablated log-probs (corrupted)": ablated.patched, "unablated log-probs": ablated.unablated,
+        "mean activations": means.numpy(),
+        "ablated log-probs (mean)": ablation.ablation_logprobs(loaded, tokens, items, neuron_sets, mode="mean",
+                                                               mean_values=means, batch_size=batch_size).patched,
+        "exact patching": attribution.patch_effect(loaded, tokens, items, C, R, list(neuron_sets.values()),
+                                                   batch_size=batch_size),
+    }
+    scales = {name: largest_magnitude(value) for name, value in outputs.items()}
+    corrupted_lps = [scoring.sequence_logprobs(loaded, corrupted, [answers[i] for i in items], batch_size=batch_size)
+                     for answers in (tokens.correct, tokens.incorrect)]
+    scales["exact patching"] = largest_magnitude(*corrupted_lps) / abs(C - R)
+    return outputs, scales
+
+
+def backend_agreement(loaded, task, items, neuron_sets: dict, **options) -> pd.DataFrame:
+    """The hook backend against nnsight traces on the same weights: one row per output of
+    :func:`backend_outputs` with its largest |hooks − nnsight|, the magnitude it is computed from,
+    the tolerance it is held to (:func:`modularity.numerics.tolerance` in the model's dtype, plus
+    one float32 unit of the value: outputs are stored in float32) and whether it agrees."""
+    import copy
+
+    from .numerics import EPS, agreement, largest_magnitude, tolerance
+
+    def on(backend: str):
+        other = copy.copy(loaded)
+        other.backend, other.remote, other._lm = backend, False, None
+        return other
+
+    hooks, scales = backend_outputs(on("hooks"), task, items, neuron_sets, **options)
+    traced, _ = backend_outputs(on("nnsight"), task, items, neuron_sets, **options)
+    rows = []
+    for name, expected in hooks.items():
+        held_to = tolerance(scales[name], loaded.n_layers, loaded.dtype) + EPS["float32"] * largest_magnitude(expected)
+        rows.append({"output": name, **agreement(traced[name], expected, held_to), "computed from": scales[name]})
+    columns = ["output", "largest difference", "computed from", "held to", "agrees"]
+    return pd.DataFrame(rows)[columns].set_index("output")
 
 
 def ratio_row(dtype: str, overlap_matrix: pd.DataFrame | None, drop_matrix: pd.DataFrame | None,
