@@ -21,7 +21,8 @@ scores of SmolLM2-135M (30 layers) through hooks and through nnsight differ by 3
 the largest score (11 per layer) under each of ``default``, ``avx2`` and ``avx512``, forward
 log-probs by 3 (0.1 per layer); 32 per layer leaves a margin of 3 over the worst of them. Half
 precision rounds every stored activation to 8 (bfloat16) or 11 (float16) bits, so there a
-difference of a couple of units per layer is already the resolution of the format.
+difference of a couple of units per layer is already the resolution of the format; that constant
+is a bound from the format, not a measurement (no stage page has been executed in half precision).
 
 Pure functions of numbers and arrays; no model, no I/O.
 """
