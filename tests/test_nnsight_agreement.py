@@ -12,6 +12,8 @@ import torch
 from modularity.batches import answer_logprobs, make_batch
 from modularity.sites import probe_at, record_at, replace_neurons
 
+pytestmark = pytest.mark.numerics
+
 # equal lengths: nnsight would left-pad a ragged batch, the hooks right-pad
 IDS = torch.tensor([[5, 60, 700, 9000, 33, 812], [44, 1023, 7, 301, 2900, 61]])
 

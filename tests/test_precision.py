@@ -10,6 +10,8 @@ from modularity import overlap, precision
 
 from test_stage_evaluation_attribution import run_params
 
+pytestmark = pytest.mark.numerics
+
 
 def summary(accuracies: dict, threshold: float = 0.6) -> pd.DataFrame:
     return pd.DataFrame({"task": list(accuracies), "domain": ["Lan"] * len(accuracies),

@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import batches, passes, precision, sites
+from modularity import batches, passes, precision, scoring, sites
 from modularity.models import load_model
 from modularity.params import ParamsError, validate_params
 from modularity.tasks import generate_task
 
 from conftest import FAMILY_NAMES
+
+pytestmark = pytest.mark.numerics
 
 ITEMS = np.arange(6)
 SETS = {"source": np.array([3, 70, 100]), "other": np.array([5, 64])}  # flat indices over layers 0 and 1
@@ -119,3 +121,17 @@ def test_localizer_means_on_the_nnsight_backend(tiny_models):
     traced = localizer.mean_activations(on_backend(tiny_models["olmo2"], "nnsight"), texts)
     assert hooked.shape == (3, tiny_models["olmo2"].n_layers * tiny_models["olmo2"].d_ff)
     torch.testing.assert_close(traced, hooked, rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_backends_agree_on_smollm2_as_the_scale_page_shows():
+    """The scale chapter's live comparison: 30 layers, where float32 rounding between the backends
+    reaches 330 units of the largest attribution score; held to numerics' tolerance on any kernels."""
+    from modularity.models import load_model
+
+    smollm2 = load_model("smollm2-135m-instruct")
+    task = generate_task("det_noun_agreement_regular", "small", n_items=8, seed=0)
+    items = np.flatnonzero(scoring.tokenize_task(smollm2, task).aligned)[:2]
+    sets = {"every 997th neuron": np.arange(0, smollm2.n_neurons, 997), "first 200, every 7th": np.arange(0, 200, 7)}
+    table = precision.backend_agreement(smollm2, task, items, sets)
+    assert table.agrees.all(), table.to_string()
