@@ -2,7 +2,8 @@
 
 Executed notebooks and small tables go to ``book/results/<run_name>/<profile>/`` (committed,
 rendered by the book); heavy tensors and per-task caches go to ``cache/<run_name>/<profile>/``
-(ignored by git). Every write is atomic (temporary file + rename), and per-task caches are named
+(ignored by git). Every write is atomic (temporary file + rename) and gets the permissions the
+umask gives a new file (0644 under the usual 022), and per-task caches are named
 after a fingerprint of the task's items and the parameters that change them, so a killed stage
 resumes where it stopped and a stale file is never reused.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,15 @@ def task_fingerprints(params: dict) -> dict[str, str]:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder and rename (no torn files)."""
+    """Write via a temporary file in the same folder and rename (no torn files).
+
+    The temporary file is created with mode 0666 less the umask, as ``open`` would create
+    ``path`` (``tempfile.mkstemp`` makes it 0600, which the rename would keep).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
