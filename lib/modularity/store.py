@@ -4,11 +4,16 @@ Executed notebooks and small tables go to ``book/results/<run_name>/<profile>/``
 rendered by the book); heavy tensors and per-task caches go to ``cache/<run_name>/<profile>/``
 (ignored by git). Every write is atomic (temporary file + rename) and gets the permissions the
 umask gives a new file (0644 under the usual 022), and per-task caches are named
-after a fingerprint of the task's items and the parameters that change them, so a killed stage
-resumes where it stopped and a stale file is never reused.
+after a fingerprint of the task's items, the parameters that change them and the content of the
+model's weight, config and tokenizer files (:func:`modularity.models.model_files_fingerprint`),
+so a killed stage resumes where it stopped and new weights written over a model's files are not
+mistaken for the old ones. Runs committed under ``book/results`` before the fingerprint covered
+the model's files carry older fingerprints in ``eval_summary.csv``: stages 2, 3, 5 and 7 ask for
+stage 1 to be rerun on them; the whole-book pages read only their tables, never the fingerprints.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -18,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from .progress import bar
+from .progress import bar, notice
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,22 +38,23 @@ class RunPaths:
     """Where a run's outputs live.
 
     ``results`` (committed): executed notebooks, small tables, manifest.
-    ``cache`` (ignored): per-task files named ``<task>-<fingerprint>``, where the
-    fingerprint hashes the task's items and config and the parameters that
-    change per-task results (:data:`CACHE_KEYS`); editing one task's generator
-    therefore recomputes that task only, and stale files are never reused.
+    ``cache`` (ignored): per-task files named ``<task>-<fingerprint>`` (:func:`task_fingerprints`);
+    editing one task's generator therefore recomputes that task only. ``model_digest``: the
+    digest of the model's files that the fingerprints include, for caches not made per task.
     """
 
     results: Path
     cache: Path
     fingerprints: dict = field(default_factory=dict, compare=False, repr=False)
+    model_digest: str = field(default="", compare=False, repr=False)
 
     @classmethod
     def of(cls, params: dict, root: str | Path | None = None) -> "RunPaths":
         # MODULARITY_ROOT lets tests (and users) send outputs somewhere else.
         root = Path(root or os.environ.get("MODULARITY_ROOT") or REPO_ROOT)
         sub = Path(params["run_name"]) / params["profile"]
-        return cls(root / "book" / "results" / sub, root / "cache" / sub, task_fingerprints(params))
+        model = _model_digest(params["model"])
+        return cls(root / "book" / "results" / sub, root / "cache" / sub, task_fingerprints(params, model), model)
 
     def table(self, name: str) -> Path:
         return self.results / name
@@ -67,13 +73,27 @@ class RunPaths:
 CACHE_KEYS = ("model", "dtype", "bos", "metric", "attribution_items")
 
 
-def task_fingerprints(params: dict) -> dict[str, str]:
-    """``{task: short hash}`` of each task's config and items plus :data:`CACHE_KEYS`."""
-    import hashlib
+_NOTED_MODELS: set[tuple[str, str]] = set()
 
+
+def _model_digest(model: str) -> str:
+    """:func:`modularity.models.model_files_fingerprint`, its note (if any) shown once per process."""
+    from .models import model_files_fingerprint
+
+    digest, note = model_files_fingerprint(model)
+    if note and (model, note) not in _NOTED_MODELS:
+        _NOTED_MODELS.add((model, note))
+        notice(f"{note}: cache fingerprints cover the model's name, not its weights")
+    return digest
+
+
+def task_fingerprints(params: dict, model_digest: str | None = None) -> dict[str, str]:
+    """``{task: short hash}`` of each task's config and items, :data:`CACHE_KEYS` and the content of
+    the model's files (``model_digest``, computed from ``params["model"]`` when not given)."""
     from .tasks import load_suite
 
-    settings = json.dumps({key: params[key] for key in CACHE_KEYS}, sort_keys=True, default=str)
+    model = _model_digest(params["model"]) if model_digest is None else model_digest
+    settings = json.dumps({key: params[key] for key in CACHE_KEYS}, sort_keys=True, default=str) + model
     fingerprints = {}
     for name, task in load_suite(params).items():
         content = json.dumps([task.config.to_study_json(), task.items], sort_keys=True, default=str)
@@ -209,20 +229,21 @@ def cached_evaluation(paths: RunPaths, params: dict, names, evaluate, desc: str 
 
 
 def check_task_fingerprints(paths: RunPaths, summary: pd.DataFrame) -> None:
-    """Refuse to continue when tasks changed since stage 1 (items would no longer match its indices)."""
+    """Refuse to continue when a task's items, the cache parameters or the model's files changed
+    since stage 1 (its item indices would no longer describe the items scored now)."""
     if "fingerprint" not in summary:
         raise ValueError("eval_summary.csv has no fingerprint column: rerun stage 01_eval")
     stale = [row.task for row in summary.itertuples() if paths.fingerprints.get(row.task) != row.fingerprint]
     if stale:
         raise ValueError(
-            f"tasks changed since stage 01_eval was run: {stale}. Their items differ from the evaluated "
-            "ones; rerun 01_eval first (finished tasks are reused from the cache)."
+            f"tasks changed since stage 01_eval was run: {stale}. Their items, the model's files or the "
+            "parameters that change results differ from the evaluated ones (or stage 1 ran before its "
+            "fingerprints covered the model's files); rerun 01_eval first (tasks it already scored with "
+            "these items, files and parameters are read back from the cache)."
         )
 
 
 def combined_fingerprint(paths: RunPaths, tasks) -> str:
     """One short hash over the fingerprints of several tasks (order-independent)."""
-    import hashlib
-
     joined = ",".join(sorted(f"{task}:{paths.fingerprints[task]}" for task in tasks))
     return hashlib.sha1(joined.encode()).hexdigest()[:10]
