@@ -496,10 +496,9 @@ def bench_model(name: str, loaded: LoadedModel, sizes: Sizes, repeats: int, memo
                "max_rel_score_diff_vs_reference": rel}
         out["speedup_vs_reference"] = out["items_per_s"] / out["reference"]["items_per_s"]
         with tempfile.TemporaryDirectory() as tmp:
-            path = store.save_tensors(Path(tmp) / "task.safetensors",
-                                      {"neurons": opt_scores.neurons, "heads": opt_scores.heads},
-                                      {"task": TARGET_TASK, "domain": target.domain, "metric": "paper",
-                                       "n_items": opt_scores.n_items, "C": C, "R": R})
+            path = store.write_cache(Path(tmp) / "task.safetensors",
+                                     {"neurons": opt_scores.neurons, "heads": opt_scores.heads}, "attribution",
+                                     {"task": TARGET_TASK, "metric": "paper", "items": attr_index, "C": C, "R": R})
             safetensors_bytes = path.stat().st_size
             result["storage"] = {"attribution_safetensors_bytes": safetensors_bytes}
             if EVAL_TASKS[0] in frames:  # the evaluation phase ran

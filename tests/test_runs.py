@@ -16,9 +16,9 @@ from modularity.book import BOOK_PAGES, write_toc
 from modularity.params import SCHEMA, ParamsError, default_run_name, load_params, notebook_params, validate_params
 from modularity.provenance import update_manifest
 from modularity.runner import run
-from modularity.store import (REPO_ROOT, RunPaths, atomic_write_bytes, cached_evaluation, check_task_fingerprints,
-                              committed_eval_summaries, load_tensors, per_task_cached, save_json, save_table,
-                              save_tensors, task_fingerprints)
+from modularity.store import (REPO_ROOT, RunPaths, atomic_write_bytes, cached_evaluation, check_file,
+                              check_task_fingerprints, committed_eval_summaries, per_task_cached, read_cache,
+                              save_json, save_table, task_fingerprints, write_cache)
 
 REQUIRED = {k for k, p in SCHEMA.items() if p.required}
 GOOD = dict(model="smollm2-135m-instruct", profile="small", n_items=10, seed=0, dtype="float32",
@@ -256,16 +256,20 @@ def test_save_json_and_table(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(save_table(frame, tmp_path / "t.csv")), frame)
 
 
-def test_tensors_round_trip_with_metadata(tmp_path):
+def test_tensors_round_trip_through_a_checked_cache(tmp_path):
     tensors = {"neurons": torch.randn(3, 5), "heads": torch.randn(3, 4).t(), "ids": torch.arange(4)}
-    meta = {"task": "toy", "C": np.float64(2.5), "n_items": 7, "indices": [1, 2, 3], "nested": {"a": None}}
-    path = save_tensors(tmp_path / "cache" / "attr" / "toy.safetensors", tensors, meta)
-    loaded, loaded_meta = load_tensors(path)
+    made_from = {"task": "toy", "C": np.float64(2.5), "items": np.arange(3), "nested": {"a": None}}
+    path = write_cache(tmp_path / "cache" / "attr" / "toy.safetensors", tensors, "attribution", made_from)
+    loaded = read_cache(path, "attribution", made_from)
     assert set(loaded) == set(tensors)
     for key, value in tensors.items():
         assert torch.equal(loaded[key], value) and loaded[key].dtype == value.dtype
-    assert loaded_meta == {"task": "toy", "C": 2.5, "n_items": 7, "indices": [1, 2, 3], "nested": {"a": None}}
-    assert [p.name for p in path.parent.iterdir()] == ["toy.safetensors"]
+    check = json.loads(check_file(path).read_text())
+    assert check["made_from"] == {"task": "toy", "C": 2.5, "items": [0, 1, 2], "nested": {"a": None}}
+    assert check["contents"] == {"shapes": {"neurons": [3, 5], "heads": [4, 3], "ids": [4]}}
+    assert check["size"] == path.stat().st_size
+    assert sorted(p.name for p in path.parent.iterdir()) == ["toy.safetensors", "toy.safetensors.check"]
+    assert read_cache(path, "attribution", dict(made_from, items=np.arange(4))) is None  # other items
 
 
 # --------------------------------------------------------------------------
@@ -282,7 +286,7 @@ def test_per_task_cached_computes_once(tmp_path):
     paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"a": "f1", "bb": "f2", "ccc": "f3"})
     first = per_task_cached(paths, "eval", ["a", "bb"], compute, progress=False)
     assert calls == ["a", "bb"]
-    assert sorted(p.name for p in (tmp_path / "cache" / "eval").iterdir()) == ["a-f1.csv", "bb-f2.csv"]
+    assert sorted(p.name for p in (tmp_path / "cache" / "eval").glob("*.csv")) == ["a-f1.csv", "bb-f2.csv"]
     second = per_task_cached(paths, "eval", ["a", "bb", "ccc"], compute, progress=False)
     assert calls == ["a", "bb", "ccc"]  # only the new task computed
     for name in ("a", "bb"):
@@ -323,8 +327,8 @@ def test_cached_evaluation_keeps_stopped_tasks_apart(tmp_path):
     first = cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert calls == [("good", 0.6), ("bad", 0.6)]
     assert first["bad"].scored.sum() == 3 and first["good"].scored.all()
-    assert [p.name for p in (paths.cache / "eval").iterdir()] == ["good-f1.csv"]
-    assert [p.name for p in (paths.cache / "eval_stopped_0.6").iterdir()] == ["bad-f2.csv"]
+    assert [p.name for p in (paths.cache / "eval").glob("*.csv")] == ["good-f1.csv"]
+    assert [p.name for p in (paths.cache / "eval_stopped_0.6").glob("*.csv")] == ["bad-f2.csv"]
     again = cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert len(calls) == 2  # both read back
     pd.testing.assert_frame_equal(again["bad"], first["bad"])
@@ -334,20 +338,10 @@ def test_cached_evaluation_keeps_stopped_tasks_apart(tmp_path):
     # no stopping: every item is needed, so the stopped file is not used
     full = cached_evaluation(paths, dict(params, stop_early=False), ["good", "bad"], evaluate, progress=False)
     assert calls[3:] == [("bad", None)] and full["bad"].scored.all()
-    assert sorted(p.name for p in (paths.cache / "eval").iterdir()) == ["bad-f2.csv", "good-f1.csv"]
+    assert sorted(p.name for p in (paths.cache / "eval").glob("*.csv")) == ["bad-f2.csv", "good-f1.csv"]
     # ... and from now on the complete evaluation serves runs with stop_early too
     cached_evaluation(paths, params, ["good", "bad"], evaluate, progress=False)
     assert len(calls) == 4
-
-
-def test_cached_evaluation_reads_frames_from_before_the_scored_column(tmp_path):
-    paths = RunPaths(tmp_path / "results", tmp_path / "cache", {"old": "f1"})
-    legacy = _eval_frame(4, 4).drop(columns="scored")
-    save_table(legacy, paths.task_file("eval", "old", ".csv"))
-    frames = cached_evaluation(paths, validate_params(GOOD), ["old"],
-                                    lambda *a: pytest.fail("recomputed"), progress=False)
-    assert list(frames["old"].columns) == ["item", "aligned", "scored", "lp_cc", "both_correct"]
-    assert frames["old"].scored.all()
 
 
 def test_task_fingerprints_follow_items_and_cache_keys():

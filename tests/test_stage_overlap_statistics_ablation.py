@@ -20,11 +20,12 @@ from modularity import ablation, overlap, scoring, sites
 from modularity.matrix_csv import read_matrix_csv, write_matrix_csv
 from modularity.params import validate_params
 from modularity.stages import ablation as ablation_stage
+from modularity.stages import attribution as attribution_stage
 from modularity.stages import beside_study as beside_stage
 from modularity.stages import overlap as overlap_stage
 from modularity.stages import statistics as statistics_stage
 from modularity.stages.context import RunContext
-from modularity.store import save_table, save_tensors
+from modularity.store import save_table, write_cache
 
 #: Three tasks in each of three domains (MD, ToM, Lan): 280 distinct partitions, so a permutation
 #: p can fall below 0.05 (two per domain would allow only 15).
@@ -47,14 +48,17 @@ def planted_run(root: Path, model: str, shape: tuple[int, int], aligned=None, **
     common = rng.normal(size=shape)  # shared by every task: some overlap across domains too
     rows, items = [], []
     for name in TASKS:
-        scores = 3.0 * patterns[domains[name]] + 2.0 * common + rng.normal(size=shape)
-        save_tensors(ctx.paths.tensor("attribution", name), {"neurons": torch.tensor(scores, dtype=torch.float32)}, {})
         flags = np.ones(params["n_items"], dtype=bool) if aligned is None else aligned[name]
         rows.append({"task": name, "domain": domains[name], "n_both_correct": int(flags.sum()), "C": 1.0,
                      "R": -1.0, "passes": True, "reason": "", "fingerprint": ctx.paths.fingerprints[name]})
         items += [{"item": i, "aligned": bool(f), "both_correct": bool(f), "task": name} for i, f in enumerate(flags)]
     save_table(pd.DataFrame(rows), ctx.paths.table("eval_summary.csv"))
     save_table(pd.DataFrame(items), ctx.paths.table("eval_items.csv"))
+    passing, eval_items = ctx.passing(), ctx.evaluation_items()
+    for name in TASKS:  # cached as stage 2 caches them, made from the items above
+        scores = 3.0 * patterns[domains[name]] + 2.0 * common + rng.normal(size=shape)
+        write_cache(ctx.paths.tensor("attribution", name), {"neurons": torch.tensor(scores, dtype=torch.float32)},
+                    "attribution", attribution_stage.scores_made_from(ctx, name, passing, eval_items))
     return ctx
 
 

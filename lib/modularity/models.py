@@ -469,3 +469,81 @@ def _hub_errors(name: str, load: Callable):
             f"could not load {name!r}: {error}. Without Hugging Face Hub access use an "
             f"embedded alias ({', '.join(EMBEDDED_MODELS)}), a local directory or a .gguf file."
         ) from None
+
+
+# --------------------------------------------------------------------------
+# What a model's outputs depend on, read from its files
+# --------------------------------------------------------------------------
+#: Files of a model folder that decide its outputs: weights (safetensors, bin, GGUF), their
+#: index, config and tokenizer (json, sentencepiece ``.model``, vocab and merges ``.txt``, chat
+#: template ``.jinja``). Optimizer states (``.pt``) and READMEs play no part.
+MODEL_FILE_SUFFIXES = (".safetensors", ".bin", ".gguf", ".json", ".model", ".txt", ".jinja", ".tiktoken")
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin", ".gguf")
+#: Up to this many bytes in all every byte is hashed; above, each file's size, first MiB and
+#: :data:`SAMPLED_BLOCKS` evenly spaced blocks (a fine-tune changes nearly every block; an edit
+#: confined to a few small tensors of a model this large can escape the sample).
+FULL_HASH_BYTES = 1 << 30
+SAMPLED_BLOCKS, SAMPLED_BLOCK_BYTES, HEADER_BYTES = 256, 1 << 14, 1 << 20
+_FILE_DIGESTS: dict[tuple, str] = {}  # per process: (path, size, mtime, inode, whole) -> sha256
+
+
+def model_files_fingerprint(name: str) -> tuple[str, str]:
+    """``(digest, note)``: a sha256 over the files that decide the outputs of model ``name``,
+    found as :func:`resolve_model_source` finds them but without loading anything.
+
+    A GGUF (embedded alias or file) is one file holding weights, config and tokenizer; a folder
+    (local, or the locally cached snapshot of a Hugging Face id; nothing is downloaded)
+    contributes the files of :data:`MODEL_FILE_SUFFIXES`. Each file is hashed once per process
+    while its size, mtime and inode stay the same (new weights written over old ones change
+    them). When no weight file can be found here (a hub id not in the local cache, a model
+    hosted by NDIF, a missing path) the digest covers the name only and ``note`` says so;
+    otherwise ``note`` is empty.
+    """
+    import hashlib
+
+    try:
+        source, kwargs = resolve_model_source(name)
+    except FileNotFoundError as error:
+        return "name:" + name, f"model {name!r} not found here ({error})"
+    if "gguf_file" in kwargs:
+        files = [Path(source) / kwargs["gguf_file"]]
+    else:
+        folder = Path(source)
+        if not folder.is_dir():  # a Hugging Face id: its snapshot in the local cache, if any
+            from huggingface_hub import snapshot_download
+
+            try:
+                folder = Path(snapshot_download(source, local_files_only=True))
+            except (OSError, ValueError):
+                return "name:" + name, f"model {name!r} has no local copy of its files (Hugging Face id not in the local cache)"
+        files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES)
+    if not any(p.suffix in WEIGHT_FILE_SUFFIXES for p in files):
+        return "name:" + name, f"model {name!r}: no weight file in {files[0].parent if files else source}"
+    sizes = [p.stat().st_size for p in files]
+    whole = sum(sizes) <= FULL_HASH_BYTES
+    total = hashlib.sha256()
+    for path, size in zip(files, sizes):
+        total.update(f"{path.name}\0{size}\0{_file_digest(path, whole)}\0".encode())
+    return total.hexdigest(), ""
+
+
+def _file_digest(path: Path, whole: bool) -> str:
+    """sha256 of every byte of ``path`` (``whole``), or of its first MiB and sampled blocks."""
+    import hashlib
+
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino, whole)
+    if key not in _FILE_DIGESTS:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            if whole:
+                for block in iter(lambda: handle.read(1 << 24), b""):
+                    digest.update(block)
+            else:
+                digest.update(handle.read(HEADER_BYTES))
+                last = max(stat.st_size - SAMPLED_BLOCK_BYTES, 0)
+                for i in range(SAMPLED_BLOCKS):
+                    handle.seek(last * i // (SAMPLED_BLOCKS - 1))
+                    digest.update(handle.read(SAMPLED_BLOCK_BYTES))
+        _FILE_DIGESTS[key] = digest.hexdigest()
+    return _FILE_DIGESTS[key]

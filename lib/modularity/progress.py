@@ -62,6 +62,11 @@ def bar(iterable=None, total: int | None = None, desc: str = "", unit: str = "it
                          state_file=state_file, file=sys.stderr, dynamic_ncols=True)
 
 
+def notice(message: str) -> None:
+    """``message`` as one line on stderr, above any progress bar that is running (not through it)."""
+    tqdm.write(" ".join(message.splitlines()), file=sys.stderr)
+
+
 def describe(state: dict) -> str:
     """One line for a bar's state, e.g. ``evaluating 12/46 tasks · 3m05s · ~8m left``."""
     done, total, rate = state.get("n") or 0, state.get("total"), state.get("rate")

@@ -10,9 +10,11 @@ METHOD §7). Random control sets of the same size (layer-matched and uniform,
 
 Cells are cached per target under ``cache/…/ablation/<settings>_<fingerprint of every task>/``
 so a killed run resumes; a changed task or another set of participating tasks gets a fresh
-folder. Writes ``ablation_cells.csv`` (every cell, long format), ``ablation_drop_<pct>.csv``
-(the study's matrix layout) and ``ablation_summary.json``. With fewer than two tasks only the
-summary is written, saying why.
+folder, and a target's file records the sets and items it was computed with
+(:func:`cells_made_from`), so cells of other sets or items are recomputed, never reused. Writes
+``ablation_cells.csv`` (every cell, long format), ``ablation_drop_<pct>.csv`` (the study's matrix
+layout) and ``ablation_summary.json``. With fewer than two tasks only the summary is written,
+saying why.
 """
 from __future__ import annotations
 
@@ -28,11 +30,11 @@ from .. import ablation, overlap, scoring, stats
 from ..matrix_csv import write_matrix_csv
 from ..progress import bar
 from ..sites import split_flat
-from ..store import combined_fingerprint, save_json, save_table
+from ..store import combined_fingerprint, content_digest, read_cache, save_json, save_table, write_cache
 from .context import RunContext
 from .overlap import attributed, load_scores
 
-__all__ = ["AblationResult", "run", "attributed", "target_items", "source_set", "CELL_COLUMNS"]
+__all__ = ["AblationResult", "run", "attributed", "target_items", "source_set", "cells_made_from", "CELL_COLUMNS"]
 
 #: Columns of ``ablation_cells.csv``.
 CELL_COLUMNS = ["source", "target", "kind", "draw", "n_neurons", "n_items", "accuracy", "unablated_accuracy",
@@ -91,19 +93,28 @@ class AblationResult:
         return self.cells[self.cells.kind == "selected"] if len(self.cells) else self.cells
 
 
-def target_items(ctx: RunContext, task: str) -> np.ndarray:
+def target_items(ctx: RunContext, task: str, eval_items: pd.DataFrame | None = None) -> np.ndarray:
     """The items a target is tested on: its first ``ablation_items`` aligned, both-correct items
-    (0 means all), from stage 1's ``eval_items.csv``. The model gets them right when clean and when
-    corrupted, so an accuracy drop is the ablation's doing."""
-    items = pd.read_csv(ctx.paths.table("eval_items.csv"))
+    (0 means all), from stage 1's ``eval_items.csv`` (``eval_items``, read when not given). The
+    model gets them right when clean and when corrupted, so an accuracy drop is the ablation's doing."""
+    items = ctx.evaluation_items() if eval_items is None else eval_items
     rows = items[(items.task == task) & items.aligned.astype(bool) & items.both_correct.astype(bool)]
     chosen = rows.item.to_numpy()
     return chosen[: ctx.params["ablation_items"]] if ctx.params["ablation_items"] else chosen
 
 
-def source_set(ctx: RunContext, task: str) -> np.ndarray:
-    """A source's neurons: its top ``main_pct``% positive attribution scores (flat indices)."""
-    return overlap.top_positive_set(load_scores(ctx, task), ctx.params["main_pct"])
+def source_set(ctx: RunContext, task: str, passing: pd.DataFrame | None = None,
+               eval_items: pd.DataFrame | None = None) -> np.ndarray:
+    """A source's neurons: its top ``main_pct``% positive attribution scores (flat indices;
+    ``passing`` and ``eval_items`` as for :func:`modularity.stages.overlap.load_scores`)."""
+    return overlap.top_positive_set(load_scores(ctx, task, passing, eval_items), ctx.params["main_pct"])
+
+
+def cells_made_from(target: str, items: np.ndarray, sets: dict, C: float, R: float) -> dict:
+    """What a target's ablation cells are computed from, as their cache records it: the target
+    (``domain/task``), its items, a digest of the sets run on it (``{name: flat indices}``: they
+    follow the attribution scores, which the folder name does not) and its baselines."""
+    return {"target": target, "items": items, "sets": content_digest(sets), "C": float(C), "R": float(R)}
 
 
 def run(ctx: RunContext) -> AblationResult:
@@ -116,11 +127,12 @@ def run(ctx: RunContext) -> AblationResult:
                               "n_tasks": int(len(tasks))}, ctx.paths.table("ablation_summary.json"))]
         return AblationResult(tasks, len(passing), missing, written=written)
 
-    sources = {row.label: source_set(ctx, row.task) for row in tasks.itertuples()}
-    n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0]).shape
+    eval_items = ctx.evaluation_items()
+    sources = {row.label: source_set(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
+    n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks, eval_items).shape
     k = overlap.top_k_count(n_layers * d_ff, pct)
     assert all(s.size <= k and np.unique(s).size == s.size for s in sources.values())
-    items = {row.label: target_items(ctx, row.task) for row in tasks.itertuples()}
+    items = {row.label: target_items(ctx, row.task, eval_items) for row in tasks.itertuples()}
     assert all(len(v) > 0 for v in items.values()), "a passing task has both-correct items"
     all_sets, set_table = ablation.build_ablation_sets(sources, n_layers, d_ff,
                                                        n_controls=params["n_random_controls"], seed=params["seed"])
@@ -166,12 +178,12 @@ def _ablate(ctx, tasks, items, all_sets, set_table, folder) -> tuple[pd.DataFram
     with bar(total=sum(map(len, plan.values())), desc="ablating (set, target)", unit="cells") as progress:
         for row in tasks.itertuples():
             cache = folder / f"{row.task}.csv"
-            if cache.exists():
-                per_target[row.label] = pd.read_csv(cache)
-            else:
-                per_target[row.label] = _ablate_target(ctx, row, items[row.label],
-                                                       {name: all_sets[name] for name in plan[row.label]})
-                save_table(per_target[row.label], cache)
+            sets = {name: all_sets[name] for name in plan[row.label]}
+            made_from = cells_made_from(row.label, items[row.label], sets, row.C, row.R)
+            per_target[row.label] = read_cache(cache, "ablation", made_from)
+            if per_target[row.label] is None:
+                per_target[row.label] = _ablate_target(ctx, row, items[row.label], sets)
+                write_cache(cache, per_target[row.label], "ablation", made_from)
                 computed += len(plan[row.label])
             assert len(per_target[row.label]) == len(plan[row.label]), f"{cache}: one row per set"
             progress.update(len(per_target[row.label]))

@@ -66,6 +66,10 @@ class RunContext:
         check_task_fingerprints(self.paths, summary)
         return summary
 
+    def evaluation_items(self) -> pd.DataFrame:
+        """Stage 1's ``eval_items.csv``: one row per item and task."""
+        return pd.read_csv(self.paths.table("eval_items.csv"))
+
     def passing(self) -> pd.DataFrame:
         """The tasks that passed the inclusion filter, with a ``label`` column (``domain/task``)."""
         summary = self.evaluation_summary()

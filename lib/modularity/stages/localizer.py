@@ -5,7 +5,8 @@ For each domain, the run's localizer stimuli (:mod:`modularity.tasks.localizer`,
 activation is averaged over each text's tokens (:func:`modularity.localizer.mean_activations`),
 a Welch t-statistic per neuron contrasts the localized condition with its control, and the
 domain's *localized set* is its top ``main_pct``% neurons by t — the size of a task's attribution
-set. Activations are cached per domain under ``cache/…/localizer/`` (forward passes only).
+set. Activations are cached per domain under ``cache/…/localizer/`` (forward passes only), named
+after the texts, the settings and the model's files.
 
 Then, with the tasks that passed stage 1 and have stage-2 attribution tensors:
 
@@ -32,7 +33,6 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,9 +41,9 @@ import torch
 from .. import ablation, localizer, overlap, scoring, stats
 from ..progress import bar
 from ..sites import split_flat
-from ..store import combined_fingerprint, load_tensors, save_json, save_table, save_tensors
+from ..store import combined_fingerprint, read_cache, save_json, save_table, write_cache
 from ..tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
-from .ablation import target_items
+from .ablation import cells_made_from, target_items
 from .context import RunContext
 from .overlap import attributed, load_scores
 from .statistics import SEED
@@ -143,8 +143,8 @@ def run(ctx: RunContext) -> LocalizerResult:
     activations, activation_seconds = _activations(ctx, stimuli)
     t = {domain: localizer.welch_t(a["localized"], a["control"]) for domain, a in activations.items()}
     n_neurons = next(iter(t.values())).size
-    tasks = attributed(ctx)
-    n_layers, d_ff = _geometry(ctx, tasks, n_neurons)
+    tasks, eval_items = attributed(ctx), ctx.evaluation_items()
+    n_layers, d_ff = _geometry(ctx, tasks, eval_items, n_neurons)
     sets = {domain: localizer.localized_set(values, pct) for domain, values in t.items()}
     k = overlap.top_k_count(n_neurons, pct)
     base = dict(pct=pct, stimuli=stimuli, t=t, sets=sets, k=k, n_layers=n_layers, d_ff=d_ff,
@@ -155,8 +155,8 @@ def run(ctx: RunContext) -> LocalizerResult:
         result = LocalizerResult(**base, tasks=tasks, seconds={"activations": activation_seconds}, notes=[note])
         return _save(ctx, result)
 
-    comparisons = _overlap(ctx, tasks, sets, t)
-    ablated = _ablation(ctx, tasks, sets, n_layers, d_ff, stimuli)
+    comparisons = _overlap(ctx, tasks, eval_items, sets, t)
+    ablated = _ablation(ctx, tasks, eval_items, sets, n_layers, d_ff, stimuli)
     attribution_ablation, notes = _attribution_ablation(ctx, tasks)
     agreement = localizer.agreement({"overlap": comparisons["overlap_within"], "ablation": ablated["ablation_within"]},
                                     {"overlap": comparisons["attribution_overlap"], "ablation": attribution_ablation})
@@ -175,11 +175,12 @@ def stimuli_fingerprint(stimuli: dict[str, LocalizerStimuli]) -> str:
     return hashlib.sha1(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def _activation_path(ctx: RunContext, stimuli: LocalizerStimuli) -> Path:
+def _activation_inputs(ctx: RunContext, stimuli: LocalizerStimuli) -> str:
+    """A hash of what a domain's activations are computed from: the settings, the model's files
+    and the texts (the cache file is named after its first 12 digits)."""
     settings = {key: ctx.params[key] for key in ACTIVATION_KEYS}
-    digest = hashlib.sha1(json.dumps([settings, list(stimuli.localized), list(stimuli.control)],
-                                     sort_keys=True).encode()).hexdigest()[:12]
-    return ctx.paths.cache / "localizer" / f"activations-{stimuli.domain}-{digest}.safetensors"
+    return hashlib.sha1(json.dumps([settings, ctx.paths.model_digest, list(stimuli.localized), list(stimuli.control)],
+                                   sort_keys=True).encode()).hexdigest()
 
 
 def _activations(ctx: RunContext, stimuli: dict) -> tuple[dict, float]:
@@ -187,23 +188,25 @@ def _activations(ctx: RunContext, stimuli: dict) -> tuple[dict, float]:
     to the cache, and the seconds spent computing (0 when all were cached)."""
     out, seconds = {}, 0.0
     for domain, s in bar(stimuli.items(), total=len(stimuli), desc="localizer activations", unit="domains"):
-        path = _activation_path(ctx, s)
-        if path.exists():
-            out[domain] = load_tensors(path)[0]
+        inputs = _activation_inputs(ctx, s)
+        path = ctx.paths.cache / "localizer" / f"activations-{s.domain}-{inputs[:12]}.safetensors"
+        made_from = {"domain": domain, "n": s.n, "inputs": inputs, "pooling": "mean over the text's non-special tokens"}
+        out[domain] = read_cache(path, "localizer", made_from)
+        if out[domain] is not None:
             continue
         started = time.perf_counter()
         values = localizer.mean_activations(ctx.model, list(s.localized) + list(s.control), ctx.params["bos"],
                                             ctx.params["batch_size"])
         out[domain] = {"localized": values[: s.n], "control": values[s.n:]}
-        save_tensors(path, out[domain], {"domain": domain, "n": s.n, "pooling": "mean over the text's non-special tokens"})
+        write_cache(path, out[domain], "localizer", made_from)
         seconds += time.perf_counter() - started
     return out, seconds
 
 
-def _geometry(ctx: RunContext, tasks: pd.DataFrame, n_neurons: int) -> tuple[int, int]:
+def _geometry(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, n_neurons: int) -> tuple[int, int]:
     """(n_layers, d_ff) without loading the model when an attribution tensor of ``tasks`` says it."""
     if len(tasks):
-        n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0]).shape
+        n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks, eval_items).shape
     else:
         n_layers, d_ff = ctx.model.n_layers, ctx.model.d_ff
     assert n_layers * d_ff == n_neurons, "activations and attribution cover the same neurons"
@@ -229,9 +232,9 @@ def _sets_table(stimuli: dict, t: dict, sets: dict, d_ff: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- overlap
 
 
-def _overlap(ctx: RunContext, tasks: pd.DataFrame, sets: dict, t: dict) -> dict:
+def _overlap(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, sets: dict, t: dict) -> dict:
     params, pct = ctx.params, ctx.params["main_pct"]
-    scores = {row.label: load_scores(ctx, row.task) for row in tasks.itertuples()}
+    scores = {row.label: load_scores(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
     n_neurons = next(iter(scores.values())).numel()
     long, sweep, main = [], [], None
     for threshold in params["top_pcts"]:
@@ -261,7 +264,8 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, sets: dict, t: dict) -> dict:
 # --------------------------------------------------------------------------- ablation
 
 
-def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d_ff: int, stimuli: dict) -> dict:
+def _ablation(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, sets: dict, n_layers: int, d_ff: int,
+              stimuli: dict) -> dict:
     params = ctx.params
     all_sets, rows = {}, []
     for position, (domain, chosen) in enumerate(sets.items()):
@@ -289,12 +293,14 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d
     with bar(total=sum(map(len, plan.values())), desc="ablating (localizer set, target)", unit="cells") as progress:
         for row in tasks.itertuples():
             cache = folder / f"{row.task}.csv"
-            if cache.exists():
-                cells = pd.read_csv(cache)
-            else:
+            items = target_items(ctx, row.task, eval_items)
+            target_sets = {name: all_sets[name] for name in plan[row.task]}
+            made_from = cells_made_from(row.label, items, target_sets, row.C, row.R)
+            cells = read_cache(cache, "ablation", made_from)
+            if cells is None:
                 started = time.perf_counter()
-                cells = _ablate_target(ctx, row, target_items(ctx, row.task), {name: all_sets[name] for name in plan[row.task]})
-                save_table(cells, cache)
+                cells = _ablate_target(ctx, row, items, target_sets)
+                write_cache(cache, cells, "ablation", made_from)
                 seconds += time.perf_counter() - started
                 computed += len(cells)
             assert len(cells) == len(plan[row.task]), f"{cache}: one row per set"

@@ -1,6 +1,7 @@
 """Stage 3 · overlap: every task's top-k% neuron set and the task × task overlap matrices.
 
-Reads the attribution tensors of stage 2 (one per passing task), selects each task's top-k%
+Reads the attribution tensors of stage 2 (one per passing task; one damaged or made from other
+items is recomputed, :func:`load_scores`), selects each task's top-k%
 strictly positive neurons at every threshold of ``top_pcts`` (METHOD §4), and computes the
 study's overlap |A∩B|/k, the true Jaccard for contrast, the doubly-stochastic (Sinkhorn) matrix
 at ``main_pct`` and the layer-wise composition of the domain-mean maps (METHOD §11). Writes
@@ -16,7 +17,7 @@ import pandas as pd
 
 from .. import overlap
 from ..matrix_csv import write_matrix_csv
-from ..store import load_tensors
+from .attribution import task_scores
 from .context import RunContext
 
 __all__ = ["OverlapResult", "run", "attributed", "load_scores"]
@@ -80,9 +81,12 @@ def attributed(ctx: RunContext) -> pd.DataFrame:
     return tasks.set_index("label").loc[overlap.order_labels(list(tasks.label))].reset_index()
 
 
-def load_scores(ctx: RunContext, task: str):
-    """One task's attribution scores, a float tensor [n_layers, d_ff] (stage 2's cache)."""
-    return load_tensors(ctx.paths.tensor("attribution", task))[0]["neurons"]
+def load_scores(ctx: RunContext, task: str, passing: pd.DataFrame | None = None,
+                eval_items: pd.DataFrame | None = None):
+    """One task's attribution scores, a float tensor [n_layers, d_ff]: stage 2's cache, recomputed
+    when it is damaged or was made from other items (:func:`modularity.stages.attribution.task_scores`,
+    which also says what ``passing`` and ``eval_items`` are)."""
+    return task_scores(ctx, task, passing, eval_items)["neurons"]
 
 
 def run(ctx: RunContext) -> OverlapResult:
@@ -91,7 +95,8 @@ def run(ctx: RunContext) -> OverlapResult:
     tasks = attributed(ctx)
     if len(tasks) < 2:
         return OverlapResult(main_pct, tasks)
-    scores = {row.label: load_scores(ctx, row.task) for row in tasks.itertuples()}
+    eval_items = ctx.evaluation_items()
+    scores = {row.label: load_scores(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
     labels, domains = list(tasks.label), dict(zip(tasks.label, tasks.domain))
     n_layers, d_ff = next(iter(scores.values())).shape
     k, sets, matrices, jaccards, sizes = {}, {}, {}, {}, []
