@@ -312,3 +312,11 @@ def test_cli_refuses_unknown_task_names_as_run_does(tmp_path, capsys, tiny_llama
     assert f"{params}: {run_error.value}" in error
     assert "unknown task(s) ['code_lst'] ('code_lst': did you mean 'code_list'?)" in error
 
+
+def test_cli_notes_the_items_a_data_dir_leaves_out(tmp_path, capsys, tiny_llama_dir):
+    layout = Path(__file__).parent / "data" / "study_layout"
+    params = write_params(tmp_path, tiny_llama_dir, device="cpu", data_dir=str(layout), tasks=["wug", "phys_newton"])
+    code, out, err = run_cli(capsys, [str(params), "--cpu-memory-gb", "24"])
+    assert code == 0, err
+    notes = [line for line in out.splitlines() if "left out" in line]
+    assert notes == [f"Note: {layout}: wug (data/Lan/wug.json): 2 of 5 entries left out: 2 equal answers"]

@@ -70,6 +70,10 @@ def main(args) -> int:
                         "the work the service will do; its throughput and queue are not known here, so the "
                         f"times are for the device planned ({device.kind}), not for the service")
     result = planning.plan_run(geometry, workload, device, model=params["model"])
+    if params["data_dir"]:
+        from ..tasks import excluded_items_lines, load_suite
+
+        notes += [f"{params['data_dir']}: {line}" for line in excluded_items_lines(load_suite(params))]
     for note in notes:
         print(f"Note: {note}")
     print(planning.format_plan(result, source=args.params))
