@@ -52,7 +52,9 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from modularity import plan as planning
     from ..params import load_params
+    from ..preflight import check_model
     params = load_params(args.params)
+    check_model(params, args.params)
     args.tokens = planning.TOKENS_MEAN if args.tokens is None else args.tokens
     args.max_tokens = max(planning.TOKENS_MAX, args.tokens) if args.max_tokens is None else args.max_tokens
     if args.gpu_efficiency is None:
