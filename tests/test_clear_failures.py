@@ -1,13 +1,19 @@
-"""One clear line for every bad input (issue #20).
+"""One clear line for every bad input, one clear block for a failed stage (issue #20).
 
 Bad input is refused before anything loads (no kernel, no model): the params file, the model,
-the device, the stages a stage reads from. The stages here are small templates of the tests' own
-(``runner.NOTEBOOKS`` points at them), so each runs in a second or two.
+the device, the stages a stage reads from. A stage that raises inside its notebook ends the run
+with the notebook's own error, and its partial notebook stays out of the book. The stages here
+are small templates of the tests' own (``runner.NOTEBOOKS`` points at them), so each runs in a
+second or two.
 """
 from __future__ import annotations
 
 import json
+import os
+import signal
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +24,7 @@ from modularity import runner
 from modularity.cli import main
 from modularity.params import ParamsError, load_params, parameters_source
 from modularity.preflight import PreflightError, check_model, gguf_architecture
+from modularity.store import REPO_ROOT
 
 LAYOUT = Path(__file__).parent / "data" / "study_layout"
 PARAMS = dict(model="smollm2-135m-instruct", run_name="clear", profile="small", n_items=4, seed=0,
@@ -158,6 +165,64 @@ def test_stage_inputs_name_earlier_stages_only():
     assert set(runner.STAGES) - set(runner.STAGE_INPUTS) == {"01_eval"}
 
 
+# --------------------------------------------------------------------------- A: a stage that fails
+
+
+FAILING = 'print("half done")\nraise ValueError("task \'wug\' has no usable items; fix data/Lan/wug.json")'
+
+
+def test_a_failed_stage_stays_out_of_the_book_and_the_manifest(tmp_path, root):
+    write_template(tmp_path / "notebooks", "01_eval", FAILING)
+    params = write_params(tmp_path / "p.yaml")
+    with pytest.raises(runner.NotebookFailed) as info:
+        runner.run(params, stages=("01_eval",), root=root)
+    failure = info.value
+    assert failure.cause == "ValueError: task 'wug' has no usable items; fix data/Lan/wug.json"
+    assert failure.notebook == root / "cache" / "clear" / "small" / "failed" / "01_eval.ipynb"
+    kept = json.loads(failure.notebook.read_text())
+    assert any(o.get("ename") == "ValueError" for c in kept["cells"] for o in c.get("outputs", []))
+    results = results_of(root)
+    assert not (results / "01_eval.ipynb").exists() and not (results / "manifest.json").exists()
+
+
+def test_a_failed_rerun_keeps_the_good_notebook(tmp_path, root):
+    params = write_params(tmp_path / "p.yaml")
+    write_template(tmp_path / "notebooks", "01_eval", 'print("all good")')
+    good = runner.run(params, stages=("01_eval",), root=root)[0]
+    before = good.read_bytes()
+    manifest = json.loads((good.parent / "manifest.json").read_text())
+    write_template(tmp_path / "notebooks", "01_eval", FAILING)
+    with pytest.raises(runner.NotebookFailed):
+        runner.run(params, stages=("01_eval",), root=root)
+    assert good.read_bytes() == before
+    assert json.loads((good.parent / "manifest.json").read_text()) == manifest
+    write_template(tmp_path / "notebooks", "01_eval", 'print("good again")')
+    runner.run(params, stages=("01_eval",), root=root)
+    assert not (root / "cache" / "clear" / "small" / "failed" / "01_eval.ipynb").exists()  # the failure is over
+
+
+def test_the_command_line_ends_a_failed_stage_with_one_block(tmp_path, root, capsys):
+    write_template(tmp_path / "notebooks", "01_eval", FAILING)
+    params = write_params(tmp_path / "p.yaml")
+    assert main(["run", str(params), "--stages", "01_eval"]) == 1
+    err = capsys.readouterr().err
+    failed = root / "cache" / "clear" / "small" / "failed" / "01_eval.ipynb"
+    assert err.splitlines() == [
+        "modularity run: stage 01_eval of clear/small failed",
+        "  cause: ValueError: task 'wug' has no usable items; fix data/Lan/wug.json",
+        f"  the executed notebook, with the full traceback: {failed}",
+        "  stages finished before it are kept; fix the cause and run the same command again",
+    ]
+
+
+def test_a_known_error_gets_its_fix(tmp_path, root):
+    write_template(tmp_path / "notebooks", "01_eval",
+                   'class OutOfMemoryError(RuntimeError):\n    pass\n\nraise OutOfMemoryError("CUDA out of memory")')
+    with pytest.raises(runner.NotebookFailed) as info:
+        runner.run(write_params(tmp_path / "p.yaml"), stages=("01_eval",), root=root)
+    assert "lower batch_size" in info.value.report() and "fix:" in info.value.report()
+
+
 # --------------------------------------------------------------------------- B: input gaps
 
 
@@ -226,3 +291,61 @@ def test_left_out_items_are_summarised_on_the_terminal(tmp_path, root, capsys):
         "1 not an object, 3 a field missing or empty, 1 corrupted answers not the clean ones swapped, 1 equal answers",
         f"[clear/small] {LAYOUT}: npi (data/Lan/npi.json): 3 of 8 entries left out: 3 duplicate",
     ]
+
+
+def test_the_kernel_says_nothing_about_tcp(tmp_path, capfd):
+    write_template(tmp_path / "notebooks", "page", 'print("hello")')
+    output = tmp_path / "page.ipynb"
+    runner.execute_template(tmp_path / "notebooks", "page", output, {}, tmp_path)
+    assert "hello" in output.read_text()
+    err = capfd.readouterr().err
+    assert "without encryption" not in err and "IPKernelApp" not in err, err
+
+
+def test_a_run_removes_the_scratch_folders_of_killed_runs(tmp_path, root, monkeypatch):
+    import tempfile
+
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    dead = temporary / f"{runner.SCRATCH_PREFIX}{2 ** 30}-abc"  # beyond any pid_max: no such process
+    alive = temporary / f"{runner.SCRATCH_PREFIX}{os.getpid()}-def"
+    for folder in (dead, alive):
+        (folder / "templates").mkdir(parents=True)
+    write_template(tmp_path / "notebooks", "01_eval", 'print("ok")')
+    runner.run(write_params(tmp_path / "p.yaml"), stages=("01_eval",), root=root)
+    assert sorted(p.name for p in temporary.iterdir()) == [alive.name]
+
+
+KILLED_RUN = """
+import sys
+from pathlib import Path
+import modularity.runner as runner
+runner.NOTEBOOKS = Path(sys.argv[1])
+from modularity.cli import main
+sys.exit(main(["run", sys.argv[2], "--stages", "01_eval"]))
+"""
+
+
+def test_a_terminated_run_leaves_no_temporary_folder(tmp_path, root):
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    write_template(tmp_path / "notebooks", "01_eval", 'import time\nprint("started", flush=True)\ntime.sleep(60)')
+    params = write_params(tmp_path / "p.yaml")
+    env = {**os.environ, "TMPDIR": str(temporary), "MODULARITY_ROOT": str(root), "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "lib"), os.environ.get("PYTHONPATH")]))}
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path / "notebooks"), str(params)],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(temporary.glob("modularity-*/executing/*.ipynb")) and time.monotonic() < deadline:
+            time.sleep(0.2)  # the notebook is executing: its kernel is up
+        time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "interrupted" in err and "run the same command again" in err
+    assert list(temporary.iterdir()) == []
+    assert not (results_of(root) / "01_eval.ipynb").exists()
