@@ -347,5 +347,6 @@ def test_a_terminated_run_leaves_no_temporary_folder(tmp_path, root):
         process.kill()
     assert process.returncode == 130, err
     assert "interrupted" in err and "run the same command again" in err
+    assert "Traceback" not in err  # neither ours nor the kernel's, stopped mid-cell
     assert list(temporary.iterdir()) == []
     assert not (results_of(root) / "01_eval.ipynb").exists()

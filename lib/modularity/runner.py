@@ -257,17 +257,21 @@ def template_notebook(folder: Path, name: str, scratch: Path | None = None) -> I
 
 
 def kernel_config(scratch: Path):
-    """Configuration of the kernel papermill starts: IPC sockets in ``scratch`` where the system has them.
+    """Configuration of the kernel papermill starts: IPC sockets in ``scratch`` where the system has
+    them, and an immediate shutdown.
 
     Over TCP, ipykernel warns at every start that its messages are not encrypted; over Unix sockets
     nothing leaves the machine and nothing is said. The sockets live in the scratch folder, so a
-    killed run's are removed with it.
+    killed run's are removed with it. A kernel is shut down once every cell's outputs have arrived,
+    or when the run is interrupted; asked to stop gracefully while a cell still runs, it prints a
+    traceback of its own closed sockets, so it is stopped at once.
     """
     from traitlets.config import Config
 
-    if os.name == "nt":  # no IPC transport on Windows: TCP, and its warning
-        return Config()
-    return Config({"KernelManager": {"transport": "ipc", "ip": str(scratch / "kernel")}})
+    config = Config({"NotebookClient": {"shutdown_kernel": "immediate"}})
+    if os.name != "nt":  # Windows has no IPC transport: TCP, and its warning
+        config.KernelManager = Config({"transport": "ipc", "ip": str(scratch / "kernel")})
+    return config
 
 
 def execute_template(folder: Path, name: str, output: Path, parameters: dict, cwd: Path,
