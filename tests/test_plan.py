@@ -300,3 +300,23 @@ def test_a_remote_run_is_planned_as_work_for_the_service(tmp_path, capsys):
     code, out, _ = run_cli(capsys, [str(params), "--config", str(config_dir)])
     assert code == 0
     assert "remote: true — NDIF runs the model" in out and "TFLOP" in out
+
+
+def test_cli_refuses_unknown_task_names_as_run_does(tmp_path, capsys, tiny_llama_dir):
+    from modularity.tasks import generate_suite
+
+    params = write_params(tmp_path, tiny_llama_dir, device="cpu", tasks=["code_list", "code_lst"])
+    error = one_line_error(capsys, [str(params)])
+    with pytest.raises(ValueError) as run_error:  # what a run's stage 1 would say
+        generate_suite(tasks=["code_list", "code_lst"])
+    assert f"{params}: {run_error.value}" in error
+    assert "unknown task(s) ['code_lst'] ('code_lst': did you mean 'code_list'?)" in error
+
+
+def test_cli_notes_the_items_a_data_dir_leaves_out(tmp_path, capsys, tiny_llama_dir):
+    layout = Path(__file__).parent / "data" / "study_layout"
+    params = write_params(tmp_path, tiny_llama_dir, device="cpu", data_dir=str(layout), tasks=["wug", "phys_newton"])
+    code, out, err = run_cli(capsys, [str(params), "--cpu-memory-gb", "24"])
+    assert code == 0, err
+    notes = [line for line in out.splitlines() if "left out" in line]
+    assert notes == [f"Note: {layout}: wug (data/Lan/wug.json): 2 of 5 entries left out: 2 equal answers"]

@@ -80,8 +80,8 @@ def test_bad_values_are_clear_errors(key, value, pattern):
 
 def test_edge_values_accepted():
     assert validate_params(dict(GOOD, threshold=1.0))["threshold"] == 1.0
-    params = validate_params(dict(GOOD, top_pcts=[1.0, 5.0], main_pct=5.0, tasks=["a", "b"], run_name=None))
-    assert params["main_pct"] == 5.0 and params["tasks"] == ["a", "b"]
+    params = validate_params(dict(GOOD, top_pcts=[1.0, 5.0], main_pct=5.0, tasks=["npi", "wug"], run_name=None))
+    assert params["main_pct"] == 5.0 and params["tasks"] == ["npi", "wug"]
 
 
 def test_required_only_when_asked():

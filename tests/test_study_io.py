@@ -15,8 +15,8 @@ from modularity.params import validate_params
 from modularity.provenance import update_manifest
 from modularity.store import REPO_ROOT, RunPaths, task_fingerprints
 from modularity.tasks import load_suite
-from modularity.tasks import (EXCLUSION_REASONS, TaskDataError, audit_items, generate_suite, item_sources,
-                              load_study_data, source_table, subsample_suite, validate_items)
+from modularity.tasks import (EXCLUSION_REASONS, TaskDataError, audit_items, excluded_items_lines, generate_suite,
+                              item_sources, load_study_data, source_table, subsample_suite, validate_items)
 
 LAYOUT = Path(__file__).parent / "data" / "study_layout"
 USABLE = ["npi", "wug", "number_sorting", "physics_speed", "phys_newton"]
@@ -58,6 +58,17 @@ def test_unusable_items_are_left_out_and_recorded_by_reason(suite):
         assert task.items == [entries[i] for i in kept], name  # unmodified, in file order
         assert source.file == f"data/{task.domain}/{task.config.path}"
         assert source.n_excluded() == n_in_file - len(kept)
+
+
+def test_excluded_items_are_one_line_per_task_with_their_reasons(suite):
+    assert excluded_items_lines(suite) == [
+        "number_sorting (data/MD/number_sorting.json): 6 of 9 entries left out: 1 not an object, "
+        "3 a field missing or empty, 1 corrupted answers not the clean ones swapped, 1 equal answers",
+        "physics_speed (data/phys/phys_speed.json): 1 of 13 entries left out: 1 duplicate",
+        "npi (data/Lan/npi.json): 3 of 8 entries left out: 3 duplicate",
+        "wug (data/Lan/wug.json): 2 of 5 entries left out: 2 equal answers",
+    ]  # phys_newton left nothing out
+    assert excluded_items_lines(generate_suite("small", 3, 0, tasks=["npi"])) == []
 
 
 def test_source_table_counts_and_first_positions(suite):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .runner import STAGES, execute_template
+from .runner import STAGES, execute_template, scratch_folder, signals_interrupt
 from .store import REPO_ROOT, atomic_write_bytes
 
 #: Book chapters made by executing a notebook once for the whole book (not per run):
@@ -34,11 +34,13 @@ def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = 
     if unknown:
         raise ValueError(f"unknown book page(s) {unknown}; pages are {list(BOOK_PAGES)}")
     outputs = []
-    for name in chosen:
-        template, page, parameters, cwd, _ = BOOK_PAGES[name]
-        output = REPO_ROOT / page
-        execute_template(REPO_ROOT / "notebooks", template, output, parameters, REPO_ROOT / cwd, log_output)
-        outputs.append(output)
+    with scratch_folder() as scratch, signals_interrupt():
+        for name in chosen:
+            template, page, parameters, cwd, _ = BOOK_PAGES[name]
+            output = REPO_ROOT / page
+            execute_template(REPO_ROOT / "notebooks", template, output, parameters, REPO_ROOT / cwd, log_output,
+                             scratch=scratch, what=f"book page {name}")
+            outputs.append(output)
     return outputs
 
 

@@ -19,6 +19,7 @@ every pass on NDIF.
 """
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -215,7 +216,24 @@ def resolve_model_source(name: str) -> tuple[str, dict]:
         return str(path), {}
     if path.exists() or name.startswith((".", "/", "~")):
         raise FileNotFoundError(f"model path not found: {name}")
+    _refuse_misspelt_alias(name)
     return name, {}  # a Hugging Face id
+
+
+def _refuse_misspelt_alias(name: str) -> None:
+    """Raise ValueError for a name without an organisation that is close to an embedded alias.
+
+    Such a name would otherwise go to the Hugging Face Hub, which spends tens of seconds on
+    retries before saying only that it is not there. Hub ids close to an alias have an
+    organisation (``HuggingFaceTB/SmolLM2-135M-Instruct``) and are left alone.
+    """
+    if "/" in name:
+        return
+    aliases = {alias.lower(): alias for alias in EMBEDDED_MODELS}
+    close = difflib.get_close_matches(name.lower(), aliases, n=1, cutoff=0.8)
+    if close:
+        raise ValueError(f"unknown model {name!r}: did you mean the embedded model {aliases[close[0]]!r}? "
+                         f"(embedded: {', '.join(EMBEDDED_MODELS)}; a Hugging Face id is written org/name)")
 
 
 # --------------------------------------------------------------------------

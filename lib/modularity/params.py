@@ -7,12 +7,14 @@ validates what papermill injected into a notebook, and :func:`parameters_source`
 """
 from __future__ import annotations
 
+import os
 import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
 
 @dataclass(frozen=True)
 class Param:
@@ -101,6 +103,7 @@ def validate_params(params: dict, source: str = "parameters", require: bool = Fa
         if spec.choices and value not in spec.choices:
             raise ParamsError(f"{source}: {key}={value!r} must be one of {list(spec.choices)}")
         out[key] = value
+    _check_tasks(out["tasks"], source)
     if not 0 < out["threshold"] <= 1:
         raise ParamsError(f"{source}: threshold={out['threshold']} must lie in (0, 1]")
     if out["threads"] < 0:
@@ -123,17 +126,93 @@ def validate_params(params: dict, source: str = "parameters", require: bool = Fa
     return out
 
 
+def _check_tasks(tasks, source: str) -> None:
+    """``tasks`` is ``'all'`` or a list of distinct, known task keys."""
+    if isinstance(tasks, str):
+        if tasks != "all":
+            # A string is iterable: read as a list it would become one task per letter.
+            raise ParamsError(f"{source}: tasks={tasks!r} is a single string; write a list, "
+                              f"e.g. tasks: [{tasks}] (or tasks: all for every task)")
+        return
+    from .tasks.suite import check_task_names  # late: the task generators are not needed to read a file
+
+    not_strings = [task for task in tasks if not isinstance(task, str)]
+    if not_strings:
+        raise ParamsError(f"{source}: tasks must be task keys (strings), got {not_strings}")
+    repeated = sorted({task for task in tasks if tasks.count(task) > 1})
+    if repeated:
+        raise ParamsError(f"{source}: tasks lists {repeated} more than once; name each task once")
+    try:
+        check_task_names(tasks)
+    except ValueError as error:
+        raise ParamsError(f"{source}: {error}") from None
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives a key twice (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        first_line = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                raise ParamsError(f"{self.name}: line {line}: key {key!r} is given twice (first on line "
+                                  f"{first_line[key]}); keep one of them")
+            first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _looks_like_a_path(model: str) -> bool:
+    """Whether a model name can only be a local path (a Hugging Face id or an alias never looks so)."""
+    return model.startswith((".", "/", "~")) or model.endswith(".gguf")
+
+
+def resolve_model_path(model: str, base: Path) -> str:
+    """``model`` with a relative local path made absolute from ``base``; aliases and Hugging Face ids unchanged.
+
+    Every command reads the params file with :func:`load_params`, which calls this once, so the
+    stages (executed by papermill from the repository root) and ``modularity plan`` see the same
+    path. A name is a local path when it looks like one (``./``, ``../``, ``/``, ``~``, ``.gguf``)
+    or names something that exists under ``base``; a bare name that is also an embedded alias stays
+    the alias, as :func:`modularity.models.resolve_model_source` would take it.
+    """
+    path = Path(model).expanduser()
+    if path.is_absolute():
+        return str(path)
+    local = base / path
+    if not (_looks_like_a_path(model) or local.exists()):
+        return model
+    if "/" not in model and not _looks_like_a_path(model):
+        from .models import EMBEDDED_MODELS  # late: imports torch; reached only for a bare name that exists here
+
+        if model in EMBEDDED_MODELS:
+            return model
+    return os.path.normpath(local.absolute())  # not resolve(): a symlinked folder keeps its name (run_name)
+
+
 def load_params(path: str | Path) -> dict:
-    """Read and validate a params YAML file (required keys must be present)."""
+    """Read and validate a params YAML file (required keys must be present).
+
+    A relative local ``model`` path is taken from the current folder (:func:`resolve_model_path`),
+    and one that does not exist is an error here, before anything loads.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        with path.open(encoding="utf-8") as handle:  # a file, so the loader's errors name it
+            raw = yaml.load(handle, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
         raise ParamsError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path}: expected a mapping of parameter: value")
+    if isinstance(raw.get("model"), str):
+        model = raw["model"]
+        raw["model"] = resolve_model_path(model, Path.cwd())
+        if _looks_like_a_path(model) and not Path(raw["model"]).exists():
+            raise ParamsError(f"{path}: model path not found: {model} ({raw['model']} does not exist; a relative "
+                              "model path is taken from the folder the command runs in); correct the path")
     return validate_params(raw, source=str(path), require=True)
 
 

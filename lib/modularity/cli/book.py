@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = """\
 Execute the book's whole-book notebooks into book/ (run pages come from `modularity run`):
@@ -31,7 +32,13 @@ def add_parser(subparsers) -> None:
 
 def main(args) -> int:
     from ..book import execute_book_pages, write_toc
+    from ..runner import NotebookFailed
     print(write_toc())
-    for path in execute_book_pages(tuple(args.names) or None):
+    try:
+        outputs = execute_book_pages(tuple(args.names) or None)
+    except NotebookFailed as failure:
+        print(f"modularity book: {failure.report()}", file=sys.stderr)
+        return 1
+    for path in outputs:
         print(path)
     return 0

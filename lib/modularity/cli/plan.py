@@ -52,7 +52,9 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from modularity import plan as planning
     from ..params import load_params
+    from ..preflight import check_model
     params = load_params(args.params)
+    check_model(params, args.params)
     args.tokens = planning.TOKENS_MEAN if args.tokens is None else args.tokens
     args.max_tokens = max(planning.TOKENS_MAX, args.tokens) if args.max_tokens is None else args.max_tokens
     if args.gpu_efficiency is None:
@@ -70,6 +72,10 @@ def main(args) -> int:
                         "the work the service will do; its throughput and queue are not known here, so the "
                         f"times are for the device planned ({device.kind}), not for the service")
     result = planning.plan_run(geometry, workload, device, model=params["model"])
+    if params["data_dir"]:
+        from ..tasks import excluded_items_lines, load_suite
+
+        notes += [f"{params['data_dir']}: {line}" for line in excluded_items_lines(load_suite(params))]
     for note in notes:
         print(f"Note: {note}")
     print(planning.format_plan(result, source=args.params))

@@ -33,8 +33,11 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from .. import precision
     from ..params import load_params
+    from ..preflight import check_device, check_model
 
     params = load_params(args.params)
+    check_device(params, args.params)
+    check_model(params, args.params)
     if args.threads is not None:
         params["threads"] = args.threads
     check = precision.run_precision_check(params, dtypes=tuple(args.dtypes),

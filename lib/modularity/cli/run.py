@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = """\
 Execute the stage notebooks of notebooks/ for one params file with papermill.
@@ -10,6 +11,12 @@ Executed notebooks, small tables (CSV/JSON) and manifest.json go to
 book/results/<run_name>/<profile>/ (rendered by the book); heavy tensors go to
 cache/ (not committed). Finished per-task work is cached, so an interrupted run
 resumes where it stopped when you run the same command again.
+
+The run is checked before its first stage (model found, family supported, device
+present, the stages each requested stage reads from finished): a problem is one
+line and exit status 2. A stage that fails ends the run with its cause and exit
+status 1; its notebook goes to cache/<run_name>/<profile>/failed/, never into the
+book.
 
 Stages: 01_eval 02_attribution 03_overlap 04_ari_permutation 05_ablation 06_beside_the_study 07_localizer
 
@@ -34,10 +41,20 @@ def add_parser(subparsers) -> None:
 
 
 def main(args) -> int:
-    from ..runner import run
+    from ..runner import NotebookFailed, run
     overrides = {k: v for k, v in (("profile", args.profile), ("threads", args.threads)) if v is not None}
-    outputs = run(args.params, stages=tuple(args.stages) if args.stages else None,
-                       log_output=args.log, overrides=overrides or None)
+    try:
+        outputs = run(args.params, stages=tuple(args.stages) if args.stages else None,
+                      log_output=args.log, overrides=overrides or None)
+    except NotebookFailed as failure:
+        print(f"modularity run: {failure.report()}\n"
+              "  stages finished before it are kept; fix the cause and run the same command again",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("modularity run: interrupted; finished stages and tasks are kept: run the same command again to "
+              "resume", file=sys.stderr)
+        return 130
     for path in outputs:
         print(path)
     return 0

@@ -11,15 +11,17 @@ from .reports import (alignment_rate, copy_solvable_share, diversity_report, lab
                       option_first_share, prompt_tail)
 from .schema import (CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, ItemSource, PromptConfig, TaskData,
                      assemble_message, format_prompt)
-from .study_io import (EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, export_study_layout,
-                       item_sources, load_study_data, source_table, subsample_suite, validate_items)
-from .suite import (SPECS, TASK_DOMAINS, TASK_NAMES, describe_tasks, generate_suite, generate_task,
-                    load_suite, task_seed)
+from .study_io import (EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, excluded_items_lines,
+                       export_study_layout, item_sources, load_study_data, source_table, subsample_suite,
+                       validate_items)
+from .suite import (SPECS, TASK_DOMAINS, TASK_NAMES, check_task_names, describe_tasks, generate_suite,
+                    generate_task, load_suite, task_seed)
 
 __all__ = [
     "CONDITIONS", "DOMAIN_NAMES", "DOMAINS", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
-    "TASK_DOMAINS", "TASK_NAMES", "alignment_rate", "assemble_message", "audit_items", "classify_items",
-    "copy_solvable_share", "describe_tasks", "diversity_report", "export_study_layout", "format_prompt",
+    "TASK_DOMAINS", "TASK_NAMES", "alignment_rate", "assemble_message", "audit_items", "check_task_names",
+    "classify_items", "copy_solvable_share", "describe_tasks", "diversity_report", "excluded_items_lines",
+    "export_study_layout", "format_prompt",
     "generate_suite", "generate_task", "item_sources", "ItemSource", "label_balance", "load_study_data",
     "load_suite", "MinimalPair", "number_to_words", "option_first_share", "prompt_tail", "PromptConfig",
     "source_table", "subsample_suite", "task_seed", "TaskData", "TaskDataError", "TaskSpec",

@@ -246,6 +246,26 @@ def source_table(suite: dict[str, TaskData], first: int = 5) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: How a line on the terminal names each reason of :data:`EXCLUSION_REASONS`.
+REASON_WORDS = {"not_an_object": "not an object", "empty_fields": "a field missing or empty",
+                "broken_swap": "corrupted answers not the clean ones swapped", "equal_answers": "equal answers",
+                "duplicate": "duplicate"}
+
+
+def excluded_items_lines(suite: dict[str, TaskData]) -> list[str]:
+    """One line per task that left items of its file out: how many, and why, e.g.
+    ``number_sorting (data/MD/number_sorting.json): 6 of 9 entries left out: 3 a field missing or empty, ...``."""
+    lines = []
+    for name, task in suite.items():
+        source = task.source
+        if source is None or not source.n_excluded():
+            continue
+        reasons = ", ".join(f"{source.n_excluded(reason)} {REASON_WORDS[reason]}"
+                            for reason in EXCLUSION_REASONS if source.n_excluded(reason))
+        lines.append(f"{name} ({source.file}): {source.n_excluded()} of {source.n_in_file} entries left out: {reasons}")
+    return lines
+
+
 _COUNT_COLUMNS = {"not_an_object": "n_not_object", "empty_fields": "n_empty_fields", "broken_swap": "n_broken_swap",
                   "equal_answers": "n_equal_answers", "duplicate": "n_duplicates"}
 

@@ -1,6 +1,7 @@
 """The 46-task registry, the seeded generators, and the tasks of a run (:func:`load_suite`)."""
 from __future__ import annotations
 
+import difflib
 import random
 import zlib
 from pathlib import Path
@@ -26,9 +27,19 @@ def task_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}:{name}".encode("utf-8"))
 
 
+def check_task_names(names) -> None:
+    """Raise ValueError naming every unknown task key of ``names``, with the closest known key of each."""
+    unknown = [name for name in names if name not in SPECS]
+    if not unknown:
+        return
+    guesses = {name: difflib.get_close_matches(name, TASK_NAMES, n=1) for name in unknown}
+    hints = "; ".join(f"{name!r}: did you mean {guess[0]!r}?" for name, guess in guesses.items() if guess)
+    raise ValueError(f"unknown task(s) {unknown}" + (f" ({hints})" if hints else "")
+                     + f"; known tasks: {', '.join(TASK_NAMES)} (`modularity tasks list`)")
+
+
 def _check_name_profile(name: str, profile: str) -> TaskSpec:
-    if name not in SPECS:
-        raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(TASK_NAMES)}")
+    check_task_names([name])
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {PROFILES}")
     return SPECS[name]
@@ -80,9 +91,7 @@ def generate_task(name: str, profile: str = "small", n_items: int = 100, seed: i
 def generate_suite(profile: str = "small", n_items: int = 100, seed: int = 0, tasks=None) -> dict[str, TaskData]:
     """All 46 tasks (or the ones named in ``tasks``), in :data:`TASK_NAMES` order."""
     wanted = TASK_NAMES if tasks is None else tuple(tasks)
-    unknown = [t for t in wanted if t not in SPECS]
-    if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(TASK_NAMES)}")
+    check_task_names(wanted)
     return {name: generate_task(name, profile, n_items, seed) for name in TASK_NAMES if name in wanted}
 
 
