@@ -165,6 +165,10 @@ def test_statistics_page_holds_on_tie_heavy_overlap(tiny_model_dirs, tmp_path, m
         write_matrix_csv(pd.DataFrame(values, index=labels, columns=labels), results / f"overlap_{pct:g}.csv")
     params = write_params(tmp_path / "ties.yaml", model=str(tiny_model_dirs["llama"]), run_name="ties",
                           n_permutations=1000)
+    from modularity.params import load_params
+    from modularity.provenance import update_manifest
+
+    update_manifest(RunPaths.of(load_params(params)), load_params(params), "03_overlap", 0.0)  # its matrices are here
     [notebook] = run(params, stages=("04_ari_permutation",))
     assert_no_errors(notebook)
     per_domain = pd.read_csv(results / "per_domain_overlap.csv").set_index("domain")
