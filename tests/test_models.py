@@ -263,6 +263,28 @@ def test_dequantized_cache_matches_direct_gguf_load(smollm2):
     torch.testing.assert_close(cached, reference, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
+def test_dequantized_copy_follows_the_gguf_content_not_its_size_and_date(tmp_path, monkeypatch):
+    """New weights written over a GGUF with the same size and date get a new dequantized copy."""
+    import os
+    import shutil
+
+    monkeypatch.setenv("MODULARITY_CACHE", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    shutil.copy(models.EMBEDDED_MODELS["smollm2-135m-instruct"].locate(), gguf)
+    first = models._dequantized_copy("m", str(tmp_path), gguf.name, "float32")
+    stat = gguf.stat()
+    with open(gguf, "r+b") as handle:  # one byte of tensor data, far past the header
+        handle.seek(stat.st_size * 3 // 4)
+        byte = handle.read(1)
+        handle.seek(-1, 1)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(gguf, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert gguf.stat().st_size == stat.st_size and gguf.stat().st_mtime_ns == stat.st_mtime_ns
+    models._FILE_DIGESTS.clear()  # a new process would hash the file again
+    assert models._dequantized_copy("m", str(tmp_path), gguf.name, "float32") != first
+
+
 # --------------------------------------------------------------------------
 # Chat formatting (METHOD §1.3)
 # --------------------------------------------------------------------------

@@ -452,7 +452,7 @@ def _dequantized_copy(name: str, directory: str, gguf_file: str, dtype: str) -> 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = Path(directory) / gguf_file
-    stamp = f"{gguf.stat().st_size}-{int(gguf.stat().st_mtime)}"
+    stamp = model_files_fingerprint(str(gguf))[0][:16]  # the file's content, not its size and date
     target = model_cache_dir() / f"{gguf.stem}-{dtype}-{stamp}"
     if (target / "config.json").exists():
         return str(target)
