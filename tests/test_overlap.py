@@ -184,3 +184,23 @@ def test_layer_composition_absolute_threshold_shared_and_bins():
     assert (first["n_layers"] == 2).all()
     assert first.loc["MD", "count"] == pytest.approx((1 + 3) / 2)  # summed counts / 2 layers
     assert first.loc["shared", "count"] == pytest.approx(1.0)
+
+
+def test_top_k_count_is_exact_on_awkward_percentages():
+    # 41,000 × 0.7 / 100 = 287 exactly; in floats 41000 * 0.7 / 100 = 286.99999999999994
+    assert 41_000 * 0.7 / 100 < 287
+    assert ov.top_k_count(41_000, 0.7) == 287
+    assert ov.top_k_count(1_310_720, 5.0) == 65_536 and ov.top_k_count(30 * 1536, 0.1) == 46
+
+
+def test_sinkhorn_says_when_it_cannot_converge():
+    """A star (one task linked to two that link to nothing else) has no doubly stochastic form."""
+    labels = ["MD/a", "MD/b", "Lan/c"]
+    star = pd.DataFrame([[1.0, 0.5, 0.5], [0.5, 1.0, 0.0], [0.5, 0.0, 1.0]], index=labels, columns=labels)
+    with pytest.warns(RuntimeWarning, match="did not converge"):
+        ov.sinkhorn(star, max_iter=200)
+    from modularity.stages.overlap import _doubly_stochastic
+
+    with pytest.warns(RuntimeWarning):
+        _, converged, unlinked = _doubly_stochastic(star)
+    assert not converged and unlinked == []
