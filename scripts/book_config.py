@@ -4,7 +4,8 @@ Launch buttons (Binder, Colab) open a page's notebook from the repository the bo
 from, so they need its URL; the committed ``_config.yml`` cannot know it (a fork publishes from
 its own). ``make html`` / ``make book`` pass ``REPOSITORY_URL`` (default: the ``origin`` remote;
 the Pages workflow passes ``https://github.com/<owner>/<repo>``) and build with the config this
-script writes; without a URL the book builds from ``_config.yml`` as is, without the buttons.
+script writes; without a URL, or with a remote that is not a web repository (a clone of a local
+folder), the book builds from ``_config.yml`` as is, without the buttons.
 
     python scripts/book_config.py https://github.com/owner/modularity-book > _build/_config.yml
 """
@@ -22,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def https_url(remote: str) -> str:
     """``git@github.com:owner/repo.git`` or ``https://github.com/owner/repo.git`` → ``https://github.com/owner/repo``."""
     remote = remote.strip()
-    ssh = re.fullmatch(r"git@([^:]+):(.+?)(?:\.git)?", remote)
+    ssh = re.fullmatch(r"git@([^:/]+):(.+?)(?:\.git)?", remote) or \
+        re.fullmatch(r"ssh://(?:[^@/]+@)?([^:/]+)(?::\d+)?/(.+?)(?:\.git)?", remote)
     if ssh:
         return f"https://{ssh.group(1)}/{ssh.group(2)}"
     if re.match(r"https?://", remote):
@@ -45,7 +47,11 @@ def main(argv: list[str]) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     config = yaml.safe_load((REPO / "_config.yml").read_text())
-    sys.stdout.write(yaml.safe_dump(with_launch_buttons(config, argv[0]), sort_keys=False, allow_unicode=True))
+    try:
+        config = with_launch_buttons(config, argv[0])
+    except ValueError as error:  # a clone of a local folder or a mirror: no web page to launch from
+        print(f"book_config: {error}; building without launch buttons", file=sys.stderr)
+    sys.stdout.write(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     return 0
 
 

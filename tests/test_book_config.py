@@ -14,7 +14,8 @@ spec.loader.exec_module(book_config)
 
 
 @pytest.mark.parametrize("remote", ["git@github.com:owner/modularity-book.git", "https://github.com/owner/modularity-book.git",
-                                    "https://github.com/owner/modularity-book/", "https://github.com/owner/modularity-book"])
+                                    "https://github.com/owner/modularity-book/", "https://github.com/owner/modularity-book",
+                                    "ssh://git@github.com/owner/modularity-book.git"])
 def test_remotes_become_the_https_url(remote):
     assert book_config.https_url(remote) == "https://github.com/owner/modularity-book"
 
@@ -22,6 +23,14 @@ def test_remotes_become_the_https_url(remote):
 def test_not_a_url_is_refused():
     with pytest.raises(ValueError, match="not a repository URL"):
         book_config.https_url("/srv/git/modularity-book")
+
+
+def test_a_clone_of_a_local_folder_builds_without_launch_buttons(capsys):
+    """`make book` in a clone of a local folder: origin is a path, and the book still builds."""
+    assert book_config.main(["/srv/git/modularity-book"]) == 0
+    out = capsys.readouterr()
+    assert "launch_buttons" not in out.out and "title:" in out.out
+    assert "building without launch buttons" in out.err
 
 
 def test_the_published_config_adds_launch_buttons_and_keeps_the_rest():
