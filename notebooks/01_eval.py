@@ -76,7 +76,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from modularity import charts, numerics, scoring
-from modularity.stages import evaluation
+from modularity import stages
 from modularity.tasks import DOMAIN_NAMES
 
 pd.set_option("display.precision", 3)
@@ -170,7 +170,7 @@ print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {c
 # %% [markdown]
 # ## 3. Scoring every item of every task
 #
-# `evaluation.run` does the same for every item of every task, then summarises each task. Each task's
+# `stages.evaluation.run` does the same for every item of every task, then summarises each task. Each task's
 # per-item scores are cached, so an interrupted run resumes where it stopped and a rerun scores
 # nothing again. With `stop_early` (the default) a task's items are scored in order, in chunks, and
 # scoring stops as soon as so many aligned items are wrong that the task could not reach the
@@ -180,7 +180,7 @@ print(f"clean correct: {clean_ok}   corrupted correct: {corrupted_ok}   both: {c
 # `eval_items.csv`).
 
 # %%
-result = evaluation.run(ctx)
+result = stages.evaluation.run(ctx)
 summary = result.summary
 
 # %% [markdown]

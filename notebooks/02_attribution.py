@@ -80,7 +80,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from modularity import attribution, charts, numerics, scoring
-from modularity.stages import attribution as attribution_stage
+from modularity import stages
 
 # %% [markdown]
 # ## 1. The tasks that passed the filter
@@ -105,7 +105,7 @@ passing[["task", "domain", "n_both_correct", "both_correct_accuracy", "C", "R"]]
 # %%
 if len(passing):
     task, C, R = passing.task[0], passing.C[0], passing.R[0]
-    i = int(attribution_stage.attributed_items(ctx, task)[0])
+    i = int(stages.scores.attributed_items(ctx, task)[0])
 else:
     task, C, R = next(iter(ctx.suite)), 1.0, 0.0
     i = int(np.flatnonzero(scoring.tokenize_task(ctx.model, ctx.suite[task], ctx.params["bos"]).aligned)[0])
@@ -117,7 +117,7 @@ print(f"task {task}, item {i}: T = {T} prompt tokens, C = {C:.3f}, R = {R:.3f}")
 
 # %% [markdown]
 # A neuron is one coordinate of the **input of the MLP down projection** (METHOD §3.1), the module at
-# `ctx.model.neuron_site_path(layer)`; in an nnsight trace its `.input` is the
+# `ctx.model.site_path("neurons", layer)`; in an nnsight trace its `.input` is the
 # live tensor [batch, positions, d_ff]. The clean run only has to record a(c) at T − 1, the last
 # prompt token: nothing after it can change it (causal attention), so the prompt alone is enough.
 # Values leave a trace only through `.save()` (`nnsight.save` for a list).
@@ -128,7 +128,7 @@ lm = ctx.model.lm  # nnsight.TransformersModel over the same weights
 
 def neurons(layer):
     """The live neuron tensor of ``layer`` inside a trace ([1, S, d_ff])."""
-    return lm.get(ctx.model.neuron_site_path(layer) + ".input")
+    return lm.get(ctx.model.site_path("neurons", layer) + ".input")
 
 
 def ids(sequence):  # one sequence per trace: nnsight pads ragged batches on the left
@@ -191,13 +191,13 @@ attribution.top_neurons(fast, 5)
 #
 # ## 3. Scores for every passing task
 #
-# `attribution_stage.run` does this for every passing task (on the first `attribution_items`
+# `stages.attribution.run` does this for every passing task (on the first `attribution_items`
 # both-correct items, in batches), caches each task's [layers × neurons] and [layers × heads] scores
 # so a rerun skips finished tasks, checks the estimate against exact patching (section 5) and saves
 # `attribution_summary.csv` and `attribution_check.csv` next to this page.
 
 # %%
-result = attribution_stage.run(ctx)
+result = stages.attribution.run(ctx)
 scores = result.scores
 
 # %% [markdown]

@@ -71,7 +71,7 @@ from myst_nb import glue
 
 from modularity import charts
 from modularity.sites import split_flat
-from modularity.stages import overlap as stage
+from modularity import stages
 
 PCT = ctx.params["main_pct"]
 
@@ -85,7 +85,7 @@ PCT = ctx.params["main_pct"]
 # when a domain has two.
 
 # %%
-tasks = stage.attributed(ctx)
+tasks = ctx.attributed()
 print(f"{len(tasks)} tasks passed the filter and have attribution scores.")
 by_domain = tasks.groupby("domain", sort=False).label.agg(list)  # the study's domain order
 pair = next((labels[:2] for labels in by_domain if len(labels) >= 2), list(tasks.label[:2]))
@@ -101,7 +101,7 @@ def top_set(scores: torch.Tensor, pct: float) -> tuple[set, int]:
 # %%
 if len(pair) == 2:
     task_of = dict(zip(tasks.label, tasks.task))
-    scores = {label: stage.load_scores(ctx, task_of[label]) for label in pair}
+    scores = {label: stages.scores.load_scores(ctx, task_of[label]) for label in pair}
     (set_a, k), (set_b, _) = (top_set(scores[label], PCT) for label in pair)
     shared = set_a & set_b
     by_hand = len(shared) / k
@@ -115,12 +115,12 @@ if len(pair) == 2:
 # %% [markdown]
 # ## 2. The stage: every pair, every threshold
 #
-# `stage.run(ctx)` selects every task's set at each threshold of `top_pcts`, fills the
+# `stages.overlap.run(ctx)` selects every task's set at each threshold of `top_pcts`, fills the
 # task × task matrices of |A∩B|/k and of Jaccard, normalises the main one (Sinkhorn), maps the
 # domains' top neurons onto the layers, and saves the matrices in the study's CSV layout.
 
 # %%
-result = stage.run(ctx)
+result = stages.overlap.run(ctx)
 glue("n_overlap_tasks", len(result.tasks), display=False)
 if not result.enough:
     print(f"{len(result.tasks)} attributed task(s): overlap needs at least two, so this stage stops here.")

@@ -65,7 +65,7 @@ import pandas as pd
 from myst_nb import glue
 
 from modularity import charts, overlap, stats
-from modularity.stages import statistics as stage
+from modularity import stages
 
 N_PERMUTATIONS = ctx.params["n_permutations"]
 
@@ -80,7 +80,7 @@ N_PERMUTATIONS = ctx.params["n_permutations"]
 # means within a billionth of the largest overlap (`stats.TIE_RTOL`).
 
 # %%
-main = stage.overlap_matrices(ctx).get(ctx.params["main_pct"])
+main = stages.statistics.overlap_matrices(ctx).get(ctx.params["main_pct"])
 domains = np.array([overlap.domain_of(label) for label in main.index]) if main is not None else np.array([])
 counts = pd.Series(domains).value_counts()
 testable = main is not None and stats.testable(main)  # a within and a cross pair exist
@@ -110,12 +110,12 @@ if testable:
 # %% [markdown]
 # ## 2. The stage: the tests, the clustering, the sweep
 #
-# `stage.run(ctx)` runs this test (vectorised, same seed, same draws), the per-domain tests, the
+# `stages.statistics.run(ctx)` runs this test (vectorised, same seed, same draws), the per-domain tests, the
 # clustering and its ARI, places the run beside the study's models, repeats the tests at every
 # threshold, and saves the tables.
 
 # %%
-result = stage.run(ctx)
+result = stages.statistics.run(ctx)
 glue("n_stats_tasks", len(result.labels), display=False)
 if not result.testable:
     print("Too few tasks for the tests (needs ≥ 4 tasks and ≥ 2 domains with ≥ 2 tasks each); "

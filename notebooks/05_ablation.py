@@ -72,7 +72,7 @@ import torch
 from myst_nb import glue
 
 from modularity import ablation, charts, numerics, scoring, sites, stats
-from modularity.stages import ablation as stage
+from modularity import stages
 
 pd.set_option("display.precision", 3)
 PCT = ctx.params["main_pct"]
@@ -88,12 +88,12 @@ glue("main_pct", PCT, display=False)
 # clean prompt and on the corrupted one.
 
 # %%
-tasks = stage.attributed(ctx)
+tasks = ctx.attributed()
 print(f"{len(tasks)} tasks passed the filter and have attribution scores.")
 if len(tasks) >= 2:
     source = target = tasks.label[0]
-    neurons = stage.source_set(ctx, tasks.task[0])  # flat indices: layer · d_ff + neuron
-    item = int(stage.target_items(ctx, tasks.task[0])[0])
+    neurons = stages.scores.top_set(ctx, tasks.task[0])  # flat indices: layer · d_ff + neuron
+    item = int(stages.cells.target_items(ctx, tasks.task[0])[0])
     tokens = scoring.tokenize_task(ctx.model, ctx.suite[tasks.task[0]], ctx.params["bos"])
     layers, columns = sites.split_flat(neurons, ctx.model.d_ff)
     by_layer = {int(layer): torch.as_tensor(columns[layers == layer], device=ctx.model.device)
@@ -117,10 +117,7 @@ lm = ctx.model.lm  # an nnsight.TransformersModel over the same weights
 
 
 def neurons_of(layer: int):  # e.g. lm.model.layers[layer].mlp.down_proj.input for Llama-style models
-    envoy = lm
-    for part in ctx.model.neuron_site_path(layer).split("."):
-        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
-    return envoy.input
+    return lm.get(ctx.model.site_path("neurons", layer) + ".input")
 
 
 # %%
@@ -172,7 +169,7 @@ if len(tasks) >= 2:
 # and several sets share one forward pass; cells are cached per target, so an interrupted run resumes.
 
 # %%
-result = stage.run(ctx)
+result = stages.ablation.run(ctx)
 glue("n_ablation_tasks", len(result.tasks), display=False)
 glue("n_passing", result.n_passing, display=False)
 glue("n_cells_planned", len(result.cells), display=False)
@@ -194,7 +191,7 @@ result.tasks[["label", "n_both_correct", "C", "R"]]
 # %%
 if result.enough:
     print(f"k = {result.k} neurons out of {result.n_layers} x {result.d_ff}")
-    display(result.set_table.kind.value_counts().to_frame("sets"))
+    display(result.all_sets.kind.value_counts().to_frame("sets"))
     display(pd.Series({label: len(v) for label, v in result.items_per_target.items()}, name="items").to_frame().T)
 result.sets_table
 

@@ -68,7 +68,7 @@ import pandas as pd
 from myst_nb import glue
 
 from modularity import charts
-from modularity.stages import beside_study as stage
+from modularity import stages
 
 pd.set_option("display.precision", 3)
 
@@ -82,7 +82,7 @@ pd.set_option("display.precision", 3)
 # passed the 60% filter are in this run's matrices.
 
 # %%
-result = stage.run(ctx)
+result = stages.beside_study.run(ctx)
 if result.overlap.empty:  # stage 3 writes no matrix when fewer than two tasks were attributed
     print("This run has no overlap matrix (fewer than two attributed tasks): only the study's models are placed.")
 pd.Series({"overlap matrix": len(result.overlap),

@@ -78,7 +78,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from modularity import charts, localizer, numerics, stats
-from modularity.stages import localizer as stage
+from modularity import stages
 from modularity.tasks.localizer import CONTRASTS, localizer_suite
 from modularity.tasks.schema import DOMAIN_NAMES
 
@@ -109,7 +109,7 @@ pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.l
 # ## 2. One contrast by hand
 #
 # A neuron is, as in attribution, one coordinate of the input of an MLP down projection
-# (`ctx.model.neuron_site_path(layer)`). A text's value for that neuron is its activation averaged
+# (`ctx.model.site_path("neurons", layer)`). A text's value for that neuron is its activation averaged
 # over the text's own tokens: the tokenizer's special tokens (a BOS, where the model has one) carry
 # the same large activations in every text and are left out. We trace a few Language texts with
 # nnsight, one text per trace, and average by hand.
@@ -125,7 +125,7 @@ def traced_means(text: str) -> torch.Tensor:
     """[L · d_ff]: every neuron's activation, averaged over the text's own tokens, from one trace."""
     ids, own = localizer.pooling_masks(ctx.model.tokenizer, [text], ctx.params["bos"])
     with lm.trace(torch.tensor(ids, device=ctx.model.device)):
-        sites = nnsight.save([lm.get(ctx.model.neuron_site_path(layer) + ".input")[0] for layer in range(L)])
+        sites = nnsight.save([lm.get(ctx.model.site_path("neurons", layer) + ".input")[0] for layer in range(L)])
     keep = torch.as_tensor(own[0], device=ctx.model.device)
     return torch.stack([site[keep].double().mean(0) for site in sites]).flatten().float().cpu()
 
@@ -174,12 +174,12 @@ if texts:
 #
 # ## 3. The stage: every domain, every comparison
 #
-# `stage.run(ctx)` records the activations of every stimulus (forward passes only, cached per domain),
+# `stages.localizer.run(ctx)` records the activations of every stimulus (forward passes only, cached per domain),
 # computes t and the localized sets, and compares them with the attribution sets of the tasks that
 # passed the filter, by overlap and by ablation.
 
 # %%
-result = stage.run(ctx)
+result = stages.localizer.run(ctx)
 for note in result.notes:
     print("note:", note)
 if result.seconds.get("activations"):

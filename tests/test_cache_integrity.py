@@ -19,7 +19,7 @@ import torch
 from modularity import attribution, models, scoring, store
 from modularity.stages import attribution as attribution_stage
 from modularity.stages import evaluation
-from modularity.stages import overlap as overlap_stage
+from modularity.stages import scores
 from modularity.stages.context import RunContext
 from modularity.store import RunPaths, cached_evaluation, save_json, save_table
 
@@ -165,7 +165,7 @@ def test_attribution_is_recomputed_when_stage_1_chose_other_items(copied, monkey
     params, root, _, at = copied
     ctx = RunContext.of(params, root)
     items = pd.read_csv(ctx.paths.table("eval_items.csv"))
-    chosen = attribution_stage.attributed_items(ctx, PASSING)
+    chosen = scores.attributed_items(ctx, PASSING)
     assert len(chosen) >= 2
     dropped = (items.task == PASSING) & (items.item == chosen[0])
     save_table(items.assign(both_correct=items.both_correct & ~dropped), ctx.paths.table("eval_items.csv"))
@@ -179,7 +179,7 @@ def test_attribution_is_recomputed_when_stage_1_chose_other_items(copied, monkey
         rf"cache file .*attribution/{PASSING}-[0-9a-f]{{12}}\.safetensors was made from other inputs \(items\): "
         "recomputing", shown[0])
     # and later stages read the recomputed scores, without computing them once more
-    assert torch.equal(overlap_stage.load_scores(RunContext.of(params, root), PASSING),
+    assert torch.equal(scores.load_scores(RunContext.of(params, root), PASSING),
                        again.scores[PASSING]["neurons"])
     assert len(calls) == 1
 
@@ -201,7 +201,7 @@ def test_a_byte_flip_in_a_tensor_cache_is_recomputed(copied, monkeypatch, capsys
     assert len(shown) == 1 and shown[0].endswith(".safetensors is corrupt (checksum mismatch): recomputing")
     # a later stage reading a damaged file recomputes it too
     path.write_bytes(bytes(data))
-    assert torch.equal(overlap_stage.load_scores(RunContext.of(params, root), PASSING), at.scores[PASSING]["neurons"])
+    assert torch.equal(scores.load_scores(RunContext.of(params, root), PASSING), at.scores[PASSING]["neurons"])
     assert len(calls) == 2
 
 

@@ -15,6 +15,7 @@ from scipy.stats import ttest_ind
 
 from modularity import localizer, overlap, sites, stats
 from modularity.stages import localizer as stage
+from modularity.stages import scores
 from modularity.stages.context import RunContext
 from modularity.tasks import localizer as stimuli_module
 from modularity.tasks.base import wordlist
@@ -272,7 +273,7 @@ def test_localizer_stage_end_to_end_and_from_its_cache(localizer_run):
     assert set(result.overlap.pct) == {1.0, 5.0} and len(result.overlap) == 2 * 4 * n_tasks
     # One overlap cell by hand.
     label = result.tasks.label[0]
-    attributed = overlap.top_positive_set(stage.load_scores(ctx, result.tasks.task[0]), 5.0)
+    attributed = overlap.top_positive_set(scores.load_scores(ctx, result.tasks.task[0]), 5.0)
     assert result.overlap_matrix.loc["Lan", label] == len(set(attributed) & set(result.sets["Lan"])) / 6
     # Every localized set on every task; each domain's random set on its own domain's tasks.
     assert len(result.cells) == 4 * n_tasks + stage.CONTROL_DRAWS * n_tasks == result.computed["ablation_cells"]

@@ -11,6 +11,7 @@ import yaml
 from conftest import FAMILY_NAMES, tiny_config
 
 from modularity import plan as planning
+from modularity.stages import registry
 from modularity.cli import main
 
 STUDY = json.loads((Path(__file__).resolve().parents[1] / "data" / "study_model_configs.json").read_text())["models"]
@@ -176,8 +177,8 @@ def test_cpu_calibration_reproduces_the_measured_main_job():
     w = planning.workload_from_params(params, n_passing=planning.MAIN_JOB_PASSING)
     plan = planning.plan_run(planning.model_geometry(planning.SMOLLM2_CONFIG), w, planning.cpu_device(24))
     seconds = plan.stages.set_index("stage").seconds
-    for stage, notebook in planning.MAIN_JOB_STAGE_NOTEBOOKS.items():
-        assert seconds[stage] == pytest.approx(job["stage_wall_s"][notebook], rel=1e-6)
+    for stage in planning.STAGES:
+        assert seconds[stage] == pytest.approx(job["stage_wall_s"][registry.stage(stage).notebook], rel=1e-6)
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)

@@ -19,6 +19,7 @@ import torch
 
 from modularity import attribution, scoring
 from modularity.stages import attribution as attribution_stage
+from modularity.stages import scores
 from modularity.stages import evaluation
 from modularity.stages.context import RunContext
 from modularity.store import check_file, read_cache
@@ -78,11 +79,11 @@ def test_stages_write_their_tables_and_a_rerun_reuses_the_caches(tiny_model_dirs
     assert (results / "attribution_check.csv").read_text() == at.check.to_csv(index=False)
     for task in passing:
         path = ctx.paths.tensor("attribution", task)
-        made_from = attribution_stage.scores_made_from(ctx, task, ctx.passing(), ctx.evaluation_items())
+        made_from = scores.scores_made_from(ctx, task)
         tensors = read_cache(path, "attribution", made_from)
         recorded = json.loads(check_file(path).read_text())["made_from"]
         assert set(tensors) == {"neurons", "heads"} and recorded["task"] == task and recorded["metric"] == "paper"
-        assert recorded["items"] == attribution_stage.attributed_items(ctx, task).tolist()
+        assert recorded["items"] == scores.attributed_items(ctx, task).tolist()
         assert tensors["neurons"].shape == (ctx.model.n_layers, ctx.model.d_ff)
 
     # A rerun reads everything back: no scoring, no attribution of a cached task, no model for stage 1.

@@ -20,9 +20,9 @@ from modularity import ablation, overlap, scoring, sites
 from modularity.matrix_csv import read_matrix_csv, write_matrix_csv
 from modularity.params import validate_params
 from modularity.stages import ablation as ablation_stage
-from modularity.stages import attribution as attribution_stage
 from modularity.stages import beside_study as beside_stage
 from modularity.stages import overlap as overlap_stage
+from modularity.stages import scores
 from modularity.stages import statistics as statistics_stage
 from modularity.stages.context import RunContext
 from modularity.store import save_table, write_cache
@@ -54,11 +54,11 @@ def planted_run(root: Path, model: str, shape: tuple[int, int], aligned=None, **
         items += [{"item": i, "aligned": bool(f), "both_correct": bool(f), "task": name} for i, f in enumerate(flags)]
     save_table(pd.DataFrame(rows), ctx.paths.table("eval_summary.csv"))
     save_table(pd.DataFrame(items), ctx.paths.table("eval_items.csv"))
-    passing, eval_items = ctx.passing(), ctx.evaluation_items()
+    passing = ctx.passing()
     for name in TASKS:  # cached as stage 2 caches them, made from the items above
-        scores = 3.0 * patterns[domains[name]] + 2.0 * common + rng.normal(size=shape)
-        write_cache(ctx.paths.tensor("attribution", name), {"neurons": torch.tensor(scores, dtype=torch.float32)},
-                    "attribution", attribution_stage.scores_made_from(ctx, name, passing, eval_items))
+        planted = 3.0 * patterns[domains[name]] + 2.0 * common + rng.normal(size=shape)
+        write_cache(ctx.paths.tensor("attribution", name), {"neurons": torch.tensor(planted, dtype=torch.float32)},
+                    "attribution", scores.scores_made_from(ctx, name, passing))
     return ctx
 
 
@@ -78,7 +78,7 @@ def test_overlap_stage_on_planted_attributions(tmp_path):
     # One cell by hand: |A ∩ B| / k of the two MD tasks' top sets.
     a, b = "MD/code_list", "MD/number_sorting"
     pct, k = ctx.params["main_pct"], result.k[ctx.params["main_pct"]]
-    top = {label: set(np.argsort(-overlap_stage.load_scores(ctx, label.split("/")[1]).numpy().ravel(),
+    top = {label: set(np.argsort(-scores.load_scores(ctx, label.split("/")[1]).numpy().ravel(),
                                  kind="stable")[:k].tolist()) for label in (a, b)}
     assert result.main.loc[a, b] == len(top[a] & top[b]) / k
     # Planted domains: within-domain pairs share more top neurons, at every threshold.
@@ -193,6 +193,7 @@ def test_ablation_stage_end_to_end_and_from_its_cache(tiny_run):
     summary = json.loads(ctx.paths.table("ablation_summary.json").read_text())
     again = ablation_stage.run(RunContext.of(ctx.params, ctx.paths.results.parents[3]))
     assert again.computed_cells == 0, "every target read back from the cache"
+    assert again.seconds == 0.0 < result.seconds, "time spent computing only, as stage 7 counts it"
     pd.testing.assert_frame_equal(again.cells, result.cells)
     assert all(ctx.paths.table(name).read_bytes() == data for name, data in files.items())
     summary_again = json.loads(ctx.paths.table("ablation_summary.json").read_text())

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from .runner import STAGES, execute_template, scratch_folder, signals_interrupt
+from .runner import execute_template, scratch_folder, signals_interrupt
+from .stages import registry
 from .store import REPO_ROOT, atomic_write_bytes
 
 #: Book chapters made by executing a notebook once for the whole book (not per run):
@@ -50,11 +51,6 @@ def _page_entry(name: str) -> dict:
     return {**entry, "title": title} if title else entry
 
 
-STAGE_TITLES = {"01_eval": "evaluation", "02_attribution": "attribution", "03_overlap": "overlap",
-                "04_ari_permutation": "statistics", "05_ablation": "ablation",
-                "06_beside_the_study": "beside the study", "07_localizer": "localizer"}
-
-
 def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
     """``(page path without suffix, title)`` of every stage notebook that its run's manifest
     records as finished, runs in name order, stages in pipeline order."""
@@ -64,10 +60,10 @@ def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
         finished = json.loads(manifest_path.read_text()).get("stages", {})
         run_dir = manifest_path.parent
         label = f"{run_dir.parent.name} ({run_dir.name})"
-        for stage in STAGES:
-            if stage in finished and (run_dir / f"{stage}.ipynb").exists():
-                page = (run_dir / stage).relative_to(root).as_posix()
-                pages.append((page, f"{label} · {STAGE_TITLES[stage]}"))
+        for stage in registry.STAGES:
+            if stage.notebook in finished and (run_dir / f"{stage.notebook}.ipynb").exists():
+                page = (run_dir / stage.notebook).relative_to(root).as_posix()
+                pages.append((page, f"{label} · {stage.title}"))
     return pages
 
 
@@ -89,7 +85,7 @@ def write_toc(root: Path | None = None) -> Path:
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},
         ],
     }
-    header = "# Written by `modularity book pages` (runs.write_toc): run pages are the finished stages present.\n"
+    header = "# Written by `modularity book pages` (modularity.book.write_toc): run pages are the finished stages present.\n"
     path = root / "_toc.yml"
     atomic_write_bytes(path, (header + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True)).encode())
     return path

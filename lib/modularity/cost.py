@@ -1,4 +1,5 @@
-"""A cost model of the three model stages: forward-pass FLOPs and memory per stage.
+"""A cost model of the stages that run the model over many items (``registry.COSTED``):
+forward-pass FLOPs and memory per stage.
 
 Used by ``modularity plan`` and the provenance page; calibrate ``flops_per_s`` on a measured run.
 """

@@ -25,10 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from .cost import FORWARDS_PER_UNIT, estimate_cost
+from .stages import registry
 from .store import REPO_ROOT
 from .tasks import load_suite
 GB = 1e9
-STAGES = ("evaluation", "attribution", "ablation")
+#: The stages whose cost grows with the model (the rest run on the CPU in seconds to minutes).
+STAGES = registry.COSTED
 BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 #: Share of a device's memory the run may use: the rest goes to the CUDA context,
@@ -350,7 +352,6 @@ class Calibration:
 MAIN_JOB = REPO_ROOT / "benchmarks" / "results" / "main_job_shared-2core-epyc.json"
 MAIN_JOB_DATE = "2026-11-21"
 MAIN_JOB_TASKS, MAIN_JOB_PASSING = 46, 18
-MAIN_JOB_STAGE_NOTEBOOKS = {"evaluation": "01_eval", "attribution": "02_attribution", "ablation": "05_ablation"}
 
 #: smollm2-135m-instruct's config as its GGUF gives it (tests/test_plan.py checks this
 #: against the installed model), kept here so the calibration works without the model.
@@ -374,8 +375,7 @@ def cpu_calibration(path: Path = MAIN_JOB) -> Calibration:
                         batch_size=params["batch_size"], metric=params["metric"], dtype=params["dtype"],
                         placement="cpu")
     tflop = stage_costs(model_geometry(SMOLLM2_CONFIG), workload).set_index("stage").tflop
-    rates = {stage: tflop[stage] * 1e12 / job["stage_wall_s"][notebook]
-             for stage, notebook in MAIN_JOB_STAGE_NOTEBOOKS.items()}
+    rates = {stage: tflop[stage] * 1e12 / job["stage_wall_s"][registry.stage(stage).notebook] for stage in STAGES}
     path = Path(path)
     shown = path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
     threads = params.get("threads") or "torch's default"

@@ -27,29 +27,13 @@ from .params import load_params, validate_params
 from .preflight import PreflightError, check_device, check_model
 from .progress import watch
 from .provenance import update_manifest
+from .stages import registry
 from .store import REPO_ROOT, RunPaths, atomic_write_bytes
 
-#: Stage notebooks run per params file, in order.
-STAGES: tuple[str, ...] = (
-    "01_eval",
-    "02_attribution",
-    "03_overlap",
-    "04_ari_permutation",
-    "05_ablation",
-    "06_beside_the_study",
-    "07_localizer",
-)
-
-#: Per stage, the earlier stages whose results it reads, and what it reads of each
-#: (``stages/*.py``; stage 1 reads nothing of another stage).
-STAGE_INPUTS: dict[str, dict[str, str]] = {
-    "02_attribution": {"01_eval": "eval_summary.csv and eval_items.csv"},
-    "03_overlap": {"01_eval": "eval_summary.csv", "02_attribution": "the attribution scores"},
-    "04_ari_permutation": {"03_overlap": "the overlap matrices"},
-    "05_ablation": {"01_eval": "eval_summary.csv and eval_items.csv", "02_attribution": "the attribution scores"},
-    "06_beside_the_study": {"03_overlap": "the overlap matrix", "05_ablation": "the ablation matrix"},
-    "07_localizer": {"01_eval": "eval_summary.csv", "02_attribution": "the attribution scores"},
-}
+#: Stage notebooks run per params file, in order (:mod:`modularity.stages.registry`).
+STAGES: tuple[str, ...] = registry.NOTEBOOKS
+#: Per stage notebook, the earlier stages whose results it reads, and what it reads of each.
+STAGE_INPUTS: dict[str, dict[str, str]] = {s.notebook: s.reads for s in registry.STAGES if s.reads}
 
 #: Where the stage templates are (tests point it at templates of their own).
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -113,10 +97,10 @@ def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Pa
     params = load_params(params_path)
     if overrides:
         params = validate_params({**params, **overrides}, source=f"{params_path} with overrides")
-    chosen = tuple(stages or STAGES)
-    unknown = [s for s in chosen if s not in STAGES]
-    if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    try:  # a stage may be named by its notebook (02_attribution) or its name (attribution)
+        chosen = tuple(registry.stage(s).notebook for s in stages) if stages else STAGES
+    except KeyError as unknown:
+        raise ValueError(unknown.args[0]) from None
     label = f"[{params['run_name']}/{params['profile']}]"
     check_device(params, str(params_path))
     check_model(params, str(params_path))

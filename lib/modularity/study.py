@@ -21,7 +21,9 @@ import yaml
 
 from modularity.matrix_csv import read_matrix_csv
 from modularity.overlap import average_matrices, resolve_domains
-from modularity.stats import ari_permutation, kendall_summary, kendall_tau_pairs, testable, within_cross_permutation
+from modularity.stats import (
+    STUDY_SEED, ari_permutation, kendall_summary, kendall_tau_pairs, testable, within_cross_permutation,
+)
 from modularity.store import REPO_ROOT
 from modularity.tasks.schema import DOMAINS
 
@@ -193,7 +195,7 @@ def claims(path: Path | None = None) -> pd.DataFrame:
 
 
 def model_statistics(overlap: pd.DataFrame, ablation: pd.DataFrame | None, *, n_permutations: int = 10_000,
-                     seed: int = 42, knn: int = 5) -> dict:
+                     seed: int = STUDY_SEED, knn: int = 5) -> dict:
     """The three numbers a run is placed by: overlap ratio, ablation ratio, ARI (one model).
 
     ``overlap`` [n, n] at 0.1%; ``ablation`` [n', n'] directed (or None). The ARI uses the

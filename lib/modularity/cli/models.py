@@ -52,6 +52,6 @@ def inspect_model(args) -> int:
     print(f"layers:         {loaded.n_layers}")
     print(f"MLP neurons:    {loaded.d_ff} per layer, {loaded.n_neurons} in all")
     print(f"heads:          {loaded.n_heads} per layer, head_dim {loaded.head_dim}")
-    print(f"neuron site:    {loaded.neuron_site_path(0)}.input")
+    print(f"neuron site:    {loaded.site_path('neurons', 0)}.input")
     print(f"chat template:  {loaded.has_chat_template}")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..stages.registry import names
+
 HELP = """\
 Execute the stage notebooks of notebooks/ for one params file with papermill.
 
@@ -18,13 +20,14 @@ line and exit status 2. A stage that fails ends the run with its cause and exit
 status 1; its notebook goes to cache/<run_name>/<profile>/failed/, never into the
 book.
 
-Stages: 01_eval 02_attribution 03_overlap 04_ari_permutation 05_ablation 06_beside_the_study 07_localizer
+Stages, in order (--stages takes either name):
+  {stages}
 
 Examples:
   modularity run params/smollm2-135m-instruct.yaml
   modularity run params/gemma3-270m.yaml --stages 01_eval 02_attribution
   modularity run params/my-model.yaml --profile paper      # override one parameter
-"""
+""".format(stages=names("\n  "))
 
 
 def add_parser(subparsers) -> None:

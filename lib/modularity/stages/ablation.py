@@ -9,9 +9,10 @@ METHOD §7). Random control sets of the same size (layer-matched and uniform,
 ``n_random_controls`` of each) run on the cells that ``ablation_control_cells`` names.
 
 Cells are cached per target under ``cache/…/ablation/<settings>_<fingerprint of every task>/``
-so a killed run resumes; a changed task or another set of participating tasks gets a fresh
-folder, and a target's file records the sets and items it was computed with
-(:func:`cells_made_from`), so cells of other sets or items are recomputed, never reused. Writes
+(:mod:`modularity.stages.cells`, which stage 7 ablates through too) so a killed run resumes; a
+changed task or another set of participating tasks gets a fresh folder, and a target's file
+records the sets and items it was computed with, so cells of other sets or items are recomputed,
+never reused. Writes
 ``ablation_cells.csv`` (every cell, long format), ``ablation_drop_<pct>.csv`` (the study's matrix
 layout) and ``ablation_summary.json``. With fewer than two tasks only the summary is written,
 saying why.
@@ -19,22 +20,21 @@ saying why.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import ablation, overlap, scoring, stats
+from .. import ablation, overlap, stats
 from ..matrix_csv import write_matrix_csv
-from ..progress import bar
 from ..sites import split_flat
-from ..store import combined_fingerprint, content_digest, read_cache, save_json, save_table, write_cache
+from ..store import save_json, save_table
+from .cells import ablate_cells, cache_folder, target_items
 from .context import RunContext
-from .overlap import attributed, load_scores
+from .scores import load_scores, top_set
 
-__all__ = ["AblationResult", "run", "attributed", "target_items", "source_set", "cells_made_from", "CELL_COLUMNS"]
+__all__ = ["AblationResult", "run", "CELL_COLUMNS"]
 
 #: Columns of ``ablation_cells.csv``.
 CELL_COLUMNS = ["source", "target", "kind", "draw", "n_neurons", "n_items", "accuracy", "unablated_accuracy",
@@ -51,14 +51,14 @@ class AblationResult:
     ``n_passing`` tasks passed the filter, ``missing_attribution`` of them have no tensor;
     ``k`` neurons per set out of ``n_layers · d_ff``; ``source_sets[label]``: flat indices;
     ``sets_table``: per source its size, layers used and deepest layer; ``items_per_target[label]``:
-    item indices; ``set_table``: every set (set, source, kind, draw, n_neurons);
+    item indices; ``all_sets``: every set, controls included (set, source, kind, draw, n_neurons);
     ``cells``: one row per (set, target) with :data:`CELL_COLUMNS`; ``matrix``: the selected sets'
     drop, rows = sources, columns = targets; ``summary[value]``: self, within, across, ratio,
     delta, p, n_tasks for ``drop``, ``drop_vs_unablated`` and ``metric_change``;
     ``domain_bars``: Fig 2C's three bars per domain; ``controls``: per relation, selected vs
     controls (:func:`modularity.ablation.control_summary`); ``control_bars``: mean ± SEM per
     (relation, kind) over the cells that have controls; ``computed_cells`` were computed now
-    (the rest read from ``cache_folder``) in ``seconds``.
+    (the rest read from ``cache_folder``) in ``seconds`` (time spent computing only).
     """
 
     tasks: pd.DataFrame
@@ -70,7 +70,7 @@ class AblationResult:
     source_sets: dict = field(default_factory=dict)
     sets_table: pd.DataFrame = field(default_factory=pd.DataFrame)
     items_per_target: dict = field(default_factory=dict)
-    set_table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    all_sets: pd.DataFrame = field(default_factory=pd.DataFrame)
     cells: pd.DataFrame = field(default_factory=pd.DataFrame)
     matrix: pd.DataFrame | None = None
     summary: dict = field(default_factory=dict)
@@ -93,51 +93,29 @@ class AblationResult:
         return self.cells[self.cells.kind == "selected"] if len(self.cells) else self.cells
 
 
-def target_items(ctx: RunContext, task: str, eval_items: pd.DataFrame | None = None) -> np.ndarray:
-    """The items a target is tested on: its first ``ablation_items`` aligned, both-correct items
-    (0 means all), from stage 1's ``eval_items.csv`` (``eval_items``, read when not given). The
-    model gets them right when clean and when corrupted, so an accuracy drop is the ablation's doing."""
-    items = ctx.evaluation_items() if eval_items is None else eval_items
-    rows = items[(items.task == task) & items.aligned.astype(bool) & items.both_correct.astype(bool)]
-    chosen = rows.item.to_numpy()
-    return chosen[: ctx.params["ablation_items"]] if ctx.params["ablation_items"] else chosen
-
-
-def source_set(ctx: RunContext, task: str, passing: pd.DataFrame | None = None,
-               eval_items: pd.DataFrame | None = None) -> np.ndarray:
-    """A source's neurons: its top ``main_pct``% positive attribution scores (flat indices;
-    ``passing`` and ``eval_items`` as for :func:`modularity.stages.overlap.load_scores`)."""
-    return overlap.top_positive_set(load_scores(ctx, task, passing, eval_items), ctx.params["main_pct"])
-
-
-def cells_made_from(target: str, items: np.ndarray, sets: dict, C: float, R: float) -> dict:
-    """What a target's ablation cells are computed from, as their cache records it: the target
-    (``domain/task``), its items, a digest of the sets run on it (``{name: flat indices}``: they
-    follow the attribution scores, which the folder name does not) and its baselines."""
-    return {"target": target, "items": items, "sets": content_digest(sets), "C": float(C), "R": float(R)}
-
-
 def run(ctx: RunContext) -> AblationResult:
     """Stage 5 for the run of ``ctx``: every (set, target) cell (cached), matrix, tests; saves them."""
     params, pct = ctx.params, ctx.params["main_pct"]
-    passing, tasks = ctx.passing(), attributed(ctx)
+    passing, tasks = ctx.passing(), ctx.attributed()
     missing = [task for task in passing.task if task not in set(tasks.task)]
     if len(tasks) < 2:
         written = [save_json({"skipped": "fewer than 2 tasks pass the filter and have attribution tensors",
                               "n_tasks": int(len(tasks))}, ctx.paths.table("ablation_summary.json"))]
         return AblationResult(tasks, len(passing), missing, written=written)
 
-    eval_items = ctx.evaluation_items()
-    sources = {row.label: source_set(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
-    n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks, eval_items).shape
+    sources = {row.label: top_set(ctx, row.task, tasks) for row in tasks.itertuples()}
+    n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks).shape
     k = overlap.top_k_count(n_layers * d_ff, pct)
     assert all(s.size <= k and np.unique(s).size == s.size for s in sources.values())
-    items = {row.label: target_items(ctx, row.task, eval_items) for row in tasks.itertuples()}
+    items = {row.label: target_items(ctx, row.task) for row in tasks.itertuples()}
     assert all(len(v) > 0 for v in items.values()), "a passing task has both-correct items"
     all_sets, set_table = ablation.build_ablation_sets(sources, n_layers, d_ff,
                                                        n_controls=params["n_random_controls"], seed=params["seed"])
-    folder = _cache_folder(ctx, tasks)
-    cells, computed, seconds = _ablate(ctx, tasks, items, all_sets, set_table, folder)
+    plan = {label: {name: all_sets[name] for name in _sets_for_target(set_table, label, params["ablation_control_cells"])}
+            for label in tasks.label}
+    folder = cache_folder(ctx, "ablation", tasks, params["n_random_controls"], params["ablation_control_cells"])
+    ablated = ablate_cells(ctx, tasks, plan, folder, desc="ablating (set, target)")
+    cells, computed, seconds = ablated.cells.merge(set_table, on="set"), ablated.computed, ablated.seconds
     selected = cells[cells.kind == "selected"]
     assert len(selected) == len(tasks) ** 2, "one selected cell per (source, target)"
     matrix = ablation.ablation_matrix(selected, "drop")
@@ -153,52 +131,12 @@ def run(ctx: RunContext) -> AblationResult:
     return _save(ctx, result)
 
 
-def _cache_folder(ctx: RunContext, tasks: pd.DataFrame) -> Path:
-    # The folder names the settings and the items of every task in the matrix: a changed task or
-    # another set of participating tasks gets fresh cells instead of stale ones.
-    p = ctx.params
-    return ctx.paths.cache / "ablation" / (
-        f"{p['ablation_mode']}_{p['main_pct']}pct_{p['ablation_items']}items_{p['n_random_controls']}controls-"
-        f"{p['ablation_control_cells']}_seed{p['seed']}_{combined_fingerprint(ctx.paths, tasks.task)}")
-
-
 def _sets_for_target(set_table: pd.DataFrame, target: str, control_cells: str) -> list[str]:
     """The sets run on ``target``: every selected set, plus the controls of the sources whose cell
     with this target is in scope (``self``: the diagonal; ``within``: and same-domain; ``all``)."""
     scope = {"self": ("self",), "within": ("self", "within"), "all": ("self", "within", "across")}[control_cells]
     in_scope = set_table.source.map(lambda source: ablation.relation_of(source, target) in scope)
     return list(set_table.set[(set_table.kind == "selected") | in_scope])
-
-
-def _ablate(ctx, tasks, items, all_sets, set_table, folder) -> tuple[pd.DataFrame, int, float]:
-    """Every (set, target) cell, one target at a time, read from or written to ``folder``."""
-    p = ctx.params
-    plan = {label: _sets_for_target(set_table, label, p["ablation_control_cells"]) for label in tasks.label}
-    per_target, computed, started = {}, 0, time.perf_counter()
-    with bar(total=sum(map(len, plan.values())), desc="ablating (set, target)", unit="cells") as progress:
-        for row in tasks.itertuples():
-            cache = folder / f"{row.task}.csv"
-            sets = {name: all_sets[name] for name in plan[row.label]}
-            made_from = cells_made_from(row.label, items[row.label], sets, row.C, row.R)
-            per_target[row.label] = read_cache(cache, "ablation", made_from)
-            if per_target[row.label] is None:
-                per_target[row.label] = _ablate_target(ctx, row, items[row.label], sets)
-                write_cache(cache, per_target[row.label], "ablation", made_from)
-                computed += len(plan[row.label])
-            assert len(per_target[row.label]) == len(plan[row.label]), f"{cache}: one row per set"
-            progress.update(len(per_target[row.label]))
-    cells = pd.concat(per_target.values(), ignore_index=True).merge(set_table, on="set")
-    return cells, computed, time.perf_counter() - started
-
-
-def _ablate_target(ctx: RunContext, row, indices: np.ndarray, sets: dict) -> pd.DataFrame:
-    p, loaded = ctx.params, ctx.model
-    tokens = scoring.tokenize_task(loaded, ctx.suite[row.task], p["bos"])
-    mean_values = (ablation.mean_activations(loaded, tokens, indices, p["batch_size"])
-                   if p["ablation_mode"] == "mean" else None)
-    table = ablation.ablate_target(loaded, tokens, indices, sets, mode=p["ablation_mode"],
-                                   batch_size=p["batch_size"], mean_values=mean_values, C=row.C, R=row.R)
-    return table.rename(columns={"source": "set"}).assign(target=row.label)
 
 
 def _sets_table(sources: dict, n_layers: int, d_ff: int) -> pd.DataFrame:

@@ -1,12 +1,19 @@
-"""What every stage needs: the run's parameters, where its results go, its tasks and its model."""
+"""What every stage needs: the run's parameters, where its results go, its tasks, its model, and
+what stage 1 decided (the passing tasks, their both-correct items, the tasks stage 2 attributed).
+
+This module and :mod:`~modularity.stages.scores` and :mod:`~modularity.stages.cells` are the
+floor the stages stand on: a stage imports them and never another stage.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from .. import overlap, scoring
 from ..params import configure_torch, notebook_params, validate_params
 from ..store import RunPaths, check_task_fingerprints
 
@@ -22,6 +29,7 @@ class RunContext:
 
     params: dict
     paths: RunPaths = field(repr=False)
+    _items_read: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, params: dict, root: str | Path | None = None) -> "RunContext":
@@ -67,8 +75,21 @@ class RunContext:
         return summary
 
     def evaluation_items(self) -> pd.DataFrame:
-        """Stage 1's ``eval_items.csv``: one row per item and task."""
-        return pd.read_csv(self.paths.table("eval_items.csv"))
+        """Stage 1's ``eval_items.csv``: one row per item and task, read once while the file is
+        unchanged (a copy: callers may modify it)."""
+        path = self.paths.table("eval_items.csv")
+        stat = path.stat()
+        key = (stat.st_mtime_ns, stat.st_size)
+        if self._items_read is None or self._items_read[0] != key:
+            self._items_read = (key, pd.read_csv(path))
+        return self._items_read[1].copy()
+
+    def both_correct_items(self, task: str) -> np.ndarray:
+        """The indices of ``task``'s aligned items that the model gets right both clean and
+        corrupted, in item order: what attribution attributes and ablation tests on (stage 1's
+        ``eval_items.csv``; :func:`modularity.scoring.both_correct_indices`)."""
+        items = self.evaluation_items()
+        return scoring.both_correct_indices(items[items.task == task])
 
     def passing(self) -> pd.DataFrame:
         """The tasks that passed the inclusion filter, with a ``label`` column (``domain/task``)."""
@@ -76,3 +97,11 @@ class RunContext:
         passing = summary[summary.passes].copy()
         passing["label"] = passing.domain + "/" + passing.task
         return passing.reset_index(drop=True)
+
+    def attributed(self) -> pd.DataFrame:
+        """The passing tasks that have a stage-2 attribution tensor, in the study's order (MD, ToM,
+        phys, Lan; tasks alphabetically), with a ``label`` column (``domain/task``)."""
+        passing = self.passing()
+        has_tensor = passing.task.map(lambda task: self.paths.tensor("attribution", task).exists())
+        tasks = passing[has_tensor.astype(bool)]
+        return tasks.set_index("label").loc[overlap.order_labels(list(tasks.label))].reset_index()

@@ -38,15 +38,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import ablation, localizer, overlap, scoring, stats
+from .. import ablation, localizer, overlap, stats
 from ..progress import bar
 from ..sites import split_flat
-from ..store import combined_fingerprint, read_cache, save_json, save_table, write_cache
+from ..stats import STUDY_SEED
+from ..store import read_cache, save_json, save_table, write_cache
 from ..tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
-from .ablation import cells_made_from, target_items
+from .cells import ablate_cells, cache_folder
 from .context import RunContext
-from .overlap import attributed, load_scores
-from .statistics import SEED
+from .scores import load_scores
 
 __all__ = ["LocalizerResult", "run", "CONTROL_DRAWS", "CELL_COLUMNS", "control_scope"]
 
@@ -143,8 +143,8 @@ def run(ctx: RunContext) -> LocalizerResult:
     activations, activation_seconds = _activations(ctx, stimuli)
     t = {domain: localizer.welch_t(a["localized"], a["control"]) for domain, a in activations.items()}
     n_neurons = next(iter(t.values())).size
-    tasks, eval_items = attributed(ctx), ctx.evaluation_items()
-    n_layers, d_ff = _geometry(ctx, tasks, eval_items, n_neurons)
+    tasks = ctx.attributed()
+    n_layers, d_ff = _geometry(ctx, tasks, n_neurons)
     sets = {domain: localizer.localized_set(values, pct) for domain, values in t.items()}
     k = overlap.top_k_count(n_neurons, pct)
     base = dict(pct=pct, stimuli=stimuli, t=t, sets=sets, k=k, n_layers=n_layers, d_ff=d_ff,
@@ -155,8 +155,8 @@ def run(ctx: RunContext) -> LocalizerResult:
         result = LocalizerResult(**base, tasks=tasks, seconds={"activations": activation_seconds}, notes=[note])
         return _save(ctx, result)
 
-    comparisons = _overlap(ctx, tasks, eval_items, sets, t)
-    ablated = _ablation(ctx, tasks, eval_items, sets, n_layers, d_ff, stimuli)
+    comparisons = _overlap(ctx, tasks, sets, t)
+    ablated = _ablation(ctx, tasks, sets, n_layers, d_ff, stimuli)
     attribution_ablation, notes = _attribution_ablation(ctx, tasks)
     agreement = localizer.agreement({"overlap": comparisons["overlap_within"], "ablation": ablated["ablation_within"]},
                                     {"overlap": comparisons["attribution_overlap"], "ablation": attribution_ablation})
@@ -203,10 +203,10 @@ def _activations(ctx: RunContext, stimuli: dict) -> tuple[dict, float]:
     return out, seconds
 
 
-def _geometry(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, n_neurons: int) -> tuple[int, int]:
+def _geometry(ctx: RunContext, tasks: pd.DataFrame, n_neurons: int) -> tuple[int, int]:
     """(n_layers, d_ff) without loading the model when an attribution tensor of ``tasks`` says it."""
     if len(tasks):
-        n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks, eval_items).shape
+        n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks).shape
     else:
         n_layers, d_ff = ctx.model.n_layers, ctx.model.d_ff
     assert n_layers * d_ff == n_neurons, "activations and attribution cover the same neurons"
@@ -232,9 +232,9 @@ def _sets_table(stimuli: dict, t: dict, sets: dict, d_ff: int) -> pd.DataFrame:
 # --------------------------------------------------------------------------- overlap
 
 
-def _overlap(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, sets: dict, t: dict) -> dict:
+def _overlap(ctx: RunContext, tasks: pd.DataFrame, sets: dict, t: dict) -> dict:
     params, pct = ctx.params, ctx.params["main_pct"]
-    scores = {row.label: load_scores(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
+    scores = {row.label: load_scores(ctx, row.task, tasks) for row in tasks.itertuples()}
     n_neurons = next(iter(scores.values())).numel()
     long, sweep, main = [], [], None
     for threshold in params["top_pcts"]:
@@ -242,7 +242,7 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, set
         task_sets = {label: overlap.top_positive_set(s, threshold) for label, s in scores.items()}
         domain_sets = {domain: localizer.localized_set(values, threshold) for domain, values in t.items()}
         matrix = localizer.set_task_matrix(domain_sets, task_sets, k)
-        within, overall = localizer.within_across(matrix, n_permutations=min(params["n_permutations"], 2000), seed=SEED)
+        within, overall = localizer.within_across(matrix, n_permutations=min(params["n_permutations"], 2000), seed=STUDY_SEED)
         sweep.append({"pct": threshold, "k": k, **{key: overall[key] for key in ("within", "across", "ratio", "p")},
                       "chance": k / n_neurons})
         long += [{"pct": threshold, "domain": domain, "target": label, "target_domain": overlap.domain_of(label),
@@ -252,10 +252,10 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, set
             main = matrix
             attribution_overlap = stats.per_domain_modularity(
                 overlap.overlap_matrix(task_sets, k).loc[list(tasks.label), list(tasks.label)],
-                n_permutations=params["n_permutations"], seed=SEED)
+                n_permutations=params["n_permutations"], seed=STUDY_SEED)
     assert {d: set(s.tolist()) for d, s in sets.items()} == {
         d: set(localizer.localized_set(v, pct).tolist()) for d, v in t.items()}
-    within, overall = localizer.within_across(main, n_permutations=params["n_permutations"], seed=SEED)
+    within, overall = localizer.within_across(main, n_permutations=params["n_permutations"], seed=STUDY_SEED)
     return {"overlap": pd.DataFrame(long), "overlap_matrix": main, "overlap_within": within,
             "overlap_overall": overall, "overlap_sweep": pd.DataFrame(sweep),
             "attribution_overlap": attribution_overlap}
@@ -264,8 +264,7 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, set
 # --------------------------------------------------------------------------- ablation
 
 
-def _ablation(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, sets: dict, n_layers: int, d_ff: int,
-              stimuli: dict) -> dict:
+def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d_ff: int, stimuli: dict) -> dict:
     params = ctx.params
     all_sets, rows = {}, []
     for position, (domain, chosen) in enumerate(sets.items()):
@@ -283,30 +282,13 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, se
     set_table = pd.DataFrame(rows)
     scope = control_scope(params)
     # Every selected set on every target; a domain's random sets on its own tasks (or on all).
-    plan = {row.task: [r["set"] for r in rows if r["kind"] == "selected" or scope == "all" or r["domain"] == row.domain]
+    plan = {row.label: {r["set"]: all_sets[r["set"]] for r in rows
+                        if r["kind"] == "selected" or scope == "all" or r["domain"] == row.domain}
             for row in tasks.itertuples()}
-    folder = ctx.paths.cache / "localizer" / (
-        f"ablation_{params['ablation_mode']}_{params['main_pct']}pct_{params['ablation_items']}items_"
-        f"{CONTROL_DRAWS}controls-{scope}_seed{params['seed']}_{stimuli_fingerprint(stimuli)}_"
-        f"{combined_fingerprint(ctx.paths, tasks.task)}")
-    per_target, computed, seconds = [], 0, 0.0
-    with bar(total=sum(map(len, plan.values())), desc="ablating (localizer set, target)", unit="cells") as progress:
-        for row in tasks.itertuples():
-            cache = folder / f"{row.task}.csv"
-            items = target_items(ctx, row.task, eval_items)
-            target_sets = {name: all_sets[name] for name in plan[row.task]}
-            made_from = cells_made_from(row.label, items, target_sets, row.C, row.R)
-            cells = read_cache(cache, "ablation", made_from)
-            if cells is None:
-                started = time.perf_counter()
-                cells = _ablate_target(ctx, row, items, target_sets)
-                write_cache(cache, cells, "ablation", made_from)
-                seconds += time.perf_counter() - started
-                computed += len(cells)
-            assert len(cells) == len(plan[row.task]), f"{cache}: one row per set"
-            per_target.append(cells)
-            progress.update(len(cells))
-    cells = pd.concat(per_target, ignore_index=True).merge(set_table, on="set")
+    folder = cache_folder(ctx, "localizer", tasks, CONTROL_DRAWS, scope, extra=stimuli_fingerprint(stimuli),
+                          prefix="ablation_")
+    ablated = ablate_cells(ctx, tasks, plan, folder, desc="ablating (localizer set, target)")
+    cells, computed, seconds = ablated.cells.merge(set_table, on="set"), ablated.computed, ablated.seconds
     cells["target_domain"] = cells.target.map(overlap.domain_of)
     cells["relation"] = np.where(cells.target_domain == cells.domain, "within", "across")
     cells = cells[CELL_COLUMNS]
@@ -318,8 +300,8 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, se
         return chosen.reindex(index=list(sets), columns=labels)
 
     selected, controls = matrix_of("selected"), matrix_of("layer_matched")
-    within, overall = localizer.within_across(selected, n_permutations=params["n_permutations"], seed=SEED)
-    control_within, control_overall = localizer.within_across(controls, n_permutations=0, seed=SEED)
+    within, overall = localizer.within_across(selected, n_permutations=params["n_permutations"], seed=STUDY_SEED)
+    control_within, control_overall = localizer.within_across(controls, n_permutations=0, seed=STUDY_SEED)
     bars = cells.groupby(["relation", "kind", "domain", "target"], as_index=False)["drop"].mean()
     bars = bars.groupby(["relation", "kind"])["drop"].agg(["mean", "sem", "count"]).reset_index()
     bars["lo"], bars["hi"] = bars["mean"] - bars["sem"].fillna(0), bars["mean"] + bars["sem"].fillna(0)
@@ -329,17 +311,6 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, eval_items: pd.DataFrame, se
             "control_within": control_within[["domain", "n_tasks", "within", "across"]],
             "ablation_bars": localizer.own_other_bars(selected), "control_bars": bars,
             "computed": {"activations": None, "ablation_cells": computed}, "seconds": seconds}
-
-
-def _ablate_target(ctx: RunContext, row, indices: np.ndarray, sets: dict) -> pd.DataFrame:
-    """Every set on one target, as stage 5 ablates (same mode, items, batching and baselines)."""
-    p, loaded = ctx.params, ctx.model
-    tokens = scoring.tokenize_task(loaded, ctx.suite[row.task], p["bos"])
-    mean_values = (ablation.mean_activations(loaded, tokens, indices, p["batch_size"])
-                   if p["ablation_mode"] == "mean" else None)
-    table = ablation.ablate_target(loaded, tokens, indices, sets, mode=p["ablation_mode"], batch_size=p["batch_size"],
-                                   mean_values=mean_values, C=row.C, R=row.R)
-    return table.rename(columns={"source": "set"}).assign(target=row.label)
 
 
 def _attribution_ablation(ctx: RunContext, tasks: pd.DataFrame) -> tuple[pd.DataFrame, list]:
@@ -352,7 +323,7 @@ def _attribution_ablation(ctx: RunContext, tasks: pd.DataFrame) -> tuple[pd.Data
     matrix = ablation.ablation_matrix(cells[cells.kind == "selected"], "drop")
     if set(matrix.index) != set(tasks.label):
         return pd.DataFrame(), ["stage 05_ablation ran on other tasks: rerun it for the agreement table's ablation rows"]
-    return stats.per_domain_modularity(matrix, n_permutations=ctx.params["n_permutations"], seed=SEED), []
+    return stats.per_domain_modularity(matrix, n_permutations=ctx.params["n_permutations"], seed=STUDY_SEED), []
 
 
 # --------------------------------------------------------------------------- saving

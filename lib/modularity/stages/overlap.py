@@ -1,7 +1,7 @@
 """Stage 3 · overlap: every task's top-k% neuron set and the task × task overlap matrices.
 
 Reads the attribution tensors of stage 2 (one per passing task; one damaged or made from other
-items is recomputed, :func:`load_scores`), selects each task's top-k%
+items is recomputed, :func:`modularity.stages.scores.load_scores`), selects each task's top-k%
 strictly positive neurons at every threshold of ``top_pcts`` (METHOD §4), and computes the
 study's overlap |A∩B|/k, the true Jaccard for contrast, the doubly-stochastic (Sinkhorn) matrix
 at ``main_pct`` and the layer-wise composition of the domain-mean maps (METHOD §11). Writes
@@ -17,10 +17,10 @@ import pandas as pd
 
 from .. import overlap
 from ..matrix_csv import write_matrix_csv
-from .attribution import task_scores
 from .context import RunContext
+from .scores import load_scores
 
-__all__ = ["OverlapResult", "run", "attributed", "load_scores"]
+__all__ = ["OverlapResult", "run"]
 
 
 @dataclass(frozen=True)
@@ -72,31 +72,13 @@ class OverlapResult:
         return self.overlap.get(self.main_pct)
 
 
-def attributed(ctx: RunContext) -> pd.DataFrame:
-    """The tasks that passed stage 1's filter and have a stage-2 attribution tensor, in the study's
-    order (MD, ToM, phys, Lan; tasks alphabetically), with a ``label`` column (``domain/task``)."""
-    passing = ctx.passing()
-    has_tensor = passing.task.map(lambda task: ctx.paths.tensor("attribution", task).exists())
-    tasks = passing[has_tensor.astype(bool)]
-    return tasks.set_index("label").loc[overlap.order_labels(list(tasks.label))].reset_index()
-
-
-def load_scores(ctx: RunContext, task: str, passing: pd.DataFrame | None = None,
-                eval_items: pd.DataFrame | None = None):
-    """One task's attribution scores, a float tensor [n_layers, d_ff]: stage 2's cache, recomputed
-    when it is damaged or was made from other items (:func:`modularity.stages.attribution.task_scores`,
-    which also says what ``passing`` and ``eval_items`` are)."""
-    return task_scores(ctx, task, passing, eval_items)["neurons"]
-
-
 def run(ctx: RunContext) -> OverlapResult:
     """Stage 3 for the run of ``ctx``: sets, matrices, Sinkhorn, composition; saves the matrices."""
     params, main_pct = ctx.params, ctx.params["main_pct"]
-    tasks = attributed(ctx)
+    tasks = ctx.attributed()
     if len(tasks) < 2:
         return OverlapResult(main_pct, tasks)
-    eval_items = ctx.evaluation_items()
-    scores = {row.label: load_scores(ctx, row.task, tasks, eval_items) for row in tasks.itertuples()}
+    scores = {row.label: load_scores(ctx, row.task, tasks) for row in tasks.itertuples()}
     labels, domains = list(tasks.label), dict(zip(tasks.label, tasks.domain))
     n_layers, d_ff = next(iter(scores.values())).shape
     k, sets, matrices, jaccards, sizes = {}, {}, {}, {}, []

@@ -16,14 +16,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from .. import overlap, stats, study
+from ..stats import STUDY_SEED
 from ..matrix_csv import read_matrix_csv
 from ..store import save_json, save_table
 from .context import RunContext
 
-__all__ = ["StatisticsResult", "run", "overlap_matrices", "SEED"]
-
-#: The study's permutation seed (``default_rng(42)``, METHOD §6).
-SEED = 42
+__all__ = ["StatisticsResult", "run", "overlap_matrices"]
 
 
 @dataclass(frozen=True)
@@ -82,9 +80,9 @@ def run(ctx: RunContext) -> StatisticsResult:
     if not testable:
         return StatisticsResult(**base, written=_save(ctx, labels, {}, None, pd.DataFrame(), pd.DataFrame()))
 
-    test = stats.within_cross_permutation(main, n_permutations=n_permutations, seed=SEED)
-    per_domain = stats.per_domain_modularity(main, n_permutations=n_permutations, seed=SEED)
-    ari = stats.ari_permutation(main, n_permutations=n_permutations, seed=SEED, knn=knn, n_clusters=n_clusters)
+    test = stats.within_cross_permutation(main, n_permutations=n_permutations, seed=STUDY_SEED)
+    per_domain = stats.per_domain_modularity(main, n_permutations=n_permutations, seed=STUDY_SEED)
+    ari = stats.ari_permutation(main, n_permutations=n_permutations, seed=STUDY_SEED, knn=knn, n_clusters=n_clusters)
     clustering = stats.clustering_scores(main, knn=knn, n_clusters=n_clusters)
     clusters = pd.DataFrame({"task": labels, "domain": [overlap.domain_of(label) for label in labels],
                              "cluster": [ari["clusters"][label] for label in labels]})
@@ -92,9 +90,9 @@ def run(ctx: RunContext) -> StatisticsResult:
     this_run = study.statistics_row(test, None, ari, len(labels), 0)
     placed = study.beside_study({ctx.label: this_run}, n_permutations=n_permutations)
     tau = study.tau_against_study(main, "overlap")
-    sweep = stats.threshold_sweep(matrices, n_permutations=min(n_permutations, 2000), seed=SEED,
+    sweep = stats.threshold_sweep(matrices, n_permutations=min(n_permutations, 2000), seed=STUDY_SEED,
                                   knn=knn, n_clusters=n_clusters)
-    summary_row = stats.model_summary(main, n_permutations=n_permutations, seed=SEED)
+    summary_row = stats.within_cross_columns("overlap", test)  # SI Table 1's row: stats.model_summary, without a second run
     written = _save(ctx, labels, summary_row, ari, per_domain, sweep)
     return StatisticsResult(
         **base, test=test, per_domain=per_domain, ari=ari, clustering=clustering, clusters=clusters,
