@@ -45,7 +45,7 @@ def main() -> None:
                 continue
             strings.update(string_leaves(json.loads(path.read_text())))
     # regular plurals are derived in code; cache them too
-    from modularity.tasks.language import regular_plural
+    from modularity.science.tasks.language import regular_plural
     strings.update(regular_plural(n) for n in json.loads((TASKS_DIR / "wordlists" / "regular_nouns.json").read_text()))
     lengths = {}
     for text in sorted(strings):

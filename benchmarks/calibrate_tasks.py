@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/task_calibration_<model>.csv (a design-time record; the book reads the real runs) with one row per (profile, task): items scored,
 token-aligned items, clean / corrupted / both-correct accuracy over the aligned items, and
-whether the task passes the study's 60% filter (METHOD §2). Scoring is modularity.scoring's
+whether the task passes the study's 60% filter (METHOD §2). Scoring is modularity.science.scoring's
 (summed teacher-forced answer log-probs, special tokens never added: ``bos="study"``).
 
 Usage (a few minutes per profile on 2 CPU cores at 32 items per task):
@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from modularity.models import load_model
-from modularity.store import save_table
-from modularity.scoring import evaluate_task, summarize_task
-from modularity.tasks import TASK_NAMES, generate_task
+from modularity.science.models import load_model
+from modularity.records.store import save_table
+from modularity.science.scoring import evaluate_task, summarize_task
+from modularity.science.tasks import TASK_NAMES, generate_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["profile", "task", "domain", "n_items", "n_aligned", "clean_accuracy", "corrupted_accuracy",

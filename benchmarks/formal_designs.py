@@ -14,7 +14,7 @@ that were tried for the formal tasks, so the book can show why the suite is what
   formal domain); they are measured here as the contrast.
 
 The kind is measured, not declared: a design is *copy* when copying solves at least half of its
-items (:func:`modularity.tasks.reports.copy_solvable_share`, also in the CSV).
+items (:func:`modularity.science.tasks.reports.copy_solvable_share`, also in the CSV).
 
 Writes ``benchmarks/results/formal_designs_<model>.csv`` (one row per design; 48 items each by
 default; the task chapter reads it). About 10 minutes for SmolLM2 on 2 CPU cores; ``--resume`` continues an interrupted run.
@@ -34,14 +34,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from modularity.models import load_model
-from modularity.store import save_table
-from modularity.scoring import evaluate_task, summarize_task
-from modularity.tasks import formal
-from modularity.tasks.base import MinimalPair
-from modularity.tasks.reports import copy_solvable_share, prompt_tail
-from modularity.tasks.schema import PromptConfig, TaskData
-from modularity.tasks.suite import draw_items
+from modularity.science.models import load_model
+from modularity.records.store import save_table
+from modularity.science.scoring import evaluate_task, summarize_task
+from modularity.science.tasks import formal
+from modularity.science.tasks.base import MinimalPair
+from modularity.science.tasks.reports import copy_solvable_share, prompt_tail
+from modularity.science.tasks.schema import PromptConfig, TaskData
+from modularity.science.tasks.suite import draw_items
 
 RESULTS = Path(__file__).resolve().parent / "results"
 _WORDS = ["apple", "river", "stone", "chair", "bread", "horse", "window", "orange", "tiger", "lemon", "cloud", "pencil"]

@@ -6,8 +6,8 @@ come with it, 94 MB and 245 MB)::
     .venv/bin/python benchmarks/gpu_check.py                       # both models, ~5 min on one H100/H200
     .venv/bin/python benchmarks/gpu_check.py --models smollm2-135m-instruct --out /tmp/check.json
 
-For each model and dtype it runs :func:`modularity.precision.run_dtype` (the stage functions the
-notebooks call, ``device: cuda``) on :data:`modularity.precision.DEFAULT_TASKS` and prints
+For each model and dtype it runs :func:`modularity.running.precision_check.run_dtype` (the stage functions the
+notebooks call, ``device: cuda``) on :data:`modularity.running.precision_check.DEFAULT_TASKS` and prints
 
 * per stage: wall time, tokens through the model, tokens/s, and the achieved TFLOP/s as a share
   of the GPU's dense bf16 peak (FLOPs ≈ 2 · non-embedding parameters per token forward, three
@@ -16,7 +16,7 @@ notebooks call, ``device: cuda``) on :data:`modularity.precision.DEFAULT_TASKS` 
 * fp32 on the GPU against the committed CPU run (``book/results/<model>/small/eval_summary.csv``):
   decisions and the largest accuracy difference on these tasks;
 * the time the full paper protocol (46 tasks, all items, every pair) would take for a 7B model
-  at the measured bf16 rates (the FLOPs of :func:`modularity.plan.stage_costs` for a
+  at the measured bf16 rates (the FLOPs of :func:`modularity.running.plan.stage_costs` for a
   Llama-style 7B geometry, divided by the achieved FLOP/s of each stage).
 
 Everything goes to one JSON (``--out``, default ``benchmarks/results/gpu-check-<gpu>.json``).
@@ -52,8 +52,8 @@ def throughput(stages, peak_tflops: float):
 
 def projection_7b(rates) -> dict:
     """Seconds per stage of the paper protocol for :data:`SEVEN_B` at the achieved FLOP/s of ``rates``."""
-    from modularity import plan
-    from modularity.params import validate_params
+    from modularity.running import plan
+    from modularity.records.params import validate_params
 
     params = validate_params({"model": "7b", "profile": "paper", "n_items": 100, "seed": 0, "dtype": "bfloat16",
                               "device": "cuda", "batch_size": 16, "attribution_items": 0, "ablation_items": 0})
@@ -72,8 +72,9 @@ def main(argv=None) -> int:
     import pandas as pd
     import torch
 
-    from modularity import overlap, plan, precision
-    from modularity.params import load_params
+    from modularity.science import overlap, precision
+    from modularity.running import plan, precision_check
+    from modularity.records.params import load_params
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
@@ -91,7 +92,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as root:
         for model in args.models:
             params = {**load_params(REPO / "params" / f"{model}.yaml"), "device": "cuda", "threads": 0}
-            runs = {dtype: precision.run_dtype(params, dtype, precision.DEFAULT_TASKS, root, progress=False)
+            runs = {dtype: precision_check.run_dtype(params, dtype, precision_check.DEFAULT_TASKS, root, progress=False)
                     for dtype in ("float32", "bfloat16")}
             stages = throughput(pd.concat([run.stages for run in runs.values()], ignore_index=True), peak)
             sets = precision.score_agreement(runs["float32"].scores, runs["bfloat16"].scores, params["main_pct"],
@@ -100,7 +101,7 @@ def main(argv=None) -> int:
             ratios = pd.DataFrame([precision.ratio_row(d, r.overlap, r.drops, params["n_permutations"], params["seed"])
                                    for d, r in runs.items()])
             committed = pd.read_csv(REPO / "book" / "results" / params["run_name"] / "small" / "eval_summary.csv")
-            cpu = committed[committed.task.isin(precision.DEFAULT_TASKS)]
+            cpu = committed[committed.task.isin(precision_check.DEFAULT_TASKS)]
             versus_cpu = precision.decision_table({"cpu float32": cpu, "cuda float32": runs["float32"].summary})
             bf16_rates = stages[stages.dtype == "bfloat16"]
             report["models"][model] = {

@@ -61,11 +61,11 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "lib"))  # works without the editable install too
 
-from modularity import ablation, attribution, batches, provenance, scoring, store  # noqa: E402
-from modularity.overlap import top_k_count  # noqa: E402
-from modularity.models import (LoadedModel, load_model, load_tokenizer, model_cache_dir,  # noqa: E402
-                               resolve_model_source)
-from modularity.tasks import generate_task  # noqa: E402
+from modularity.science import ablation, attribution, batches, scoring
+from modularity.records import provenance, store  # noqa: E402
+from modularity.science.overlap import top_k_count  # noqa: E402
+from modularity.science.models import LoadedModel, load_model, load_tokenizer, model_cache_dir, resolve_model_source
+from modularity.science.tasks import generate_task  # noqa: E402
 
 EMBEDDED = "smollm2-135m-instruct"
 GiB = 1024**3
@@ -313,7 +313,7 @@ def reference_attribute(loaded: LoadedModel, tokens, indices, C: float, R: float
     """Neuron [L, d_ff] and head [L, H] scores, one item at a time: forward hooks keep every
     layer's full site activations, ``retain_grad()`` on them, full logits, ``metric="paper"``."""
     model = loaded.model
-    modules = loaded.neuron_modules() + loaded.head_modules()
+    modules = loaded.site_modules("neurons") + loaded.site_modules("heads")
     totals = [torch.zeros(m.in_features, dtype=torch.float64) for m in modules]
     embed = model.get_input_embeddings()
     for i in indices:
@@ -356,7 +356,7 @@ def reference_ablate(loaded: LoadedModel, tokens, indices, flat_set: np.ndarray)
     touched layers' full neuron activations, one clean forward overwriting the set's neurons."""
     layers, neurons = np.divmod(np.asarray(flat_set, dtype=np.int64), loaded.d_ff)
     columns = {int(l): torch.as_tensor(neurons[layers == l]) for l in np.unique(layers)}
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     out = np.zeros((2, len(indices)))
     for j, i in enumerate(indices):
         for k, answer in enumerate((tokens.correct[i], tokens.incorrect[i])):

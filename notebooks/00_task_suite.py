@@ -29,7 +29,7 @@ n_items = 100  # items generated per task
 model = "smollm2-135m-instruct"  # model whose tokenizer is used for the alignment check
 
 # %%
-from modularity.tasks import PROFILES
+from modularity.science.tasks import PROFILES
 
 if profile not in PROFILES:
     raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -46,7 +46,7 @@ if not isinstance(seed, int):
 
 # %%
 import pandas as pd
-from modularity.tasks import assemble_message, generate_suite, generate_task
+from modularity.science.tasks import assemble_message, generate_suite, generate_task
 
 example = generate_task("code_conditional", profile, 1, seed)
 item = example.items[0]
@@ -62,7 +62,7 @@ for condition in ("clean", "corrupted"):
 # start), and the two answers.
 
 # %%
-from modularity.tasks import prompt_tail
+from modularity.science.tasks import prompt_tail
 
 suite = generate_suite(profile, n_items, seed)
 pd.set_option("display.max_colwidth", 120)
@@ -81,7 +81,7 @@ examples
 # expression of each side). A task built from a handful of sentences would show few scenarios.
 
 # %%
-from modularity.tasks import diversity_report
+from modularity.science.tasks import diversity_report
 
 diversity = diversity_report(suite)
 diversity
@@ -94,7 +94,7 @@ diversity
 # every `small` task keeps it at or below 5% (a few arithmetic items name their answer by chance).
 
 # %%
-from modularity.tasks import copy_solvable_share, label_balance, option_first_share
+from modularity.science.tasks import copy_solvable_share, label_balance, option_first_share
 
 balance = pd.DataFrame([{"task": name, **label_balance(task), "correct_option_named_first": option_first_share(task),
                          "copy_solvable": copy_solvable_share(task)} for name, task in suite.items()])
@@ -127,10 +127,10 @@ pd.DataFrame(side_by_side)
 
 # %%
 from transformers.utils import logging as hf_logging
-from modularity.models import load_tokenizer
+from modularity.science.models import load_tokenizer
 from functools import partial
 
-from modularity.tasks import alignment_rate, format_prompt
+from modularity.science.tasks import alignment_rate, format_prompt
 
 hf_logging.disable_progress_bar()
 tokenizer = load_tokenizer(model)
@@ -159,7 +159,8 @@ alignment.sort_values("aligned_share").head(12)
 # smallest model; the tables say how many.
 
 # %%
-from modularity.store import committed_eval_summaries, results_root
+from modularity.records.store import committed_eval_summaries
+from modularity.base.files import results_root
 
 measured = committed_eval_summaries()
 if len(measured):
@@ -200,7 +201,7 @@ else:
 # filter; that, not a lack of attempts, is why the formal row above falls short.
 
 # %%
-from modularity.store import REPO_ROOT
+from modularity.base.files import REPO_ROOT
 
 design_files = sorted((REPO_ROOT / "benchmarks" / "results").glob("formal_designs_*.csv"))
 if design_files:
@@ -257,7 +258,7 @@ else:
 # name the correct option first, and the tasks in the shared few-shot frame.
 
 # %%
-from modularity.tasks import audit_items, generate_suite
+from modularity.science.tasks import audit_items, generate_suite
 
 def audit_by_domain(audit: pd.DataFrame) -> pd.DataFrame:
     return audit.groupby("domain").agg(
@@ -286,7 +287,7 @@ pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, name
 # non-words (Fedorenko et al., 2010), which AlKhamissi et al. (2024) used on language models; the
 # theory-of-mind network more to false-belief than to false-photograph stories (Saxe & Kanwisher,
 # 2003); the multiple-demand network more to harder versions of a task (Fedorenko et al., 2013).
-# `modularity.tasks.localizer` writes one contrast per domain, from this suite's own word lists,
+# `modularity.science.tasks.localizer` writes one contrast per domain, from this suite's own word lists,
 # scenarios and generators, seeded like the tasks (a `task_seed` per domain) and independent of the
 # profile: the same battery serves every run.
 #
@@ -310,9 +311,9 @@ pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, name
 # One pair per domain, at the stage's default of 64 stimuli per condition and this page's seed:
 
 # %%
-from modularity.params import SCHEMA
-from modularity.tasks.localizer import CONTRASTS, localizer_suite
-from modularity.tasks.schema import DOMAIN_NAMES
+from modularity.records.params import SCHEMA
+from modularity.science.tasks.localizer import CONTRASTS, localizer_suite
+from modularity.science.tasks.schema import DOMAIN_NAMES
 
 localizer_items = SCHEMA["localizer_items"].default
 battery = localizer_suite(localizer_items, seed)
@@ -364,7 +365,7 @@ print("tokens of a control text per token of its localized text:", ratio.to_dict
 
 # %%
 import random
-from modularity.tasks import MinimalPair, PromptConfig, TaskSpec
+from modularity.science.tasks import MinimalPair, PromptConfig, TaskSpec
 
 def build_parity(rng: random.Random, profile: str) -> MinimalPair:
     n = rng.randint(1, 50) * 2

@@ -79,7 +79,9 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from modularity import attribution, charts, numerics, scoring
+from modularity.science import attribution, scoring
+from modularity.showing import charts
+from modularity.base import numerics
 from modularity import stages
 
 # %% [markdown]

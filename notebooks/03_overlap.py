@@ -69,8 +69,8 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from modularity import charts
-from modularity.sites import split_flat
+from modularity.showing import charts
+from modularity.science.sites import split_flat
 from modularity import stages
 
 PCT = ctx.params["main_pct"]

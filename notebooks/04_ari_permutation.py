@@ -64,7 +64,8 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, overlap, stats
+from modularity.showing import charts
+from modularity.science import overlap, stats
 from modularity import stages
 
 N_PERMUTATIONS = ctx.params["n_permutations"]

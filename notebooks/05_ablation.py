@@ -71,7 +71,9 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from modularity import ablation, charts, numerics, scoring, sites, stats
+from modularity.science import ablation, scoring, sites, stats
+from modularity.showing import charts
+from modularity.base import numerics
 from modularity import stages
 
 pd.set_option("display.precision", 3)
@@ -139,7 +141,7 @@ def patched_logprob(answer: list[int]) -> float:
 
 
 # %% [markdown]
-# The library's batched hooks (`modularity.ablation.ablation_logprobs`, which the stage runs
+# The library's batched hooks (`modularity.science.ablation.ablation_logprobs`, which the stage runs
 # for every cell) must give the same two numbers.
 
 # %%

@@ -67,7 +67,7 @@ ctx = RunContext.from_notebook(globals())
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts
+from modularity.showing import charts
 from modularity import stages
 
 pd.set_option("display.precision", 3)

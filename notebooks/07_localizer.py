@@ -77,10 +77,12 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from modularity import charts, localizer, numerics, stats
+from modularity.showing import charts
+from modularity.science import localizer, stats
+from modularity.base import numerics
 from modularity import stages
-from modularity.tasks.localizer import CONTRASTS, localizer_suite
-from modularity.tasks.schema import DOMAIN_NAMES
+from modularity.science.tasks.localizer import CONTRASTS, localizer_suite
+from modularity.science.tasks.schema import DOMAIN_NAMES
 
 pd.set_option("display.precision", 3)
 PCT = ctx.params["main_pct"]

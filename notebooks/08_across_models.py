@@ -37,13 +37,16 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, stats, store, study
-from modularity.matrix_csv import read_matrix_csv
+from modularity.showing import charts
+from modularity.science import stats, study
+from modularity.base import files
+from modularity.records import store
+from modularity.science.matrix_csv import read_matrix_csv
 
 pd.set_option("display.precision", 3)
 assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
 assert pct > 0 and int(n_permutations) >= 1
-results_root = store.results_root()
+results_root = files.results_root()
 
 # %% [markdown]
 # ## 0. Which tasks each model solves

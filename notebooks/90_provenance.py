@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from modularity import store
-from modularity.cost import FORWARDS_PER_UNIT, estimate_cost
-from modularity.store import REPO_ROOT
+from modularity.running.cost import FORWARDS_PER_UNIT, estimate_cost
+from modularity.base import files
+from modularity.base.files import REPO_ROOT
 
-root = Path(results_root) if results_root else store.results_root()
+root = Path(results_root) if results_root else files.results_root()
 manifests = {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*/manifest.json"))}
 print(f"{len(manifests)} run(s) found")
 

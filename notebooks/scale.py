@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modularity import plan
-from modularity.params import validate_params
+from modularity.running import plan
+from modularity.records.params import validate_params
 
 pd.set_option("display.precision", 3)
 REPO = Path.cwd()
@@ -175,10 +175,10 @@ if have_precision:
 # %% [markdown]
 # ## 3. Hosted execution with nnsight
 #
-# Every stage is made of four model passes (`modularity.passes`): answer log-probs (optionally
+# Every stage is made of four model passes (`modularity.science.passes`): answer log-probs (optionally
 # with neurons patched), recording a site, gradients at a site, and site sums. Each has two
 # implementations: forward hooks on the local model (`backend: hooks`, the default and the
-# faster one locally) and nnsight traces (`backend: nnsight`, `modularity.traces`). A trace body
+# faster one locally) and nnsight traces (`backend: nnsight`, `modularity.science.traces`). A trace body
 # reads and writes the neurons through the same functions as the hooks and saves only what the
 # stage keeps — answer log-probs, gradients at the last prompt position, the patched values — so
 # with `remote: true` the same body runs on NDIF's copy of the model and only those small tensors
@@ -198,12 +198,12 @@ if have_precision:
 # agree to rounding, not bit for bit. Each output is held to the rounding two correct float32
 # computations can show (32 units of float32 per layer, relative to the magnitude the output is
 # computed from: the log-probs for an exact-patching effect, the largest score for attribution
-# scores; `modularity.numerics` says how the constant was measured):
+# scores; `modularity.base.numerics` says how the constant was measured):
 
 # %%
-from modularity import precision, scoring
-from modularity.models import load_model
-from modularity.tasks import generate_task
+from modularity.science import precision, scoring
+from modularity.science.models import load_model
+from modularity.science.tasks import generate_task
 
 smollm2 = load_model("smollm2-135m-instruct")
 task = generate_task("det_noun_agreement_regular", "small", n_items=8, seed=0)

@@ -40,8 +40,9 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity import charts, overlap, stats, study
-from modularity.tasks.schema import DOMAIN_NAMES
+from modularity.showing import charts
+from modularity.science import overlap, stats, study
+from modularity.science.tasks.schema import DOMAIN_NAMES
 
 pd.set_option("display.precision", 3)
 N = int(n_permutations)

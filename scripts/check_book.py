@@ -14,7 +14,7 @@ screenshot (default ``<html>/../screenshots/<page>.png``) and checks:
 
 * the page exists (``--pages``, and every file named in ``_toc.yml`` when it is found);
 * every ``<img>`` loaded (``naturalWidth > 0``), every inline chart SVG is non-empty;
-* every chart made by ``modularity.charts.show`` turned interactive (``data-state="live"``, an SVG
+* every chart made by ``modularity.showing.charts.show`` turned interactive (``data-state="live"``, an SVG
   or canvas of non-zero size inside), and no other Vega/Altair container stayed empty;
 * no resource failed to load and nothing was requested from the network (the book must work offline);
 * no uncaught JavaScript exception;
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fnmatch
 import json
 import os
 import re

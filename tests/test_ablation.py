@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import ablation, batches, passes, scoring
-from modularity.models import _resolve
-from modularity.sites import base_forward, hooks, record_at
-from modularity.tasks.schema import PromptConfig, TaskData
+from modularity.science import ablation, batches, passes, scoring
+from modularity.science.models import _resolve
+from modularity.science.sites import base_forward, hooks, record_at
+from modularity.science.tasks.schema import PromptConfig, TaskData
 
 # Clean and corrupted prompts of equal token length (checked below), of several lengths so
 # batches carry right padding.
@@ -60,7 +60,7 @@ def single(prompt, answer, device) -> batches.Batch:
 @torch.no_grad()
 def reference_logprobs(loaded, tokens, flat, mode="corrupted", constants=None, items=None) -> np.ndarray:
     """Per item and answer, one plain forward each: [2, N] of LP′(c, y⁺), LP′(c, y⁻)."""
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     layers, neurons = np.divmod(np.asarray(flat, dtype=np.int64), loaded.d_ff)
     items = range(len(tokens)) if items is None else items
     out = np.zeros((2, len(items)))
@@ -193,7 +193,7 @@ def test_mean_activations_is_the_mean_over_real_positions(tiny_models, toy_token
     items = np.array([0, 4])
     means = ablation.mean_activations(loaded, tokens, items, batch_size=1)
     rows = []
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     with torch.no_grad():
         for n in items:
             for answer in (tokens.correct[n], tokens.incorrect[n]):
@@ -278,7 +278,7 @@ def test_matrix_summary_and_controls():
 def test_summary_direction_for_metric_change():
     import pandas as pd
 
-    from modularity import ablation
+    from modularity.science import ablation
 
     labels = ["MD/a", "MD/b", "Lan/c", "Lan/d"]
     drops = pd.DataFrame([[.9, .5, 0, 0], [.5, .9, 0, .01], [0, 0, .9, .4], [.02, 0, .4, .9]], index=labels, columns=labels)
@@ -300,7 +300,7 @@ def test_truncated_recording_equals_the_full_forward_and_stops_early(tiny_models
     batch = batches.make_batch([tokens.corrupted[n] for n in range(len(tokens))],
                                [tokens.correct[n] for n in range(len(tokens))], pad_id=0).to(loaded.device)
     columns = {0: torch.tensor([1, 5, 9])}  # layer 0 only: layer 1 need not run
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     calls = []
     handle = modules[1].register_forward_pre_hook(lambda m, args: calls.append(1))
     try:

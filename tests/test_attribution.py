@@ -1,4 +1,4 @@
-"""Attribution patching (``modularity.attribution``, METHOD §3): gradients, formula, first-order check."""
+"""Attribution patching (``modularity.science.attribution``, METHOD §3): gradients, formula, first-order check."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from modularity.attribution import attribute_task, patch_effect
-from modularity.batches import answer_logprobs, make_batch
-from modularity.scoring import TokenizedTask
-from modularity.sites import hooks, probe_at
+from modularity.science.attribution import attribute_task, patch_effect
+from modularity.science.batches import answer_logprobs, make_batch
+from modularity.science.scoring import TokenizedTask
+from modularity.science.sites import hooks, probe_at
 
 
 
@@ -100,7 +100,7 @@ def test_probe_gradient_equals_autograd_on_full_activation(tiny_models, family):
     loaded = tiny_models[family]
     n_items = 2
     tokens = make_tokens(1, n=n_items)
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     # logit_diff layout: both answers of an item share one probe
     prompts = tokens.corrupted + tokens.corrupted
     answers = tokens.correct + tokens.incorrect
@@ -131,7 +131,7 @@ def test_attribute_task_equals_reference_formula(tiny_models, family, metric):
     result = attribute_task(loaded, tokens, indices, C, R, metric=metric, batch_size=3)
     assert result.neurons.shape == (loaded.n_layers, loaded.d_ff) and result.neurons.dtype == torch.float32
     assert (result.n_items, result.C, result.R, result.metric) == (4, C, R, metric)
-    expected = reference_scores(loaded, loaded.neuron_modules(), tokens, indices, metric)
+    expected = reference_scores(loaded, loaded.site_modules("neurons"), tokens, indices, metric)
     torch.testing.assert_close(result.neurons, expected, atol=1e-6, rtol=1e-4)
     assert result.neurons.abs().max() > 1e-4
 
@@ -196,7 +196,7 @@ def test_heads_are_per_head_sums_of_per_dimension_scores(tiny_models, family):
     indices = np.array([0, 2])
     result = attribute_task(loaded, tokens, indices, C, R, metric="logit_diff")
     assert result.heads.shape == (loaded.n_layers, loaded.n_heads)
-    per_dim = reference_scores(loaded, loaded.head_modules(), tokens, indices, "logit_diff")
+    per_dim = reference_scores(loaded, loaded.site_modules("heads"), tokens, indices, "logit_diff")
     assert per_dim.shape == (loaded.n_layers, loaded.n_heads * loaded.head_dim)
     expected = per_dim.view(loaded.n_layers, loaded.n_heads, loaded.head_dim).sum(-1)
     torch.testing.assert_close(result.heads, expected, atol=1e-6, rtol=1e-4)

@@ -1,9 +1,9 @@
-"""Batch layout and carrier planning (``modularity.batches``): pure token bookkeeping, no model."""
+"""Batch layout and carrier planning (``modularity.science.batches``): pure token bookkeeping, no model."""
 from __future__ import annotations
 
 import torch
 
-from modularity.batches import length_sorted_batches, make_batch, plan_carriers
+from modularity.science.batches import length_sorted_batches, make_batch, plan_carriers
 
 
 def test_plan_carriers_shares_a_sequence_only_where_the_answers_allow():

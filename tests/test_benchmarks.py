@@ -88,7 +88,7 @@ def _run_query(query: str) -> str:
 def test_formal_designs_answers_by_execution_and_copy_kinds():
     """The design record's code designs give the answers Python computes, and the designs named
     copy-solvable measure as copy while the choice designs for logic and code do not."""
-    from modularity.tasks.reports import copy_solvable_share, query_of
+    from modularity.science.tasks.reports import copy_solvable_share, query_of
     designs = _formal_designs()
     checked = 0
     for design, _meant_for, _shots, build in designs.DESIGNS:

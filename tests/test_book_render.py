@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(
 
 NOTEBOOK_CODE = '''
 import pandas as pd
-from modularity import charts
+from modularity.showing import charts
 bars = pd.DataFrame({
     "domain": ["Lan", "Lan", "Lan", "MD", "MD", "MD"],
     "kind": ["within", "D→others", "others→D"] * 2,

@@ -16,12 +16,13 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import attribution, models, scoring, store
+from modularity.science import attribution, models, scoring
+from modularity.records import store
 from modularity.stages import attribution as attribution_stage
 from modularity.stages import evaluation
 from modularity.stages import scores
 from modularity.stages.context import RunContext
-from modularity.store import RunPaths, cached_evaluation, save_json, save_table
+from modularity.records.store import RunPaths, cached_evaluation, save_json, save_table
 
 #: On the tiny llama, anaphor_gender_agreement passes at threshold 0.3 with 6 items; agent fails.
 TASKS = ["anaphor_gender_agreement", "agent"]
@@ -59,7 +60,7 @@ def notices(text: str) -> list[str]:
 
 
 def count_attributions(monkeypatch) -> list:
-    """Record every call of :func:`modularity.attribution.attribute_task` (stage 2 computing scores)."""
+    """Record every call of :func:`modularity.science.attribution.attribute_task` (stage 2 computing scores)."""
     calls, real = [], attribution.attribute_task
 
     def counted(*args, **kwargs):
@@ -256,9 +257,9 @@ def test_the_code_version_follows_the_code_of_the_computing_modules(tmp_path, mo
     store.code_version.cache_clear()
     try:
         before = store.code_version("eval")
-        batches = package / "batches.py"  # imported by scoring, which computes stage 1's frames
+        batches = package / "science" / "batches.py"  # imported by scoring, which computes stage 1's frames
         batches.write_text(batches.read_text().replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
-        (package / "stats.py").write_text((package / "stats.py").read_text() + "\nUNUSED_HERE = 1\n")
+        (package / "science" / "stats.py").write_text((package / "science" / "stats.py").read_text() + "\nUNUSED_HERE = 1\n")
         uncached = store.code_version.__wrapped__
         assert uncached("eval") == before, "docstrings, comments and stats do not count"
         batches.write_text(batches.read_text() + "\nPADDING_SIDE = 'left'\n")

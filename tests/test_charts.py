@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modularity import charts
+from modularity.showing import charts
 
 REPO = Path(__file__).resolve().parents[1]
 DOMS = {"MD": 3, "ToM": 2, "phys": 2, "Lan": 2}
@@ -188,7 +188,7 @@ def test_bundle_is_shipped_and_namespaced():
 def test_paired_cells_uses_common_off_diagonal_cells():
     import pandas as pd
 
-    from modularity import charts
+    from modularity.showing import charts
 
     a = pd.DataFrame([[1, .2, .0], [.1, 1, .3], [.0, .4, 1]], index=["MD/a", "MD/b", "Lan/c"],
                      columns=["MD/a", "MD/b", "Lan/c"])

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modularity import runner
-from modularity.cli import main
-from modularity.params import ParamsError, load_params, parameters_source
-from modularity.preflight import PreflightError, check_model, gguf_architecture
-from modularity.store import REPO_ROOT
+from modularity.running import runner
+from modularity.showing.cli import main
+from modularity.records.params import ParamsError, load_params, parameters_source
+from modularity.records.preflight import PreflightError, check_model, gguf_architecture
+from modularity.base.files import REPO_ROOT
 
 LAYOUT = Path(__file__).parent / "data" / "study_layout"
 PARAMS = dict(model="smollm2-135m-instruct", run_name="clear", profile="small", n_items=4, seed=0,
@@ -103,7 +103,7 @@ def test_the_architecture_of_a_gguf_file_is_read_from_its_header(tmp_path):
 
 
 def test_every_embedded_model_is_a_supported_family():
-    from modularity.models import EMBEDDED_MODELS, family_for
+    from modularity.science.models import EMBEDDED_MODELS, family_for
 
     for alias, embedded in EMBEDDED_MODELS.items():
         try:
@@ -146,7 +146,7 @@ def test_a_stage_whose_inputs_have_not_run_is_refused(tmp_path, root):
 
 
 def test_stage_inputs_are_satisfied_by_the_manifest_or_an_earlier_stage(tmp_path):
-    from modularity.params import validate_params
+    from modularity.records.params import validate_params
 
     params = validate_params(PARAMS)
     results = tmp_path / "results"
@@ -227,7 +227,7 @@ def test_a_known_error_gets_its_fix(tmp_path, root):
 
 
 def test_tasks_must_be_a_list(tmp_path, capsys):
-    from modularity.params import validate_params
+    from modularity.records.params import validate_params
 
     with pytest.raises(ParamsError, match=r"tasks='code_list' is a single string; write a list, e\.g\. tasks: \[code_list\]"):
         validate_params(dict(PARAMS, tasks="code_list"))
@@ -320,9 +320,9 @@ def test_a_run_removes_the_scratch_folders_of_killed_runs(tmp_path, root, monkey
 KILLED_RUN = """
 import sys
 from pathlib import Path
-import modularity.runner as runner
+import modularity.running.runner as runner
 runner.NOTEBOOKS = Path(sys.argv[1])
-from modularity.cli import main
+from modularity.showing.cli import main
 sys.exit(main(["run", sys.argv[2], "--stages", "01_eval"]))
 """
 

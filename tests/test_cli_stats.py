@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 
-from modularity.cli import main
-from modularity.matrix_csv import domains_of, read_matrix_csv, write_matrix_csv
+from modularity.showing.cli import main
+from modularity.science.matrix_csv import domains_of, read_matrix_csv, write_matrix_csv
 
 DATA = Path(__file__).parent / "data"
 OVERLAP = DATA / "planted_overlap.csv"

@@ -16,9 +16,10 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from modularity import ablation, attribution, numerics, scoring
-from modularity.models import describe_model, load_model
-from modularity.tasks import generate_task
+from modularity.science import ablation, attribution, scoring
+from modularity.base import numerics
+from modularity.science.models import describe_model, load_model
+from modularity.science.tasks import generate_task
 
 from conftest import FAMILY_NAMES
 

@@ -13,14 +13,13 @@ import pytest
 import torch
 from scipy.stats import ttest_ind
 
-from modularity import localizer, overlap, sites, stats
+from modularity.science import localizer, overlap, sites, stats
 from modularity.stages import localizer as stage
 from modularity.stages import scores
 from modularity.stages.context import RunContext
-from modularity.tasks import localizer as stimuli_module
-from modularity.tasks.base import wordlist
-from modularity.tasks.localizer import CONTRASTS, localizer_stimuli, localizer_suite, nonword_string, pseudoword
-from modularity.tasks.schema import DOMAINS
+from modularity.science.tasks import localizer as stimuli_module
+from modularity.science.tasks.localizer import CONTRASTS, localizer_stimuli, localizer_suite, nonword_string, pseudoword
+from modularity.science.tasks.schema import DOMAINS
 
 # --------------------------------------------------------------------------- stimuli
 
@@ -77,7 +76,7 @@ def test_formal_control_is_the_same_numbers_without_operations():
 
 def test_social_pairs_share_object_places_and_structure():
     s = localizer_stimuli("ToM", 64, 0)
-    names = set(__import__("modularity.tasks.base", fromlist=["content"]).content("small_completion")["names"])
+    names = set(__import__("modularity.science.tasks.base", fromlist=["content"]).content("small_completion")["names"])
     for belief, photo in zip(s.localized, s.control):
         assert belief.count(".") == photo.count(".") == 3
         nouns = lambda text: re.findall(r"the (\w+)", text)  # noqa: E731
@@ -219,7 +218,7 @@ def test_mean_activations_equal_one_text_at_a_time(tiny_models, family):
     assert batched.shape == (3, loaded.n_layers * loaded.d_ff) and batched.dtype == torch.float32
     for row, text in enumerate(texts):
         ids, masks = localizer.pooling_masks(loaded.tokenizer, [text])
-        with sites.record_at(loaded.neuron_modules()) as recorded:  # unpadded, one text
+        with sites.record_at(loaded.site_modules("neurons")) as recorded:  # unpadded, one text
             loaded.model.base_model(input_ids=torch.tensor(ids), use_cache=False)
         keep = torch.as_tensor(masks[0])
         alone = torch.cat([recorded[layer][0][keep].double().mean(0) for layer in range(loaded.n_layers)]).float()
@@ -236,7 +235,7 @@ def test_nnsight_traced_means_equal_the_library(tiny_models):
     for row, text in enumerate(texts):
         ids, masks = localizer.pooling_masks(loaded.tokenizer, [text])
         with lm.trace(torch.tensor(ids)):
-            values = nnsight.save([lm.get(loaded.neuron_site_path(layer) + ".input")[0]
+            values = nnsight.save([lm.get(loaded.site_path("neurons", layer) + ".input")[0]
                                    for layer in range(loaded.n_layers)])
         keep = torch.as_tensor(masks[0])
         traced = torch.stack([v[keep].double().mean(0) for v in values]).flatten().float()
@@ -251,7 +250,7 @@ def localizer_run(tiny_model_dirs, tiny_models, tmp_path):
     """The planted tiny-llama run of the stage 3–6 tests, with 8 localizer stimuli per condition."""
     from test_stage_overlap_statistics_ablation import planted_run
 
-    from modularity import scoring
+    from modularity.science import scoring
 
     loaded = tiny_models["llama"]
     params = dict(top_pcts=[1.0, 5.0], main_pct=5.0, ablation_items=3, n_random_controls=1, batch_size=4,
@@ -310,7 +309,7 @@ def test_localizer_stage_reads_stage_5_for_the_agreement(localizer_run):
 def test_localizer_stage_without_attributed_tasks_keeps_the_sets(localizer_run):
     ctx = localizer_run
     summary = pd.read_csv(ctx.paths.table("eval_summary.csv"))
-    from modularity.store import save_table
+    from modularity.records.store import save_table
 
     save_table(summary.assign(passes=False), ctx.paths.table("eval_summary.csv"))
     result = stage.run(ctx)
@@ -321,7 +320,7 @@ def test_localizer_stage_without_attributed_tasks_keeps_the_sets(localizer_run):
 
 def test_localizer_notebook_runs_with_data(localizer_run, monkeypatch):
     """Notebook 07 with tasks: the nnsight worked example's asserts hold and every section runs."""
-    from modularity.runner import execute_stage
+    from modularity.running.runner import execute_stage
 
     root = localizer_run.paths.results.parents[3]
     monkeypatch.setenv("MODULARITY_ROOT", str(root))

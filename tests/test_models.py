@@ -1,4 +1,4 @@
-"""Family registry, model loading and chat formatting (``modularity.models``, METHOD §1.3, §3.1, §3.5)."""
+"""Family registry, model loading and chat formatting (``modularity.science.models``, METHOD §1.3, §3.1, §3.5)."""
 from __future__ import annotations
 
 import types
@@ -7,17 +7,9 @@ import pytest
 import torch
 
 from conftest import FAMILY_NAMES, TINY
-from modularity import models
-from modularity.models import (
-    FAMILIES,
-    UnsupportedModelError,
-    describe_model,
-    family_for,
-    format_prompt,
-    load_model,
-    resolve_model_source,
-)
-from modularity.sites import hooks, record_at, replace_neurons
+from modularity.science import models
+from modularity.science.models import FAMILIES, UnsupportedModelError, describe_model, family_for, format_prompt, load_model, resolve_model_source
+from modularity.science.sites import hooks, record_at, replace_neurons
 
 
 
@@ -59,25 +51,25 @@ def test_family_geometry_matches_config(tiny_models, family):
     n_layers, d_ff, n_heads, head_dim = _config_geometry(loaded.model.config)
     assert (loaded.n_layers, loaded.d_ff, loaded.n_heads, loaded.head_dim) == (n_layers, d_ff, n_heads, head_dim)
     assert loaded.n_neurons == n_layers * d_ff
-    assert len(loaded.blocks()) == len(loaded.neuron_modules()) == len(loaded.head_modules()) == n_layers
+    assert len(loaded.blocks()) == len(loaded.site_modules("neurons")) == len(loaded.site_modules("heads")) == n_layers
     for layer in range(n_layers):
         # the nnsight path names the same module the hooks use
-        assert loaded.model.get_submodule(loaded.neuron_site_path(layer)) is loaded.neuron_modules()[layer]
-        assert loaded.neuron_modules()[layer] is not loaded.neuron_modules()[(layer + 1) % n_layers]
+        assert loaded.model.get_submodule(loaded.site_path("neurons", layer)) is loaded.site_modules("neurons")[layer]
+        assert loaded.site_modules("neurons")[layer] is not loaded.site_modules("neurons")[(layer + 1) % n_layers]
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_site_shapes(tiny_models, family):
     loaded = tiny_models[family]
     B, T = IDS.shape
-    neurons = _full_inputs(loaded.neuron_modules(), lambda: loaded.model(IDS))
-    heads = _full_inputs(loaded.head_modules(), lambda: loaded.model(IDS))
+    neurons = _full_inputs(loaded.site_modules("neurons"), lambda: loaded.model(IDS))
+    heads = _full_inputs(loaded.site_modules("heads"), lambda: loaded.model(IDS))
     for layer in range(loaded.n_layers):
         assert neurons[layer].shape == (B, T, loaded.d_ff)
         assert heads[layer].shape == (B, T, loaded.n_heads * loaded.head_dim)
     # record_at picks (row, position) pairs out of the same tensors
     rows, positions = torch.tensor([0, 1, 1]), torch.tensor([6, 0, 3])
-    with torch.no_grad(), record_at(loaded.neuron_modules(), rows, positions) as recorded:
+    with torch.no_grad(), record_at(loaded.site_modules("neurons"), rows, positions) as recorded:
         loaded.model(IDS)
     for layer in range(loaded.n_layers):
         assert recorded[layer].shape == (3, loaded.d_ff)
@@ -98,7 +90,7 @@ def test_patched_neuron_changes_output_from_its_position_on(tiny_models, family,
         value = torch.full((B, T, loaded.d_ff), 50.0)
         at = torch.zeros(B, T, dtype=torch.bool)
         at[:, pos] = True
-        with replace_neurons(loaded.neuron_modules(), {layer: mask}, {layer: value}, positions=at):
+        with replace_neurons(loaded.site_modules("neurons"), {layer: mask}, {layer: value}, positions=at):
             patched = loaded.model(IDS).logits
         again = loaded.model(IDS).logits  # hooks removed on exit
     # causal: earlier positions untouched, the patched position and later ones change
@@ -113,7 +105,7 @@ def test_gpt2_neuron_site_is_post_gelu_activation(tiny_models):
     handles = [block.mlp.act.register_forward_hook(lambda m, a, out: acts.append(out.detach().clone()))
                for block in loaded.blocks()]
     try:
-        sites = _full_inputs(loaded.neuron_modules(), lambda: loaded.model(IDS))
+        sites = _full_inputs(loaded.site_modules("neurons"), lambda: loaded.model(IDS))
     finally:
         for handle in handles:
             handle.remove()

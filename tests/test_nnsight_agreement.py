@@ -1,7 +1,7 @@
 """nnsight (teaching cells) and the plain forward hooks (hot paths) read and patch the same neurons.
 
 ``LoadedModel.lm`` wraps the same weights in ``nnsight.LanguageModel``; the neuron site is the
-``.input`` of the module at ``LoadedModel.neuron_site_path(layer)`` (STACK.md). Trace code must
+``.input`` of the module at ``LoadedModel.site_path("neurons", layer)`` (STACK.md). Trace code must
 live in a file, which this is.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modularity.batches import answer_logprobs, make_batch
-from modularity.sites import probe_at, record_at, replace_neurons
+from modularity.science.batches import answer_logprobs, make_batch
+from modularity.science.sites import probe_at, record_at, replace_neurons
 
 pytestmark = pytest.mark.numerics
 
@@ -22,7 +22,7 @@ IDS = torch.tensor([[5, 60, 700, 9000, 33, 812], [44, 1023, 7, 301, 2900, 61]])
 def test_site_paths_are_the_documented_ones(tiny_models, family):
     loaded = tiny_models[family]
     expected = {"llama": "model.layers.1.mlp.down_proj", "gpt2": "transformer.h.1.mlp.c_proj"}[family]
-    assert loaded.neuron_site_path(1) == expected
+    assert loaded.site_path("neurons", 1) == expected
 
 
 @pytest.mark.parametrize("family", ["llama", "gpt2"])
@@ -33,7 +33,7 @@ def test_nnsight_reads_the_same_neurons_as_record_at(tiny_models, family):
     saved = []
     with lm.trace(IDS):
         for layer in range(loaded.n_layers):  # forward order
-            saved.append(lm.get(loaded.neuron_site_path(layer)).input.save())
+            saved.append(lm.get(loaded.site_path("neurons", layer)).input.save())
         logits = lm.output.logits.save()
     # the explicit attribute path of the docs reads the same tensor
     with lm.trace(IDS):
@@ -44,7 +44,7 @@ def test_nnsight_reads_the_same_neurons_as_record_at(tiny_models, family):
 
     rows = torch.arange(B).repeat_interleave(T)
     positions = torch.arange(T).repeat(B)
-    with torch.no_grad(), record_at(loaded.neuron_modules(), rows, positions) as recorded:
+    with torch.no_grad(), record_at(loaded.site_modules("neurons"), rows, positions) as recorded:
         plain = loaded.model(IDS).logits
     for layer in range(loaded.n_layers):
         assert saved[layer].shape == (B, T, loaded.d_ff)
@@ -63,7 +63,7 @@ def test_nnsight_patch_equals_replace_neurons(tiny_models, family, layer):
     with torch.no_grad():
         base = loaded.model(IDS).logits
     with lm.trace(IDS):
-        lm.get(loaded.neuron_site_path(layer)).input[row, pos, neuron] = value
+        lm.get(loaded.site_path("neurons", layer)).input[row, pos, neuron] = value
         nn_patched = lm.output.logits.save()
 
     mask = torch.zeros(1, loaded.d_ff, dtype=torch.bool)
@@ -71,7 +71,7 @@ def test_nnsight_patch_equals_replace_neurons(tiny_models, family, layer):
     where = torch.zeros(B, T, dtype=torch.bool)
     where[row, pos] = True
     with torch.no_grad(), replace_neurons(
-        loaded.neuron_modules(), {layer: mask}, {layer: torch.full((B, T, loaded.d_ff), value)}, positions=where
+        loaded.site_modules("neurons"), {layer: mask}, {layer: torch.full((B, T, loaded.d_ff), value)}, positions=where
     ):
         hook_patched = loaded.model(IDS).logits
     torch.testing.assert_close(nn_patched, hook_patched, rtol=0, atol=1e-5)
@@ -91,7 +91,7 @@ def test_nnsight_gradient_equals_probe_gradient(tiny_models):
 
     batch = make_batch([prompt], [answer])
     with torch.enable_grad(), probe_at(
-        loaded.neuron_modules(), torch.tensor([0]), batch.last_prompt, torch.tensor([0]), 1
+        loaded.site_modules("neurons"), torch.tensor([0]), batch.last_prompt, torch.tensor([0]), 1
     ) as (probes, _):
         answer_logprobs(loaded.model, batch).sum().backward()
 
@@ -99,7 +99,7 @@ def test_nnsight_gradient_equals_probe_gradient(tiny_models):
     with lm.trace(ids):
         sites = []
         for layer in range(loaded.n_layers):
-            site = lm.get(loaded.neuron_site_path(layer)).input
+            site = lm.get(loaded.site_path("neurons", layer)).input
             site.requires_grad_(True)  # the weights are frozen: start the graph at the first site
             sites.append(site)
         logp = torch.log_softmax(lm.output.logits[0].float(), dim=-1)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from modularity.params import parameters_source, validate_params
-from modularity.runner import STAGES, run, template_notebook
-from modularity.store import RunPaths
+from modularity.records.params import parameters_source, validate_params
+from modularity.running.runner import STAGES, run, template_notebook
+from modularity.records.store import RunPaths
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_TASKS = ["code_list", "number_sorting", "desires_goals", "agent", "phys_newton",
                "physics_buoyancy", "subject_verb_agreement", "anaphor_gender_agreement"]
@@ -98,7 +98,7 @@ def test_script_templates_take_the_run_schema_as_parameters():
         assert script.is_file(), f"stage {stage} has no template {script.name}"
         cells = [c for c in jupytext.read(script).cells if "parameters" in c.metadata.get("tags", [])]
         assert len(cells) == 1, f"{script.name}: exactly one cell tagged 'parameters'"
-        assert cells[0].source.strip() == parameters_source().strip(), f"{script.name}: parameters differ from modularity.params.SCHEMA"
+        assert cells[0].source.strip() == parameters_source().strip(), f"{script.name}: parameters differ from modularity.records.params.SCHEMA"
 
 
 def test_templates_are_scripts_with_one_parameters_cell():
@@ -120,7 +120,7 @@ def test_statistics_notebook_on_planted_structure(tmp_path, monkeypatch):
     import numpy as np
     import papermill
 
-    from modularity.matrix_csv import write_matrix_csv
+    from modularity.science.matrix_csv import write_matrix_csv
 
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
     labels = [f"{d}/{t}" for d in ("MD", "ToM", "Lan") for t in ("a", "b", "c")]
@@ -151,7 +151,7 @@ def test_statistics_page_holds_on_tie_heavy_overlap(tiny_model_dirs, tmp_path, m
     another order, ties used to fall either side and the page's check failed (hand 0.46, stage 0.53)."""
     import numpy as np
 
-    from modularity.matrix_csv import write_matrix_csv
+    from modularity.science.matrix_csv import write_matrix_csv
 
     monkeypatch.setenv("MODULARITY_ROOT", str(tmp_path))
     rng = np.random.default_rng(0)
@@ -165,8 +165,8 @@ def test_statistics_page_holds_on_tie_heavy_overlap(tiny_model_dirs, tmp_path, m
         write_matrix_csv(pd.DataFrame(values, index=labels, columns=labels), results / f"overlap_{pct:g}.csv")
     params = write_params(tmp_path / "ties.yaml", model=str(tiny_model_dirs["llama"]), run_name="ties",
                           n_permutations=1000)
-    from modularity.params import load_params
-    from modularity.provenance import update_manifest
+    from modularity.records.params import load_params
+    from modularity.records.provenance import update_manifest
 
     update_manifest(RunPaths.of(load_params(params)), load_params(params), "03_overlap", 0.0)  # its matrices are here
     [notebook] = run(params, stages=("04_ari_permutation",))

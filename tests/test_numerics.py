@@ -1,11 +1,11 @@
-"""The tolerance every float comparison is held to (modularity.numerics)."""
+"""The tolerance every float comparison is held to (modularity.base.numerics)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from modularity import numerics
+from modularity.base import numerics
 
 
 def test_tolerance_scales_with_what_a_number_is_computed_from():

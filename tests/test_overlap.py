@@ -1,10 +1,10 @@
-"""Tests for modularity.overlap: top-k sets, overlap/Jaccard, Sinkhorn, averaging, Fig 2B counts."""
+"""Tests for modularity.science.overlap: top-k sets, overlap/Jaccard, Sinkhorn, averaging, Fig 2B counts."""
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from modularity import overlap as ov
+from modularity.science import overlap as ov
 
 # METHOD §3.1 table [verified]: (N, {pct: k}).
 K_TABLE = {

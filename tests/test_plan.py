@@ -1,4 +1,4 @@
-"""Tests for `modularity plan` and modularity.plan: parameter counts from configs, memory fits, the CLI."""
+"""Tests for `modularity plan` and modularity.running.plan: parameter counts from configs, memory fits, the CLI."""
 import json
 import math
 import os
@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import FAMILY_NAMES, tiny_config
 
-from modularity import plan as planning
+from modularity.running import plan as planning
 from modularity.stages import registry
-from modularity.cli import main
+from modularity.showing.cli import main
 
 STUDY = json.loads((Path(__file__).resolve().parents[1] / "data" / "study_model_configs.json").read_text())["models"]
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
@@ -36,7 +36,7 @@ def study_geometry(name):
 
 
 def workload(n_passing=None, **overrides):
-    from modularity.params import validate_params
+    from modularity.records.params import validate_params
 
     params = validate_params({**PARAMS, "model": "x", **overrides}, require=True)
     return planning.workload_from_params(params, n_passing=n_passing)
@@ -99,7 +99,7 @@ def test_parameter_count_equals_the_built_model(label, config):
 
 
 def test_unsupported_family_is_refused():
-    from modularity.models import UnsupportedModelError
+    from modularity.science.models import UnsupportedModelError
 
     with pytest.raises(UnsupportedModelError, match="unsupported architecture"):
         planning.model_geometry({"model_type": "bert", "hidden_size": 8})
@@ -274,7 +274,7 @@ def test_cli_hub_model_offline_says_how_to_fix(tmp_path):
 
 
 def test_plan_run_accepts_validated_params(tiny_llama_dir):
-    from modularity.params import validate_params
+    from modularity.records.params import validate_params
 
     params = validate_params({**PARAMS, "model": str(tiny_llama_dir), "device": "cpu"}, require=True)
     geometry = planning.model_geometry(planning.read_model_config(params["model"]))
@@ -304,7 +304,7 @@ def test_a_remote_run_is_planned_as_work_for_the_service(tmp_path, capsys):
 
 
 def test_cli_refuses_unknown_task_names_as_run_does(tmp_path, capsys, tiny_llama_dir):
-    from modularity.tasks import generate_suite
+    from modularity.science.tasks import generate_suite
 
     params = write_params(tmp_path, tiny_llama_dir, device="cpu", tasks=["code_list", "code_lst"])
     error = one_line_error(capsys, [str(params)])

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import overlap, precision
+from modularity.science import overlap, precision
+from modularity.running import precision_check
 
 from test_stage_evaluation_attribution import run_params
 
@@ -51,19 +52,19 @@ def test_ratio_row_is_nan_without_two_tasks_and_tests_a_planted_matrix():
 
 def test_precision_check_end_to_end_on_a_tiny_model(tiny_model_dirs, tmp_path):
     params = run_params(tiny_model_dirs["llama"], n_permutations=50, ablation_items=4)
-    check = precision.run_precision_check(params, dtypes=("bfloat16", "float16"), tasks=params["tasks"],
+    check = precision_check.run_precision_check(params, dtypes=("bfloat16", "float16"), tasks=params["tasks"],
                                           root=tmp_path, progress=False)
     assert list(check.ratios.dtype) == ["float32", "bfloat16", "float16"]
     assert set(check.decisions.task) == set(params["tasks"])
     assert set(check.sets.dtype) <= {"bfloat16", "float16"}
     assert check.sets["set overlap"].between(0, 1).all()
-    written = precision.save_precision_check(check, tmp_path / "out")
+    written = precision_check.save_precision_check(check, tmp_path / "out")
     assert {p.name for p in written} == {"decisions.csv", "sets.csv", "ratios.csv", "stages.csv", "precision.json"}
     evaluation = check.stages[(check.stages.stage == "evaluation")]
     assert list(evaluation.dtype) == ["float32", "bfloat16", "float16"] and (evaluation.tokens > 0).all()
     attribution = check.stages[check.stages.stage == "attribution"]
     assert (attribution.grad_tokens > 0).all() and (evaluation.grad_tokens == 0).all()
     # a second call resumes from the per-task caches of both dtypes
-    again = precision.run_precision_check(params, dtypes=("bfloat16", "float16"), tasks=params["tasks"],
+    again = precision_check.run_precision_check(params, dtypes=("bfloat16", "float16"), tasks=params["tasks"],
                                           root=tmp_path, progress=False)
     pd.testing.assert_frame_equal(again.decisions, check.decisions)

@@ -4,7 +4,7 @@ import subprocess
 import sys
 import time
 
-from modularity import progress
+from modularity.base import progress
 
 
 def test_bar_reports_its_state_only_when_the_runner_asks(tmp_path, monkeypatch):
@@ -34,7 +34,7 @@ def test_describe_gives_done_total_elapsed_and_time_left():
 
 def test_watch_shows_a_bar_of_another_process(tmp_path, capfd):
     """The kernel is another process: it inherits the variable and the watcher prints its state."""
-    code = ("import time\nfrom modularity.progress import bar\n"
+    code = ("import time\nfrom modularity.base.progress import bar\n"
             "with bar(total=5, desc='child', unit='cells') as b:\n"
             "    for _ in range(5):\n        b.update(1); b.refresh(); time.sleep(0.3)\n")
     with progress.watch("[run] stage:", tmp_path / "sub" / "state.json", every=0.1, log_every=0.0):

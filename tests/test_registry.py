@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from modularity import runner, stages
+from modularity.running import runner
+from modularity import stages
 from modularity.stages import registry
-from modularity.store import REPO_ROOT
+from modularity.base.files import REPO_ROOT
 
 #: A committed run with every stage, and where the study-items run keeps its extra stage-1 tables.
 FULL_RUN = REPO_ROOT / "book" / "results" / "smollm2-135m-instruct" / "small"
@@ -35,7 +36,7 @@ def test_a_stage_reads_only_earlier_stages():
 
 
 def test_the_cost_model_costs_the_stages_that_run_the_model_over_items():
-    from modularity import cost, plan
+    from modularity.running import cost, plan
 
     assert plan.STAGES == registry.COSTED == ("evaluation", "attribution", "ablation")
     assert set(cost.FORWARDS_PER_UNIT) == set(registry.COSTED)

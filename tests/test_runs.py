@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import math
 import os
-import types
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity.book import BOOK_PAGES, write_toc
-from modularity.params import SCHEMA, ParamsError, default_run_name, load_params, notebook_params, validate_params
-from modularity.provenance import update_manifest
-from modularity.runner import run
-from modularity.store import (REPO_ROOT, RunPaths, atomic_write_bytes, cached_evaluation, check_file,
-                              check_task_fingerprints, committed_eval_summaries, per_task_cached, read_cache,
-                              save_json, save_table, task_fingerprints, write_cache)
+from modularity.running.book import BOOK_PAGES, write_toc
+from modularity.records.params import SCHEMA, ParamsError, default_run_name, load_params, notebook_params, validate_params
+from modularity.records.provenance import update_manifest
+from modularity.running.runner import run
+from modularity.base.files import REPO_ROOT, atomic_write_bytes
+from modularity.records.store import RunPaths, cached_evaluation, check_file, check_task_fingerprints, committed_eval_summaries, per_task_cached, read_cache, save_json, save_table, task_fingerprints, write_cache
 
 REQUIRED = {k for k, p in SCHEMA.items() if p.required}
 GOOD = dict(model="smollm2-135m-instruct", profile="small", n_items=10, seed=0, dtype="float32",
@@ -466,7 +463,7 @@ def test_committed_eval_summaries_reads_every_run_and_marks_stopped_tasks(tmp_pa
 def test_parameter_cells_are_hidden_in_the_book_but_kept_in_the_notebook():
     import nbformat
 
-    from modularity.runner import hide_parameter_cells
+    from modularity.running.runner import hide_parameter_cells
 
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}),

@@ -1,4 +1,4 @@
-"""Teacher-forced scoring, tokenization and the inclusion filter (``modularity.scoring``, METHOD §1.3, §2)."""
+"""Teacher-forced scoring, tokenization and the inclusion filter (``modularity.science.scoring``, METHOD §1.3, §2)."""
 from __future__ import annotations
 
 import math
@@ -9,18 +9,11 @@ import pytest
 import torch
 
 from conftest import FAMILY_NAMES
-from modularity import scoring
-from modularity.models import format_prompt
-from modularity.batches import answer_logprobs, length_sorted_batches, make_batch
-from modularity.scoring import (
-    binomial_se,
-    both_correct_indices,
-    encode_prompt,
-    evaluate_task,
-    sequence_logprobs,
-    summarize_task,
-)
-from modularity.tasks.schema import PromptConfig, TaskData
+from modularity.science import scoring
+from modularity.science.models import format_prompt
+from modularity.science.batches import answer_logprobs, length_sorted_batches, make_batch
+from modularity.science.scoring import binomial_se, both_correct_indices, encode_prompt, evaluate_task, sequence_logprobs, summarize_task
+from modularity.science.tasks.schema import PromptConfig, TaskData
 
 
 

@@ -1,4 +1,4 @@
-"""The one hook layer (``modularity.sites``): record, patch and probe on tiny models against a
+"""The one hook layer (``modularity.science.sites``): record, patch and probe on tiny models against a
 manual forward of the MLP, layer subsets and column indices, flat indices, the early stop."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import passes, sites
-from modularity.batches import answer_logprobs, make_batch, pad_id_of
+from modularity.science import passes, sites
+from modularity.science.batches import answer_logprobs, make_batch, pad_id_of
 
 FAMILIES = ("llama", "gpt2", "gemma3")
 # Two rows of different lengths: the second is right-padded.
@@ -57,7 +57,7 @@ class MLPTrace:
 
 
 def no_hooks_left(loaded):
-    return not any(m._forward_pre_hooks for m in loaded.neuron_modules() + loaded.head_modules())
+    return not any(m._forward_pre_hooks for m in loaded.site_modules("neurons") + loaded.site_modules("heads"))
 
 
 # --------------------------------------------------------------------------- flat indices
@@ -108,7 +108,7 @@ def test_pad_id_of():
 def test_record_equals_manual_site(tiny_models, family):
     loaded = tiny_models[family]
     batch = batch_for(loaded)
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     rows, positions = torch.tensor([0, 1, 1, 0]), torch.tensor([4, 2, 0, 1])
     cols = torch.tensor([3, 0, 17])
     with torch.no_grad(), MLPTrace(loaded) as trace, \
@@ -134,7 +134,7 @@ def test_record_equals_manual_site(tiny_models, family):
 def test_record_stops_after_the_last_listed_layer(tiny_models, family):
     loaded = tiny_models[family]
     batch = batch_for(loaded)
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     cols = torch.tensor([1, 5, 9])
     ran = []
     handles = [modules[1].register_forward_pre_hook(lambda m, a: ran.append("layer 1")),
@@ -172,7 +172,7 @@ def test_patch_columns_of_groups_equals_manual_mlp(tiny_models, family, grad):
     loaded = tiny_models[family]
     batch = batch_for(loaded)
     B, S = batch.input_ids.shape
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     columns = {0: torch.tensor([2, 7, 11]), 1: torch.tensor([0, 5])}
     masks = {0: torch.tensor([[True, False, True], [False, True, True]]),
              1: torch.tensor([[True, True], [False, True]])}
@@ -208,7 +208,7 @@ def test_patch_every_column_and_layers_outside_masks(tiny_models, family):
     loaded = tiny_models[family]
     batch = batch_for(loaded)
     B, S = batch.input_ids.shape
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     mask = torch.zeros(2, loaded.d_ff, dtype=torch.bool)
     mask[0, 3], mask[1, [3, 4]] = True, True
     value = torch.arange(2 * B * S * loaded.d_ff, dtype=torch.float32).view(2 * B, S, loaded.d_ff) / 100
@@ -233,7 +233,7 @@ def test_probe_gradient_and_values_on_a_column_subset(tiny_models, family):
     loaded = tiny_models[family]
     prompts, answers = [PROMPTS[0], PROMPTS[0], PROMPTS[1]], [ANSWERS[0], ANSWERS[1], ANSWERS[1]]
     batch = make_batch(prompts, answers, pad_id_of(loaded.tokenizer))
-    modules = loaded.neuron_modules()
+    modules = loaded.site_modules("neurons")
     rows, probe_index = torch.arange(3), torch.tensor([0, 0, 1])  # rows 0 and 1 share prompt 0
     cols = torch.tensor([4, 9])
     with torch.enable_grad(), sites.probe_at(modules, rows, batch.last_prompt, probe_index, 2,
@@ -283,7 +283,7 @@ def test_sum_into_equals_manual_sum(tiny_models):
     batch = batch_for(loaded)
     real = batch.attention_mask.bool()
     totals = torch.zeros(loaded.n_layers, loaded.d_ff, dtype=torch.float64)
-    with torch.no_grad(), MLPTrace(loaded) as trace, sites.sum_into(loaded.neuron_modules(), real, totals):
+    with torch.no_grad(), MLPTrace(loaded) as trace, sites.sum_into(loaded.site_modules("neurons"), real, totals):
         sites.base_forward(loaded.model, batch)
     for layer in range(loaded.n_layers):
         torch.testing.assert_close(totals[layer], trace.site(layer)[real].double().sum(0), rtol=1e-6, atol=1e-6)

@@ -17,13 +17,13 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import attribution, scoring
+from modularity.science import attribution, scoring
 from modularity.stages import attribution as attribution_stage
 from modularity.stages import scores
 from modularity.stages import evaluation
 from modularity.stages.context import RunContext
-from modularity.store import check_file, read_cache
-from modularity.tasks import audit_items, generate_task, item_sources, load_suite
+from modularity.records.store import check_file, read_cache
+from modularity.science.tasks import audit_items, generate_task, item_sources, load_suite
 
 REPO = Path(__file__).resolve().parents[1]
 LAYOUT = Path(__file__).parent / "data" / "study_layout"
@@ -169,7 +169,7 @@ def traced_item_attribution(loaded, tokens, i: int, C: float, R: float, metric: 
     assert len(clean) == T
 
     def neurons(layer):
-        return lm.get(loaded.neuron_site_path(layer) + ".input")
+        return lm.get(loaded.site_path("neurons", layer) + ".input")
 
     with lm.trace(torch.tensor([clean])):
         a_clean = nnsight.save([neurons(layer)[0, T - 1] for layer in range(L)])

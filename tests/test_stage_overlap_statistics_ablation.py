@@ -16,16 +16,16 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity import ablation, overlap, scoring, sites
-from modularity.matrix_csv import read_matrix_csv, write_matrix_csv
-from modularity.params import validate_params
+from modularity.science import ablation, overlap, scoring, sites
+from modularity.science.matrix_csv import read_matrix_csv, write_matrix_csv
+from modularity.records.params import validate_params
 from modularity.stages import ablation as ablation_stage
 from modularity.stages import beside_study as beside_stage
 from modularity.stages import overlap as overlap_stage
 from modularity.stages import scores
 from modularity.stages import statistics as statistics_stage
 from modularity.stages.context import RunContext
-from modularity.store import save_table, write_cache
+from modularity.records.store import save_table, write_cache
 
 #: Three tasks in each of three domains (MD, ToM, Lan): 280 distinct partitions, so a permutation
 #: p can fall below 0.05 (two per domain would allow only 15).
@@ -222,7 +222,7 @@ def nnsight_patched_logprobs(loaded, tokens, item: int, neurons: np.ndarray) -> 
 
     def neurons_of(layer):
         envoy = lm
-        for part in loaded.neuron_site_path(layer).split("."):
+        for part in loaded.site_path("neurons", layer).split("."):
             envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
         return envoy.input
 
@@ -268,7 +268,7 @@ def test_nnsight_one_item_ablation_equals_the_library(tiny_models, family):
 def test_stage_notebooks_3_to_6_run_with_data(tiny_run, monkeypatch):
     """The lessons' worked examples (by hand, and the nnsight trace of notebook 05) execute and their
     asserts hold when there are tasks; test_notebooks.py covers the "no task passes" paths."""
-    from modularity.runner import execute_stage
+    from modularity.running.runner import execute_stage
 
     ctx = tiny_run
     root = ctx.paths.results.parents[3]
@@ -285,7 +285,7 @@ def test_stage_notebooks_3_to_6_run_with_data(tiny_run, monkeypatch):
 def test_statistics_stage_draws_the_studys_null_with_seed_42(tmp_path):
     """Stage 4 reproduces the study's permutation stream (default_rng(42)); another seed gives
     other p-values on a matrix without planted structure."""
-    from modularity import stats
+    from modularity.science import stats
 
     params = validate_params({"model": "m", "run_name": "seeded", "tasks": TASKS, "n_items": 6,
                               "n_permutations": 300, "threads": 1})

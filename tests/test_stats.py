@@ -1,4 +1,4 @@
-"""Tests for modularity.stats: permutation tests, kNN clustering/ARI, per-domain, bars, Kendall τ."""
+"""Tests for modularity.science.stats: permutation tests, kNN clustering/ARI, per-domain, bars, Kendall τ."""
 
 import numpy as np
 import pandas as pd
@@ -6,8 +6,8 @@ import pytest
 from scipy.stats import kendalltau
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from modularity import stats as st
-from modularity import study
+from modularity.science import stats as st
+from modularity.science import study
 
 N_PERM = 999
 
@@ -353,7 +353,7 @@ def test_format_p_and_binomial_se():
 def test_comparison_note_says_when_tau_is_possible():
     import pandas as pd
 
-    from modularity.stats import common_labels, comparison_note
+    from modularity.science.stats import common_labels, comparison_note
 
     def square(labels):
         return pd.DataFrame(0.0, index=labels, columns=labels)
@@ -406,7 +406,7 @@ def test_no_p_value_without_its_statistic():
 def test_cli_overlap_statistics_of_a_one_task_domain_are_not_computed(tmp_path, capsys):
     import json
 
-    from modularity.cli import main
+    from modularity.showing.cli import main
 
     matrix = planted(n_per_domain=3)
     matrix.drop(index=matrix.index[1:3], columns=matrix.columns[1:3]).to_csv(tmp_path / "overlap.csv")

@@ -1,4 +1,4 @@
-"""Tests for modularity.study: the vendored study results, the stated numbers and runs beside them."""
+"""Tests for modularity.science.study: the vendored study results, the stated numbers and runs beside them."""
 import json
 import os
 import subprocess
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from modularity import study
-from modularity.overlap import average_matrices
+from modularity.science import study
+from modularity.science.overlap import average_matrices
 
 RESULTS = study.STUDY_ROOT / "results"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from modularity.params import validate_params
-from modularity.provenance import update_manifest
-from modularity.store import REPO_ROOT, RunPaths, task_fingerprints
-from modularity.tasks import load_suite
-from modularity.tasks import (EXCLUSION_REASONS, TaskDataError, audit_items, excluded_items_lines, generate_suite,
-                              item_sources, load_study_data, source_table, subsample_suite, validate_items)
+from modularity.records.params import validate_params
+from modularity.records.provenance import update_manifest
+from modularity.base.files import REPO_ROOT
+from modularity.records.store import RunPaths, task_fingerprints
+from modularity.science.tasks import load_suite
+from modularity.science.tasks import EXCLUSION_REASONS, TaskDataError, audit_items, excluded_items_lines, generate_suite, item_sources, load_study_data, source_table, subsample_suite, validate_items
 
 LAYOUT = Path(__file__).parent / "data" / "study_layout"
 USABLE = ["npi", "wug", "number_sorting", "physics_speed", "phys_newton"]
@@ -213,8 +213,8 @@ def test_audit_finds_the_study_defects_in_the_fixture(suite):
 
 
 def test_listed_order_reads_the_last_listing_as_whole_words():
-    from modularity.tasks import PromptConfig, TaskData
-    from modularity.tasks.study_io import correct_named_first, listed_order
+    from modularity.science.tasks import PromptConfig, TaskData
+    from modularity.science.tasks.study_io import correct_named_first, listed_order
 
     def item(clean, corrupted, a="moral", b="immoral"):
         return {"clean_problem": clean, "corrupted_problem": corrupted, "clean_correct": a, "clean_incorrect": b,

@@ -15,9 +15,7 @@ from collections import Counter
 
 import pytest
 
-from modularity.tasks import (DOMAINS, PROFILES, REQUIRED_KEYS, TASK_DOMAINS, TASK_NAMES, TaskDataError,
-                              assemble_message, diversity_report, export_study_layout, generate_suite,
-                              generate_task, load_study_data, number_to_words, validate_items)
+from modularity.science.tasks import DOMAINS, PROFILES, REQUIRED_KEYS, TASK_DOMAINS, TASK_NAMES, TaskDataError, assemble_message, diversity_report, export_study_layout, generate_suite, generate_task, load_study_data, number_to_words, validate_items
 
 N = 40
 STUDY_COUNTS = {"Lan": 8, "MD": 20, "phys": 9, "ToM": 9}
@@ -116,7 +114,7 @@ def test_generators_draw_both_labels_equally(profile):
     time. (This caught small secondary_emotions at 39/61: the query filler was drawn uniformly and
     one label had more fillers.)"""
     import random
-    from modularity.tasks import SPECS
+    from modularity.science.tasks import SPECS
     for name in TASK_NAMES:
         rng, labels = random.Random(0), Counter()
         for _ in range(1000):
@@ -706,14 +704,14 @@ def test_small_profile_is_not_solved_by_copying():
     """No small-profile task may be solvable by copying the only candidate its query names (the
     formal designs rejected for that reason are in benchmarks/formal_designs.py). A few arithmetic
     items name their answer by chance (2 × 1 × 3 = 6 names no 6, but 3 - 1 + 1 = 3 does)."""
-    from modularity.tasks import copy_solvable_share
+    from modularity.science.tasks import copy_solvable_share
     for name in TASK_NAMES:
         assert copy_solvable_share(generate_task(name, "small", 64, 0)) <= 0.05, name
 
 
 def test_copy_solvable_share_flags_single_candidate_queries():
-    from modularity.tasks import PromptConfig, TaskData, copy_solvable_share
-    from modularity.tasks.reports import query_of
+    from modularity.science.tasks import PromptConfig, TaskData, copy_solvable_share
+    from modularity.science.tasks.reports import query_of
     shots = "If Al is tall, then Al is kind. Al is tall. So Al is kind\n"
     one_rule = shots + "If Bo is calm, then Bo is {}. Bo is calm. So Bo is"
     two_rules = shots + "If Bo is calm, then Bo is {}. If Bo is shy, then Bo is {}. Bo is calm. So Bo is"
@@ -817,7 +815,7 @@ def test_loads_the_study_config_style(tmp_path):
 
 
 def test_prompt_tail_keeps_the_query_and_marks_breaks():
-    from modularity.tasks import prompt_tail
+    from modularity.science.tasks import prompt_tail
     assert prompt_tail("a\nb") == "a ↵ b"
     tail = prompt_tail("x" * 300 + "\n3 + 4 =", width=20)
     assert len(tail) == 20 and tail.startswith("…") and tail.endswith("↵ 3 + 4 =")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from modularity.cli import main
-from modularity.tasks import load_study_data
+from modularity.showing.cli import main
+from modularity.science.tasks import load_study_data
 
 
 def test_list_shows_all_tasks(capsys):

@@ -1,7 +1,7 @@
 """The nnsight backend (``backend: nnsight``) gives the hook backend's numbers (#14).
 
-Every pass of :mod:`modularity.passes` has a hook implementation and an nnsight-trace one
-(:mod:`modularity.traces`); the stages are written once above them. On every tiny family the
+Every pass of :mod:`modularity.science.passes` has a hook implementation and an nnsight-trace one
+(:mod:`modularity.science.traces`); the stages are written once above them. On every tiny family the
 three model stages — evaluation log-probs, attribution scores (neurons and heads), ablation
 log-probs (corrupted and mean values) — and the exact patching used to verify attribution must
 agree. ``remote="local"`` is nnsight's local simulation of hosted execution: the trace body is
@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from modularity import batches, passes, precision, scoring, sites
-from modularity.models import load_model
-from modularity.params import ParamsError, validate_params
-from modularity.tasks import generate_task
+from modularity.science import batches, passes, precision, scoring, sites
+from modularity.science.models import load_model
+from modularity.records.params import ParamsError, validate_params
+from modularity.science.tasks import generate_task
 
 from conftest import FAMILY_NAMES
 
@@ -57,7 +57,7 @@ def in_dtype(loaded, dtype: str):
 def test_nnsight_backend_gives_the_hook_numbers(tiny_models, task, family):
     """In float64 the two backends must agree to float64 rounding: a wrong position, layer or sign
     shows as a difference the size of an effect (≥ 1e-6 here, against tolerances of ~1e-11). In
-    float32 they agree to float32 rounding, held to :func:`modularity.numerics.tolerance`, which
+    float32 they agree to float32 rounding, held to :func:`modularity.base.numerics.tolerance`, which
     holds on any CPU's kernels (an exact-patching effect is held to the rounding of the log-probs it
     is the difference of, not to a share of its own size)."""
     for dtype in ("float64", "float32"):
@@ -114,7 +114,7 @@ def test_remote_needs_the_nnsight_backend_and_a_hosted_model(tiny_model_dirs, mo
 
 
 def test_localizer_means_on_the_nnsight_backend(tiny_models):
-    from modularity import localizer
+    from modularity.science import localizer
 
     texts = ["The cat sat on the mat.", "Blick dax wug tove.", "Two plus two is four"]
     hooked = localizer.mean_activations(tiny_models["olmo2"], texts)
@@ -127,7 +127,7 @@ def test_localizer_means_on_the_nnsight_backend(tiny_models):
 def test_backends_agree_on_smollm2_as_the_scale_page_shows():
     """The scale chapter's live comparison: 30 layers, where float32 rounding between the backends
     reaches 330 units of the largest attribution score; held to numerics' tolerance on any kernels."""
-    from modularity.models import load_model
+    from modularity.science.models import load_model
 
     smollm2 = load_model("smollm2-135m-instruct")
     task = generate_task("det_noun_agreement_regular", "small", n_items=8, seed=0)

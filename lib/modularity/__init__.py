@@ -1,14 +1,16 @@
 """modularity: do an LLM's MLP neurons organise into brain-like domain modules?
 
-Stage modules: :mod:`~modularity.tasks`, :mod:`~modularity.models`, :mod:`~modularity.scoring`,
-:mod:`~modularity.attribution`, :mod:`~modularity.overlap`, :mod:`~modularity.stats`,
-:mod:`~modularity.ablation`, :mod:`~modularity.localizer`; the model passes on either backend:
-:mod:`~modularity.passes` (hooks: :mod:`~modularity.sites`, nnsight: :mod:`~modularity.traces`);
-the study's released results: :mod:`~modularity.study`; charts: :mod:`~modularity.charts`.
-Running them: :mod:`~modularity.params` (the schema), :mod:`~modularity.store` (where results go),
-:mod:`~modularity.provenance` (manifests), :mod:`~modularity.runner` (papermill),
-:mod:`~modularity.book` (the book's pages), :mod:`~modularity.cost` and :mod:`~modularity.plan`
-(what a run will cost), :mod:`~modularity.precision` (what half precision moves).
+The package's folders are its layers, bottom to top; a module imports only from its own layer
+and the ones below it:
+
+* :mod:`~modularity.base`: files (roots, atomic writes), float tolerances, progress bars;
+* :mod:`~modularity.science`: the tasks, the model and its sites, the passes on either backend,
+  scoring, attribution, overlap, statistics, ablation, the localizer, the study's released results;
+* :mod:`~modularity.records`: a run's parameters, its results and verified caches, its manifest,
+  the checks made before it loads anything;
+* :mod:`~modularity.stages`: one module per stage (``run(ctx)``) on one floor, and the registry;
+* :mod:`~modularity.running`: papermill, the book's pages, what a run costs, the precision check;
+* :mod:`~modularity.showing`: charts and the ``modularity`` command line.
 """
 import warnings
 

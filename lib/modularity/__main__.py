@@ -1,3 +1,3 @@
-from modularity.cli import main
+from modularity.showing.cli import main
 
 raise SystemExit(main())

@@ -3,7 +3,7 @@
 Every task that passed the filter and has an attribution tensor is a source and a target. A
 source's set is its top ``main_pct``% positive neurons (as in stage 3); a target's items are its
 first ``ablation_items`` aligned, both-correct items. For each (set, target) cell
-:func:`modularity.ablation.ablate_target` patches the set's neurons in the target's clean runs, at
+:func:`modularity.science.ablation.ablate_target` patches the set's neurons in the target's clean runs, at
 every position, with their values on the target's corrupted prompts (``ablation_mode``,
 METHOD §7). Random control sets of the same size (layer-matched and uniform,
 ``n_random_controls`` of each) run on the cells that ``ablation_control_cells`` names.
@@ -26,10 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import ablation, overlap, stats
-from ..matrix_csv import write_matrix_csv
-from ..sites import split_flat
-from ..store import save_json, save_table
+from ..science import ablation, overlap, stats
+from ..science.matrix_csv import write_matrix_csv
+from ..science.sites import split_flat
+from ..records.store import save_json, save_table
 from .cells import ablate_cells, cache_folder, target_items
 from .context import RunContext
 from .scores import load_scores, top_set
@@ -56,7 +56,7 @@ class AblationResult:
     drop, rows = sources, columns = targets; ``summary[value]``: self, within, across, ratio,
     delta, p, n_tasks for ``drop``, ``drop_vs_unablated`` and ``metric_change``;
     ``domain_bars``: Fig 2C's three bars per domain; ``controls``: per relation, selected vs
-    controls (:func:`modularity.ablation.control_summary`); ``control_bars``: mean ± SEM per
+    controls (:func:`modularity.science.ablation.control_summary`); ``control_bars``: mean ± SEM per
     (relation, kind) over the cells that have controls; ``computed_cells`` were computed now
     (the rest read from ``cache_folder``) in ``seconds`` (time spent computing only).
     """

@@ -2,7 +2,7 @@
 
 :func:`run` does the whole stage: for every task that passed stage 1 (read through
 :meth:`RunContext.passing`, which refuses tasks whose items changed since), the attribution scores
-over its both-correct items (:func:`modularity.attribution.attribute_task`), cached per task as
+over its both-correct items (:func:`modularity.science.attribution.attribute_task`), cached per task as
 ``cache/…/attribution/<task>-<fingerprint>.safetensors`` (tensors ``neurons`` [L, d_ff] and
 ``heads`` [L, H]) by :func:`modularity.stages.scores.task_scores`, so a killed run resumes. The
 cache records what the scores were computed from (the items and baselines stage 1 chose), so
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .. import attribution, overlap, scoring
-from ..progress import bar
-from ..store import save_table
+from ..science import attribution, overlap, scoring
+from ..base.progress import bar
+from ..records.store import save_table
 from .context import RunContext
 from .scores import task_scores
 
@@ -39,7 +39,7 @@ class AttributionResult:
     ``summary``: per task, positive neurons, max and sum of the neuron scores
     (``attribution_summary.csv``); ``check``: per checked neuron, its estimate and the exact
     effect of patching it (``attribution_check.csv``: task, neuron, kind, estimate, exact);
-    ``agreement``: per checked task, :func:`modularity.attribution.compare_with_patching`;
+    ``agreement``: per checked task, :func:`modularity.science.attribution.compare_with_patching`;
     ``top_layers``: the layer of each task's top-``main_pct``% positive neurons (task, domain, layer).
     """
 

@@ -3,8 +3,8 @@
 Reads the run's overlap matrix at ``main_pct`` (stage 3) and ablation matrix (stage 5) and
 computes, for the run and for each of the study's six models (from their released matrices),
 the within/across ratio of the overlap and of the ablation matrix and the ARI of the study's
-clustering (:func:`modularity.study.model_statistics`), and Kendall's τ between the run's
-matrices and each study model's on their common tasks (:func:`modularity.study.tau_against_study`).
+clustering (:func:`modularity.science.study.model_statistics`), and Kendall's τ between the run's
+matrices and each study model's on their common tasks (:func:`modularity.science.study.tau_against_study`).
 Writes ``beside_study.csv`` and ``tau_vs_study.csv``. Loads no model. A missing matrix leaves the
 run's numbers NaN; the study's models are placed regardless.
 """
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import study
-from ..matrix_csv import read_matrix_csv
-from ..store import save_table
+from ..science import study
+from ..science.matrix_csv import read_matrix_csv
+from ..records.store import save_table
 from .context import RunContext
 
 __all__ = ["BesideStudyResult", "run"]
@@ -29,7 +29,7 @@ class BesideStudyResult:
 
     ``overlap`` / ``ablation``: the run's matrices (``overlap`` empty and ``ablation`` None when
     the stage that writes it found too few tasks); ``statistics``: the run's
-    :func:`~modularity.study.model_statistics`; ``placed``: one row per (model, measure) with
+    :func:`~modularity.science.study.model_statistics`; ``placed``: one row per (model, measure) with
     columns model, source ("study" or "run"), measure, value, p, n_tasks (``beside_study.csv``);
     ``positions``: per measure the run's value and p, the study's range and how many study models
     lie below the run; ``tau``: τ against each study model, indexed by matrix kind

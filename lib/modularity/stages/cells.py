@@ -1,7 +1,7 @@
 """Ablation cells: sets of neurons silenced on target tasks, as stages 5 and 7 both run them.
 
 A *cell* is one set of neurons ablated on one target task's items
-(:func:`modularity.ablation.ablate_target`: the set's activations patched, at every position,
+(:func:`modularity.science.ablation.ablate_target`: the set's activations patched, at every position,
 with their values on the target's corrupted prompts, or with mean activations). Each target's
 cells are cached as one file ``<folder>/<task>.csv``, which records what they were computed from
 (:func:`cells_made_from`), so a killed stage resumes and cells of other sets or items are
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import ablation, scoring
-from ..progress import bar
-from ..store import combined_fingerprint, content_digest, read_cache, write_cache
+from ..science import ablation, scoring
+from ..base.progress import bar
+from ..records.store import combined_fingerprint, content_digest, read_cache, write_cache
 from .context import RunContext
 
 __all__ = ["CellRun", "target_items", "cells_made_from", "cache_folder", "ablate_cells"]
@@ -27,7 +27,7 @@ __all__ = ["CellRun", "target_items", "cells_made_from", "cache_folder", "ablate
 @dataclass(frozen=True)
 class CellRun:
     """Cells of several targets: ``cells`` one row per (set, target) with the columns of
-    :func:`modularity.ablation.ablate_target` (``source`` renamed ``set``) and ``target``;
+    :func:`modularity.science.ablation.ablate_target` (``source`` renamed ``set``) and ``target``;
     ``computed`` of them were computed now in ``seconds`` (time spent computing only: cells read
     from the cache cost nothing), the others read from ``folder``."""
 

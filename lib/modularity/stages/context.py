@@ -13,35 +13,41 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import overlap, scoring
-from ..params import configure_torch, notebook_params, validate_params
-from ..store import RunPaths, check_task_fingerprints
+from ..science import overlap, scoring
+from ..science.tasks import load_suite
+from ..records.params import configure_torch, notebook_params, validate_params
+from ..records.store import RunPaths, check_task_fingerprints
 
 
 @dataclass
 class RunContext:
     """One run of the pipeline, shared by its stages.
 
-    ``params`` are validated (:func:`modularity.params.validate_params`); ``paths`` say where the
-    results (committed) and caches (ignored) go; :attr:`suite` and :attr:`model` are built on
-    first use, so a stage that needs neither (overlap, statistics) loads nothing.
+    ``params`` are validated (:func:`modularity.records.params.validate_params`); ``paths`` say where the
+    results (committed) and caches (ignored) go; ``suite`` is the run's tasks
+    ``{name: TaskData}`` (:func:`modularity.science.tasks.load_suite`); :attr:`model` is loaded on
+    first use, so a stage that does not need it (overlap, statistics) loads nothing.
     """
 
     params: dict
     paths: RunPaths = field(repr=False)
+    suite: dict = field(repr=False)
     _items_read: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def of(cls, params: dict, root: str | Path | None = None) -> "RunContext":
         """The context of ``params`` (validated here), results under ``root`` (default: this repo)."""
-        checked = validate_params(params)
-        return cls(checked, RunPaths.of(checked, root))
+        return cls._of(validate_params(params), root)
 
     @classmethod
     def from_notebook(cls, namespace: dict) -> "RunContext":
         """The context of the parameters papermill injected into a notebook (``globals()``)."""
-        checked = notebook_params(namespace)
-        return cls(checked, RunPaths.of(checked))
+        return cls._of(notebook_params(namespace), None)
+
+    @classmethod
+    def _of(cls, checked: dict, root: str | Path | None) -> "RunContext":
+        suite = load_suite(checked)  # built once: the paths' fingerprints hash the same tasks
+        return cls(checked, RunPaths.of(checked, suite, root), suite)
 
     @property
     def label(self) -> str:
@@ -49,17 +55,10 @@ class RunContext:
         return f"{self.params['run_name']} ({self.params['profile']})"
 
     @cached_property
-    def suite(self) -> dict:
-        """The run's tasks ``{name: TaskData}`` (:func:`modularity.tasks.load_suite`)."""
-        from ..tasks import load_suite
-
-        return load_suite(self.params)
-
-    @cached_property
     def model(self):
-        """The :class:`~modularity.models.LoadedModel` of the run, seeded and threaded as the params say
-        (its ``backend`` decides how every pass runs: :mod:`modularity.passes`)."""
-        from ..models import load_model
+        """The :class:`~modularity.science.models.LoadedModel` of the run, seeded and threaded as the params say
+        (its ``backend`` decides how every pass runs: :mod:`modularity.science.passes`)."""
+        from ..science.models import load_model
 
         configure_torch(self.params)
         return load_model(self.params["model"], dtype=self.params["dtype"], device=self.params["device"],
@@ -87,7 +86,7 @@ class RunContext:
     def both_correct_items(self, task: str) -> np.ndarray:
         """The indices of ``task``'s aligned items that the model gets right both clean and
         corrupted, in item order: what attribution attributes and ablation tests on (stage 1's
-        ``eval_items.csv``; :func:`modularity.scoring.both_correct_indices`)."""
+        ``eval_items.csv``; :func:`modularity.science.scoring.both_correct_indices`)."""
         items = self.evaluation_items()
         return scoring.both_correct_indices(items[items.task == task])
 

@@ -1,10 +1,10 @@
 """Stage 1 · evaluation: score every item of every task and decide which tasks pass the filter.
 
 :func:`run` does the whole stage: per task, the four teacher-forced log-probabilities of every
-item (:func:`modularity.scoring.evaluate_task`, cached per task by
-:func:`modularity.store.cached_evaluation`, so a killed run resumes and a finished task is never
+item (:func:`modularity.science.scoring.evaluate_task`, cached per task by
+:func:`modularity.records.store.cached_evaluation`, so a killed run resumes and a finished task is never
 scored again), the per-task summary with the inclusion decision
-(:func:`modularity.scoring.summarize_suite`) and each task's fingerprint (later stages check that
+(:func:`modularity.science.scoring.summarize_suite`) and each task's fingerprint (later stages check that
 the items did not change), and for a run on the study's files (``data_dir``) where each item
 came from and the audit of those files. It saves ``eval_summary.csv`` and ``eval_items.csv``
 (and ``source_items.csv``, ``task_files_audit.csv`` for ``data_dir`` runs) next to the stage's
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from .. import scoring
-from ..store import cached_evaluation, save_table
+from ..science import scoring
+from ..records.store import cached_evaluation, save_table
 from .context import RunContext
 
 __all__ = ["EvaluationResult", "run"]
@@ -28,13 +28,13 @@ class EvaluationResult:
     """What stage 1 found.
 
     ``summary``: one row per task (``eval_summary.csv``: the fields of
-    :func:`modularity.scoring.summarize_task`, ``task``, ``domain`` and ``fingerprint``);
+    :func:`modularity.science.scoring.summarize_task`, ``task``, ``domain`` and ``fingerprint``);
     ``items``: one row per item and task (``eval_items.csv``: the columns of
-    :func:`modularity.scoring.evaluate_task` and ``task``);
-    ``by_domain``: tasks passing per domain (:func:`modularity.scoring.passing_by_domain`);
+    :func:`modularity.science.scoring.evaluate_task` and ``task``);
+    ``by_domain``: tasks passing per domain (:func:`modularity.science.scoring.passing_by_domain`);
     ``sources`` and ``audit``: for a ``data_dir`` run, what each task file held and what was left
-    out (:func:`modularity.tasks.source_table`) and the audit of the files over all usable items
-    (:func:`modularity.tasks.audit_items`, ``task_files_audit.csv``); None for generated tasks.
+    out (:func:`modularity.science.tasks.source_table`) and the audit of the files over all usable items
+    (:func:`modularity.science.tasks.audit_items`, ``task_files_audit.csv``); None for generated tasks.
     """
 
     summary: pd.DataFrame
@@ -69,7 +69,7 @@ def run(ctx: RunContext, progress: bool = True) -> EvaluationResult:
     save_table(items, paths.table("eval_items.csv"))
     sources = audit = None
     if params["data_dir"]:  # which file entries were used, and the audit of the task files
-        from .. import tasks as task_io
+        from ..science import tasks as task_io
 
         sources = task_io.source_table(suite)
         audit = task_io.audit_items(task_io.load_suite(params, sample=False))

@@ -1,8 +1,8 @@
 """Stage 7 · the localizer: a second way to select each domain's units, beside attribution.
 
-For each domain, the run's localizer stimuli (:mod:`modularity.tasks.localizer`,
+For each domain, the run's localizer stimuli (:mod:`modularity.science.tasks.localizer`,
 ``localizer_items`` per condition, seeded by ``seed``) are read by the model; every MLP neuron's
-activation is averaged over each text's tokens (:func:`modularity.localizer.mean_activations`),
+activation is averaged over each text's tokens (:func:`modularity.science.localizer.mean_activations`),
 a Welch t-statistic per neuron contrasts the localized condition with its control, and the
 domain's *localized set* is its top ``main_pct``% neurons by t — the size of a task's attribution
 set. Activations are cached per domain under ``cache/…/localizer/`` (forward passes only), named
@@ -12,7 +12,7 @@ Then, with the tasks that passed stage 1 and have stage-2 attribution tensors:
 
 * **overlap** |L_d ∩ A_t|/k of every localizer set with every task's attribution set, at every
   threshold of ``top_pcts``; within (the task is of the set's domain) vs across, with a
-  task-label permutation p (:func:`modularity.localizer.within_across`);
+  task-label permutation p (:func:`modularity.science.localizer.within_across`);
 * **ablation** of every localizer set on every task, exactly as stage 5 ablates a task's set
   (``ablation_mode``, the first ``ablation_items`` both-correct items of each target), with one
   layer-matched random set of the same size per domain (:data:`CONTROL_DRAWS`) on the tasks of
@@ -36,14 +36,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
 
-from .. import ablation, localizer, overlap, stats
-from ..progress import bar
-from ..sites import split_flat
-from ..stats import STUDY_SEED
-from ..store import read_cache, save_json, save_table, write_cache
-from ..tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
+from ..science import ablation, localizer, overlap, stats
+from ..base.progress import bar
+from ..science.sites import split_flat
+from ..science.stats import STUDY_SEED
+from ..records.store import read_cache, save_json, save_table, write_cache
+from ..science.tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
 from .cells import ablate_cells, cache_folder
 from .context import RunContext
 from .scores import load_scores
@@ -75,7 +74,7 @@ class LocalizerResult:
     ``n_layers · d_ff``; ``sets_table``: per domain its contrast, size, t range and layers;
     ``tasks``: the attributed tasks (label, task, domain, C, R, …); ``overlap``: long table
     (pct, domain, target, target_domain, relation, overlap); ``overlap_matrix``: [domain × task] at
-    ``pct``; ``overlap_within``/``overlap_overall``: :func:`modularity.localizer.within_across`
+    ``pct``; ``overlap_within``/``overlap_overall``: :func:`modularity.science.localizer.within_across`
     at ``pct`` and ``overlap_sweep`` its overall row per threshold; ``attribution_overlap``: the
     per-domain test of the attribution sets' own overlap matrix (stage 4's table);
     ``cells``: ablation cells (:data:`CELL_COLUMNS`); ``ablation_matrix``: [domain × task] drop of
@@ -84,7 +83,7 @@ class LocalizerResult:
     their own domain's tasks only, :func:`control_scope`); ``ablation_bars``: Fig 2C's bars;
     ``control_bars``: mean ± SEM per (relation, kind); ``attribution_ablation``: the per-domain
     test of stage 5's matrix (empty when stage 5's cells are missing or for other tasks);
-    ``agreement``: :func:`modularity.localizer.agreement`; ``seconds``: time spent computing
+    ``agreement``: :func:`modularity.science.localizer.agreement`; ``seconds``: time spent computing
     (activations, ablation; 0 when read from the cache); ``notes``: why something is missing.
     """
 
@@ -129,7 +128,7 @@ class LocalizerResult:
     @property
     def chance(self) -> float:
         """Expected overlap |L ∩ A|/k of two unrelated random sets: k/N."""
-        return self.k / self.n_neurons if self.n_neurons else float("nan")
+        return overlap.chance_overlap(self.n_neurons, self.pct)
 
 
 def run(ctx: RunContext) -> LocalizerResult:
@@ -244,7 +243,7 @@ def _overlap(ctx: RunContext, tasks: pd.DataFrame, sets: dict, t: dict) -> dict:
         matrix = localizer.set_task_matrix(domain_sets, task_sets, k)
         within, overall = localizer.within_across(matrix, n_permutations=min(params["n_permutations"], 2000), seed=STUDY_SEED)
         sweep.append({"pct": threshold, "k": k, **{key: overall[key] for key in ("within", "across", "ratio", "p")},
-                      "chance": k / n_neurons})
+                      "chance": overlap.chance_overlap(n_neurons, threshold)})
         long += [{"pct": threshold, "domain": domain, "target": label, "target_domain": overlap.domain_of(label),
                   "relation": "within" if overlap.domain_of(label) == domain else "across", "overlap": value}
                  for domain, row in matrix.iterrows() for label, value in row.items()]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .. import overlap
-from ..matrix_csv import write_matrix_csv
+from ..science import overlap
+from ..science.matrix_csv import write_matrix_csv
 from .context import RunContext
 from .scores import load_scores
 

@@ -2,7 +2,7 @@
 titles, ``modularity plan``, the cost model and the command line's help all read this table.
 
 A stage has one name (``attribution``): its module ``modularity.stages.<name>``, the key of its
-cost (:mod:`modularity.cost`) and the word its pages use. Its notebook (``02_attribution``) is
+cost (:mod:`modularity.running.cost`) and the word its pages use. Its notebook (``02_attribution``) is
 the template ``notebooks/<notebook>.py`` and the executed page ``<notebook>.ipynb``; the number
 gives the order. ``--stages`` takes either.
 """

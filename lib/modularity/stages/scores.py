@@ -2,7 +2,7 @@
 
 Stage 2 computes them; stages 3, 5 and 7 read them back. All go through :func:`task_scores`:
 the cache file ``cache/…/attribution/<task>-<fingerprint>.safetensors`` (tensors ``neurons``
-[L, d_ff] and ``heads`` [L, H]) when it passes every check (:func:`modularity.store.read_cache`)
+[L, d_ff] and ``heads`` [L, H]) when it passes every check (:func:`modularity.records.store.read_cache`)
 and was made from the items and baselines stage 1 chooses now (:func:`scores_made_from`);
 otherwise the scores are computed again (the model is loaded) and cached. So a damaged file, or
 one made from items stage 1 no longer chooses, is recomputed, never used.
@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .. import attribution, overlap, scoring
-from ..store import cached
+from ..science import attribution, overlap, scoring
+from ..records.store import cached
 from .context import RunContext
 
 __all__ = ["attributed_items", "scores_made_from", "task_scores", "load_scores", "top_set"]

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .. import overlap, stats, study
-from ..stats import STUDY_SEED
-from ..matrix_csv import read_matrix_csv
-from ..store import save_json, save_table
+from ..science import overlap, stats, study
+from ..science.stats import STUDY_SEED
+from ..science.matrix_csv import read_matrix_csv
+from ..records.store import save_json, save_table
 from .context import RunContext
 
 __all__ = ["StatisticsResult", "run", "overlap_matrices"]
