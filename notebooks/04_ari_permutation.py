@@ -64,7 +64,7 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity.showing import charts
+from modularity.showing import charts, findings
 from modularity.science import overlap, stats
 from modularity import stages
 
@@ -85,7 +85,7 @@ main = stages.statistics.overlap_matrices(ctx).get(ctx.params["main_pct"])
 domains = np.array([overlap.domain_of(label) for label in main.index]) if main is not None else np.array([])
 counts = pd.Series(domains).value_counts()
 testable = main is not None and stats.testable(main)  # a within and a cross pair exist
-print(f"{len(domains)} tasks in {len(counts)} domains: {counts.to_dict()}")
+print(f"{len(domains)} tasks in {len(counts)} domains: " + ", ".join(f"{d} {n}" for d, n in counts.items()))
 
 
 def within_minus_cross(labels: np.ndarray) -> float:
@@ -136,8 +136,6 @@ else:  # the same statistic and the same shuffles, summed in another order
 # Table 2); `p_holm` corrects the per-domain p-values for testing several domains (Holm).
 
 # %%
-glue("wc_ratio", f"{result.test['ratio']:.2f}" if result.testable else "not computed", display=False)
-glue("wc_p", stats.format_p(result.test["p"], N_PERMUTATIONS) if result.testable else "not computed", display=False)
 if result.testable:
     display(pd.Series(result.test).to_frame("overall"))
 result.per_domain
@@ -151,17 +149,21 @@ result.per_domain
 # shuffles the true labels against the fixed clustering (METHOD §6).
 
 # %%
-glue("ari", f"{result.ari['ari']:.3f}" if result.testable else "not computed", display=False)
-glue("ari_p", stats.format_p(result.ari["p"], N_PERMUTATIONS) if result.testable else "not computed", display=False)
+reason = stats.untestable_reason(main) if main is not None else "fewer than two tasks were attributed"
+test = result.test or {}
+glue("overlap_verdict", findings.ratio_sentence("overlap", test.get("within"), test.get("cross"), test.get("ratio"),
+                                                test.get("p"), N_PERMUTATIONS, reason), display=False)
+ari = result.ari or {}
+glue("ari_verdict", findings.ari_sentence(ari.get("ari"), ari.get("p"), result.n_clusters, N_PERMUTATIONS, reason),
+     display=False)
 if result.testable:
     display(pd.crosstab(result.clusters.domain, result.clusters.cluster))
     display(pd.Series({**{k: result.ari[k] for k in ("ari", "p", "null_mean", "null_sd", "null_max")},
                        **result.clustering}).to_frame("clustering"))
 
 # %% [markdown]
-# Within-domain overlap is {glue:text}`wc_ratio` times cross-domain overlap (permutation
-# p = {glue:text}`wc_p`); clustering recovers the domains with ARI = {glue:text}`ari`
-# (p = {glue:text}`ari_p`). The crosstab above shows which domains end up together.
+# {glue:text}`overlap_verdict` {glue:text}`ari_verdict` The crosstab above shows which domains end
+# up together.
 #
 # ### Beside the study
 #

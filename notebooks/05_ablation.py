@@ -71,8 +71,8 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from modularity.science import ablation, scoring, sites, stats
-from modularity.showing import charts
+from modularity.science import ablation, scoring, sites
+from modularity.showing import charts, findings
 from modularity.base import numerics
 from modularity import stages
 
@@ -239,16 +239,18 @@ if result.enough:
 
 # %%
 main = result.summary.get("drop", {})
-for key in ("self", "within", "across", "ratio"):
-    glue(f"ablation_{key}", f"{main[key]:.3f}" if main else "n/a", display=False)
-glue("ablation_p", stats.format_p(main["p"], ctx.params["n_permutations"]) if main else "n/a", display=False)
+for key in ("self", "within", "across"):
+    glue(f"ablation_{key}", f"{main[key]:.3f}" if main else "not computed", display=False)
+verdict = findings.ratio_sentence("ablation drop", main.get("within"), main.get("across"), main.get("ratio"),
+                                  main.get("p"), ctx.params["n_permutations"],
+                                  result.untestable or "fewer than two tasks were attributed")
+glue("ablation_verdict", verdict, display=False)
 pd.DataFrame(result.summary).T
 
 # %% [markdown]
 # Patching a task's own top neurons costs **{glue:text}`ablation_self`** of its accuracy on average;
 # a same-domain task's neurons cost **{glue:text}`ablation_within`**, another domain's
-# **{glue:text}`ablation_across`** (ratio {glue:text}`ablation_ratio`, permutation
-# p = {glue:text}`ablation_p`). The ratio is NaN when no cross-domain cell shows any drop.
+# **{glue:text}`ablation_across`**. {glue:text}`ablation_verdict`
 #
 # ## 5. Three bars per domain
 #

@@ -96,7 +96,7 @@ glue("localizer_items", ctx.params["localizer_items"], display=False)
 # Every domain gets a *localized* condition and a matched *control*, {glue:text}`localizer_items`
 # texts each, written by this project and drawn from the run's `seed` (the task chapter describes
 # them and counts their lengths). The contrasts follow the neuroscience where it has one (Language,
-# Social) and the issue's choice where it does not: Formal contrasts arithmetic with the same
+# Social) and this book's design where it does not: Formal contrasts arithmetic with the same
 # numbers without the operations, Physical contrasts physical scenes and their outcomes with
 # descriptions of everyday objects that carry no physical dynamics. The model reads them as raw
 # text. One pair per domain:
@@ -351,6 +351,7 @@ sorted(path.name for path in result.written)
 #   AlKhamissi et al.'s 1%, so that the overlap |L ∩ A|/k compares sets of equal size; the overlap
 #   table above shows the other thresholds.
 # * One layer-matched random draw per domain, on the own domain's tasks only, keeps the cost down
-#   (the main job's 30-minute budget); the control means are therefore noisier than stage 5's.
+#   (each draw costs as many forward passes as the set it controls); the control means are therefore
+#   noisier than stage 5's.
 # * With few tasks in a domain (often Formal), its within cells are few and its permutation p cannot
 #   be small: read the per-domain rows with their `n_tasks`.

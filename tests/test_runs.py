@@ -413,8 +413,11 @@ def test_toc_lists_only_finished_stages(tmp_path):
 
     import yaml
 
+    def results_part(toc: dict) -> dict:
+        return next(part for part in toc["parts"] if part["caption"] == "Results")
+
     def results_chapter(toc: dict) -> dict:
-        return next(c for c in toc["parts"][1]["chapters"] if c["file"] == "book/results/index")
+        return next(c for c in results_part(toc)["chapters"] if c["file"] == "book/results/index")
 
     assert "sections" not in results_chapter(yaml.safe_load(write_toc(tmp_path).read_text()))
     run = tmp_path / "book" / "results" / "m" / "small"
@@ -425,9 +428,28 @@ def test_toc_lists_only_finished_stages(tmp_path):
     (run / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}, "02_attribution": {}}}))
     toc = yaml.safe_load(write_toc(tmp_path).read_text())
     sections = results_chapter(toc)["sections"]
-    assert toc["parts"][1]["chapters"][0]["file"] == "book/study_results"  # the study before our runs
+    assert toc["parts"][0]["chapters"] == [{"file": "book/findings"}]  # what the runs found comes first
+    assert results_part(toc)["chapters"][0]["file"] == "book/study_results"  # the study before our runs
     assert [s["file"] for s in sections] == ["book/results/m/small/01_eval", "book/results/m/small/02_attribution"]
     assert sections[0]["title"] == "m (small) · evaluation"
+
+
+def test_runs_are_listed_default_first(tmp_path):
+    import json
+
+    import yaml
+
+    for run in ("a-model/paper", "gemma3-270m/small", "smollm2-135m-instruct/paper", "smollm2-135m-instruct/small"):
+        folder = tmp_path / "book" / "results" / run
+        folder.mkdir(parents=True)
+        (folder / "01_eval.ipynb").write_text("{}")
+        (folder / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}}}))
+    toc = yaml.safe_load(write_toc(tmp_path).read_text())
+    results = next(part for part in toc["parts"] if part["caption"] == "Results")["chapters"]
+    sections = next(c for c in results if c["file"] == "book/results/index")["sections"]
+    assert [s["title"] for s in sections] == ["smollm2-135m-instruct (small) · evaluation",
+                                              "gemma3-270m (small) · evaluation",
+                                              "smollm2-135m-instruct (paper) · evaluation", "a-model (paper) · evaluation"]
 
 
 def test_book_pages_are_in_the_toc_with_their_titles(tmp_path):

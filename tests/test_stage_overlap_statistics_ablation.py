@@ -303,3 +303,21 @@ def test_statistics_stage_draws_the_studys_null_with_seed_42(tmp_path):
     assert result.test["p"] == at_42 != stats.within_cross_permutation(main, n_permutations=300, seed=0)["p"]
     per_domain_42 = stats.per_domain_modularity(main, n_permutations=300, seed=42)
     np.testing.assert_array_equal(result.per_domain.p, per_domain_42.p)
+
+
+def test_ablation_stage_applies_stage_4s_rule_for_too_few_tasks(tiny_run):
+    """Four tasks, three of one domain and one of another: stage 4 and 6 call the tests not
+    computable, so stage 5 reports its means but no ratio and no p (as Gemma paper did: 30.3, p 0.63)."""
+    ctx = tiny_run
+    summary = pd.read_csv(ctx.paths.table("eval_summary.csv"))
+    kept = TASKS[:3] + TASKS[6:7]  # MD ×3, Lan ×1
+    save_table(summary.assign(passes=summary.task.isin(kept)), ctx.paths.table("eval_summary.csv"))
+    result = ablation_stage.run(ctx)
+    assert result.enough and len(result.tasks) == 4
+    assert result.untestable and "4 tasks (MD 3, Lan 1)" in result.untestable
+    for value in ablation_stage.VALUES:
+        row = result.summary[value]
+        assert np.isfinite(row["self"]) and np.isfinite(row["within"]) and np.isfinite(row["across"])
+        assert np.isnan(row["ratio"]) and np.isnan(row["p"]) and np.isnan(row["delta"])
+    saved = json.loads(ctx.paths.table("ablation_summary.json").read_text())
+    assert saved["not_computed"] == result.untestable and np.isnan(saved["summary"]["drop"]["p"])

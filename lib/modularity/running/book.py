@@ -15,6 +15,7 @@ from ..base.files import REPO_ROOT, atomic_write_bytes
 #: page name → (template in notebooks/, page, parameters, working directory relative to the repo,
 #: navigation title or None for the notebook's own heading).
 BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
+    "findings": ("findings", "book/findings.ipynb", {}, ".", None),
     "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
     "study_results": ("study_results", "book/study_results.ipynb", {}, ".", None),
     "across_models": ("08_across_models", "book/across_models.ipynb",
@@ -51,12 +52,22 @@ def _page_entry(name: str) -> dict:
     return {**entry, "title": title} if title else entry
 
 
+#: The book's runs in reading order, the default run first; runs not named here follow, by name.
+RUN_ORDER = ("smollm2-135m-instruct/small", "gemma3-270m/small", "smollm2-135m-instruct/paper", "gemma3-270m/paper",
+             "smollm2-135m-instruct-study-items/paper")
+
+
+def _reading_order(manifest_path: Path) -> tuple:
+    run = f"{manifest_path.parent.parent.name}/{manifest_path.parent.name}"
+    return (RUN_ORDER.index(run), "") if run in RUN_ORDER else (len(RUN_ORDER), run)
+
+
 def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
     """``(page path without suffix, title)`` of every stage notebook that its run's manifest
-    records as finished, runs in name order, stages in pipeline order."""
+    records as finished, runs in :data:`RUN_ORDER`, stages in pipeline order."""
     root = Path(root or REPO_ROOT)
     pages = []
-    for manifest_path in sorted((root / "book" / "results").glob("*/*/manifest.json")):
+    for manifest_path in sorted((root / "book" / "results").glob("*/*/manifest.json"), key=_reading_order):
         finished = json.loads(manifest_path.read_text()).get("stages", {})
         run_dir = manifest_path.parent
         label = f"{run_dir.parent.name} ({run_dir.name})"
@@ -78,6 +89,7 @@ def write_toc(root: Path | None = None) -> Path:
         "format": "jb-book",
         "root": "book/intro",
         "parts": [
+            {"caption": "Findings", "chapters": [_page_entry("findings")]},
             {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
             {"caption": "Results", "chapters": [_page_entry("study_results"), results, _page_entry("across_models"),
                                                  _page_entry("across_models_paper")]},

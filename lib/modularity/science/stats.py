@@ -53,6 +53,7 @@ __all__ = [
     "within_cross_columns",
     "summarise_models",
     "testable",
+    "untestable_reason",
     "permutation_p",
     "holm",
     "untested_reason",
@@ -623,9 +624,21 @@ def summarise_models(rows: pd.DataFrame) -> pd.DataFrame:
 
 def testable(matrix: pd.DataFrame) -> bool:
     """Whether the within/cross tests can run: at least 4 tasks and two domains with two tasks
-    each, so that both a within-domain and a cross-domain cell exist (domains: label prefixes)."""
-    counts = pd.Series(resolve_domains(matrix)).value_counts()
-    return len(matrix) >= 4 and int((counts >= 2).sum()) >= 2
+    each, so that both a within-domain and a cross-domain cell exist (domains: label prefixes).
+    The one rule for "too few tasks" (:func:`untestable_reason` says why it fails)."""
+    return untestable_reason(matrix) is None
+
+
+def untestable_reason(matrix: pd.DataFrame) -> str | None:
+    """Why the within/cross tests cannot run on ``matrix`` (None when they can), in words a page
+    can print: the tests need at least 4 tasks and two domains with two tasks each."""
+    counts = pd.Series(resolve_domains(matrix) if len(matrix) else [], dtype=object).value_counts()
+    paired = [str(domain) for domain, n in counts.items() if n >= 2]
+    if len(matrix) >= 4 and len(paired) >= 2:
+        return None
+    held = f" ({', '.join(f'{domain} {n}' for domain, n in counts.items())})" if len(counts) else ""
+    return (f"{len(matrix)} task{'' if len(matrix) == 1 else 's'}{held}, but the within/cross tests need at least 4 "
+            "tasks, in at least two domains with two or more tasks each")
 
 
 def format_p(p: float, n_permutations: int) -> str:

@@ -58,7 +58,9 @@ class AblationResult:
     ``domain_bars``: Fig 2C's three bars per domain; ``controls``: per relation, selected vs
     controls (:func:`modularity.science.ablation.control_summary`); ``control_bars``: mean ± SEM per
     (relation, kind) over the cells that have controls; ``computed_cells`` were computed now
-    (the rest read from ``cache_folder``) in ``seconds`` (time spent computing only).
+    (the rest read from ``cache_folder``) in ``seconds`` (time spent computing only);
+    ``untestable``: why the within/across test is not computed
+    (:func:`modularity.science.stats.untestable_reason`; its ratio, delta and p are then NaN).
     """
 
     tasks: pd.DataFrame
@@ -80,6 +82,7 @@ class AblationResult:
     computed_cells: int = 0
     seconds: float = 0.0
     cache_folder: Path | None = None
+    untestable: str | None = None
     written: list = field(default_factory=list)
 
     @property
@@ -119,16 +122,25 @@ def run(ctx: RunContext) -> AblationResult:
     selected = cells[cells.kind == "selected"]
     assert len(selected) == len(tasks) ** 2, "one selected cell per (source, target)"
     matrix = ablation.ablation_matrix(selected, "drop")
-    summary = {value: ablation.ablation_summary(ablation.ablation_matrix(selected, value),
-                                                n_permutations=params["n_permutations"], stronger=stronger)
+    untestable = stats.untestable_reason(matrix)  # the rule stage 4 and stage 6 apply to the same tasks
+    summary = {value: _without_test(ablation.ablation_summary(ablation.ablation_matrix(selected, value),
+                                                              n_permutations=params["n_permutations"],
+                                                              stronger=stronger), untestable)
                for value, stronger in VALUES.items()}
     controls = ablation.control_summary(cells, "drop")[1] if (cells.kind != "selected").any() else pd.DataFrame()
     result = AblationResult(
         tasks, len(passing), missing, k, int(n_layers), int(d_ff), sources, _sets_table(sources, n_layers, d_ff),
         items, set_table, cells[CELL_COLUMNS], matrix, summary, stats.domain_bars(matrix), controls,
-        _control_bars(cells), computed, seconds, folder,
+        _control_bars(cells), computed, seconds, folder, untestable=untestable,
     )
     return _save(ctx, result)
+
+
+def _without_test(summary: dict, untestable: str | None) -> dict:
+    """``summary`` with its ratio, difference and p left out (NaN) when the tasks cannot be tested."""
+    if untestable is None:
+        return summary
+    return {**summary, **{key: float("nan") for key in ("ratio", "delta", "p")}}
 
 
 def _sets_for_target(set_table: pd.DataFrame, target: str, control_cells: str) -> list[str]:
@@ -172,6 +184,8 @@ def _save(ctx: RunContext, result: AblationResult) -> AblationResult:
         "controls": result.controls.to_dict(orient="records"),
         "seconds_per_cell": result.seconds / result.computed_cells if result.computed_cells else None,
     }
+    if result.untestable:
+        summary["not_computed"] = result.untestable
     written = [save_table(result.cells, ctx.paths.table("ablation_cells.csv")),
                write_matrix_csv(result.matrix, ctx.paths.table(f"ablation_drop_{pct:g}.csv")),
                save_json(summary, ctx.paths.table("ablation_summary.json"))]

@@ -7,11 +7,7 @@ import sys
 HELP = """\
 Execute the book's whole-book notebooks into book/ (run pages come from `modularity run`):
 
-  tasks                (00_task_suite)  -> book/tasks.ipynb                the task suite chapter
-  across_models        (08_across_models) -> book/across_models.ipynb        accuracy of every run; Kendall tau
-                                                                           between the small-profile runs
-  across_models_paper  (08_across_models) -> book/across_models_paper.ipynb  the same for the paper-profile runs
-  provenance           (90_provenance)  -> book/provenance.ipynb           manifests of every run
+{pages}
 
 It first rewrites _toc.yml so that the Results part lists the finished stage notebooks of
 every run under book/results/ (as recorded in each run's manifest.json).
@@ -20,9 +16,16 @@ Then build the book: jupyter-book build . -W -n   (or `make book`, which does bo
 """
 
 
+def _pages() -> str:
+    from ...running.book import BOOK_PAGES
+
+    return "\n".join(f"  {name:<20} notebooks/{template}.py -> {page}"
+                     for name, (template, page, *_) in BOOK_PAGES.items())
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("book", help="execute the book's chapter notebooks",
-                                   description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+                                   description=HELP.format(pages=_pages()), formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     pages = sub.add_parser("pages", help="execute the chapter notebooks into book/")
     pages.add_argument("names", nargs="*", help="only these (default: all)")

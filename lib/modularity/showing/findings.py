@@ -1,0 +1,227 @@
+"""What a run found, in words chosen by rules on its numbers.
+
+Every sentence a page states as a conclusion comes from one of these functions, so a rerun for
+another model gets sentences that follow its own numbers:
+
+* a test is *not computed* when its statistic is undefined (``p`` NaN: too few tasks, the rule of
+  :func:`modularity.science.stats.untestable_reason`), never reported as a number;
+* a difference is *beyond chance* only when its permutation ``p`` is below :data:`ALPHA`;
+* a ratio whose denominator is near zero (at most :data:`NEAR_ZERO`) is named as such: it can be
+  large without the numerator being large;
+* clustering *recovers* the domains only when ARI = 1; otherwise it agrees with them beyond chance
+  (``p`` < :data:`ALPHA`) or not, and with two domains the reader is told how little that is;
+* p-values are shown in one style (:func:`format_p`) and never averaged.
+
+:func:`run_numbers` reads the headline numbers of one run from its results folder;
+:func:`run_sentences` turns them into the run's findings.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from ..science.localizer import ALPHA
+from ..science.matrix_csv import read_matrix_csv
+from ..science.stats import untestable_reason
+from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
+
+__all__ = ["ALPHA", "NEAR_ZERO", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
+           "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs"]
+
+#: A cross-domain mean at or below this (an overlap fraction or an accuracy drop) makes a
+#: within/cross ratio fragile: a few shared neurons or one flipped item move it by a factor.
+NEAR_ZERO = 0.01
+#: The three headline measures, as stage 6 names them (``beside_study.csv``).
+MEASURES = ("overlap ratio", "ablation ratio", "ARI")
+
+
+def _finite(value) -> bool:
+    return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def format_p(p, n_permutations: int | None = None) -> str:
+    """``p = 0.044``, ``p < 0.0001`` at the resolution of ``n_permutations`` draws (the smallest
+    permutation p is 1/(P + 1)), or ``p not computed``."""
+    if not _finite(p):
+        return "p not computed"
+    if n_permutations and p <= 1.0 / (n_permutations + 1) + 1e-12:
+        return f"p < {1.0 / n_permutations:.1g}"
+    return f"p = {p:.2g}" if p >= 0.001 else f"p = {p:.1e}"
+
+
+def beyond_chance(p) -> bool:
+    """Whether a permutation ``p`` says the observed difference is beyond chance: p < :data:`ALPHA`."""
+    return _finite(p) and p < ALPHA
+
+
+def ratio_sentence(what: str, within, cross, ratio, p, n_permutations: int | None = None,
+                   reason: str | None = None) -> str:
+    """One sentence on a within/cross comparison (``what``: "overlap" or "ablation drop").
+
+    ``reason`` says why the test was not computed (when ``p`` is NaN); a denominator at or below
+    :data:`NEAR_ZERO` is named.
+    """
+    if not _finite(p) or not _finite(ratio):
+        return f"The within/cross {what} test is not computed: {reason or 'its statistic is undefined'}."
+    shown = f"Within-domain {what} is {ratio:.3g} times cross-domain {what} ({format_p(p, n_permutations)})"
+    if beyond_chance(p):
+        verdict = "beyond what shuffled domain labels give"
+    else:
+        verdict = "not distinguishable from shuffled domain labels"
+    sentence = f"{shown}: {verdict}."
+    if _finite(cross) and cross <= NEAR_ZERO:
+        sentence += (f" The cross-domain mean is only {cross:.2g}, so the ratio is large partly because its "
+                     f"denominator is near zero; the within-domain mean is {within:.2g}.")
+    return sentence
+
+
+def ari_sentence(ari, p, n_domains: int, n_permutations: int | None = None, reason: str | None = None) -> str:
+    """One sentence on how the study's clustering of the overlap matrix matches the domains."""
+    if not _finite(p) or not _finite(ari):
+        return f"The clustering's ARI is not computed: {reason or 'its statistic is undefined'}."
+    shown = f"ARI = {ari:.2f}, {format_p(p, n_permutations)}"
+    if not beyond_chance(p):
+        sentence = f"Clustering the tasks by their overlap does not match the domains beyond chance ({shown})."
+    elif ari >= 1.0 - 1e-12:
+        sentence = f"Clustering the tasks by their overlap recovers the domains exactly ({shown})."
+    else:
+        sentence = (f"Clustering the tasks by their overlap agrees with the domains beyond chance ({shown}), "
+                    "but not exactly: some domains share clusters.")
+    if n_domains == 2:
+        sentence += " With only two domains, the clustering has a single split to get right."
+    return sentence
+
+
+# --------------------------------------------------------------------------- one run's numbers
+
+
+def passing_by_domain(eval_summary: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """``{domain: (passing, tasks)}`` in the study's order, from stage 1's ``eval_summary.csv``."""
+    counts = eval_summary.groupby("domain").passes.agg(["sum", "count"])
+    return {d: (int(counts.loc[d, "sum"]), int(counts.loc[d, "count"])) for d in DOMAINS if d in counts.index}
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def run_numbers(run_dir: Path) -> dict:
+    """The headline numbers of the run in ``run_dir`` (``book/results/<run>/<profile>``).
+
+    ``passing``: :func:`passing_by_domain`; ``measures``: per measure of :data:`MEASURES` its
+    value, p and n_tasks (stage 6's ``beside_study.csv``, NaN where not computed);
+    ``overlap`` / ``ablation``: within, cross (stage 4's summary; stage 5's ``across``);
+    ``n_domains``: domains among the attributed tasks; ``reason``: why the tests were not
+    computed (None when they were); ``localizer``: the localizer sets' overall overlap and
+    ablation tests (within, across, p), when stage 7 ran; ``n_permutations``.
+    """
+    run_dir = Path(run_dir)
+    manifest = _json(run_dir / "manifest.json")
+    params = manifest.get("params", {})
+    summary = pd.read_csv(run_dir / "eval_summary.csv")
+    placed = pd.read_csv(run_dir / "beside_study.csv") if (run_dir / "beside_study.csv").exists() else pd.DataFrame()
+    mine = placed[placed.source == "run"].set_index("measure") if len(placed) else pd.DataFrame()
+    measures = {m: {"value": float(mine.value.get(m, math.nan)) if len(mine) else math.nan,
+                    "p": float(mine.p.get(m, math.nan)) if len(mine) else math.nan,
+                    "n_tasks": int(mine.n_tasks.get(m, 0)) if len(mine) else 0} for m in MEASURES}
+    main = run_dir / f"overlap_{params.get('main_pct', 0.1):g}.csv"
+    matrix = read_matrix_csv(main) if main.exists() else None
+    unfinished = [stage for stage in ("03_overlap", "04_ari_permutation") if stage not in manifest.get("stages", {})]
+    if unfinished:
+        reason = f"stage {unfinished[0]} has not run for this run"
+    elif matrix is None:
+        reason = "fewer than two tasks were attributed"
+    else:
+        reason = untestable_reason(matrix)
+    stats_summary = _json(run_dir / "stats_summary.json").get("overlap") or {}
+    ablation = _json(run_dir / "ablation_summary.json").get("summary", {}).get("drop", {})
+    localizer = _json(run_dir / "localizer_summary.json")
+    return {
+        "run": f"{run_dir.parent.name} ({run_dir.name})", "model": params.get("model", run_dir.parent.name),
+        "profile": run_dir.name, "n_permutations": params.get("n_permutations"),
+        "passing": passing_by_domain(summary), "measures": measures,
+        "overlap": {"within": stats_summary.get("overlap_within", math.nan),
+                    "cross": stats_summary.get("overlap_cross", math.nan)},
+        "ablation": {"within": ablation.get("within", math.nan), "cross": ablation.get("across", math.nan)},
+        "n_domains": 0 if matrix is None else matrix.index.str.split("/").str[0].nunique(),
+        "reason": reason,
+        "localizer": {kind: (localizer.get(kind) or {}).get("overall") for kind in ("overlap", "ablation")},
+    }
+
+
+def run_sentences(numbers: dict) -> list[str]:
+    """The findings of one run (:func:`run_numbers`), one sentence per finding, in reading order."""
+    passing = numbers["passing"]
+    n_passing = sum(p for p, _ in passing.values())
+    shares = ", ".join(f"{DOMAIN_NAMES.get(d, d)} {p} of {n}" for d, (p, n) in passing.items())
+    sentences = [f"{n_passing} of {sum(n for _, n in passing.values())} tasks pass the 60% both-correct "
+                 f"filter ({shares})."]
+    empty = [DOMAIN_NAMES.get(d, d) for d, (p, _) in passing.items() if p < 2]
+    if empty:
+        sentences.append(f"{join(empty)} {'has' if len(empty) == 1 else 'have'} fewer than two passing "
+                         "tasks, so no within-domain pair exists there: this run says nothing about "
+                         f"{'that domain' if len(empty) == 1 else 'those domains'}.")
+    measures, n, reason = numbers["measures"], numbers["n_permutations"], numbers["reason"]
+    if reason is not None:  # one reason for the three tests, said once
+        sentences.append(f"None of the three tests (overlap, ablation, clustering) is computed: {reason}.")
+        return sentences + _localizer_sentences(numbers)
+    sentences.append(ratio_sentence("overlap", numbers["overlap"]["within"], numbers["overlap"]["cross"],
+                                    measures["overlap ratio"]["value"], measures["overlap ratio"]["p"], n, reason))
+    sentences.append(ratio_sentence("ablation drop", numbers["ablation"]["within"], numbers["ablation"]["cross"],
+                                    measures["ablation ratio"]["value"], measures["ablation ratio"]["p"], n, reason))
+    sentences.append(ari_sentence(measures["ARI"]["value"], measures["ARI"]["p"], numbers["n_domains"], n, reason))
+    return sentences + _localizer_sentences(numbers)
+
+
+def _localizer_sentences(numbers: dict) -> list[str]:
+    sentences = []
+    localizer = numbers.get("localizer") or {}
+    if localizer.get("overlap"):
+        overlap, ablation = localizer["overlap"], localizer.get("ablation") or {}
+        found = [what for what, test in (("overlap more with their own domain's attribution sets than with other "
+                                          "domains'", overlap),
+                                         ("hurt their own domain's tasks more than other domains' when ablated",
+                                          ablation))
+                 if beyond_chance(test.get("p"))]
+        sentences.append(f"The localizer's units (stage 7) {' and '.join(found)}, beyond chance." if found else
+                         "The localizer's units (stage 7) neither overlap more with their own domain's attribution "
+                         "sets nor hurt their own domain's tasks more when ablated, beyond chance.")
+    return sentences
+
+
+def join(words: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+
+def across_runs(numbers: dict[str, dict]) -> list[str]:
+    """What the runs show together (``{run: run_numbers(...)}``): how many of the runs whose tests
+    were computed show each measure beyond chance, and the domains no run can speak to (fewer
+    than two passing tasks in every run) or that every run passes less than half of."""
+    computed = {run: n for run, n in numbers.items() if n["reason"] is None}
+    sentences = []
+    if not computed:
+        sentences.append("The run has too few tasks for the within/cross tests." if len(numbers) == 1 else
+                         f"None of the {len(numbers)} runs has enough tasks for the within/cross tests.")
+    else:
+        counts = {measure: sum(beyond_chance(n["measures"][measure]["p"]) for n in computed.values())
+                  for measure in MEASURES}
+        sentences.append(
+            f"The tests could be computed for {len(computed)} of the {len(numbers)} runs; among them the overlap ratio "
+            f"is beyond chance in {counts['overlap ratio']}, the ablation ratio in {counts['ablation ratio']} and the "
+            f"clustering's ARI in {counts['ARI']}.")
+    domains = list(dict.fromkeys(d for n in numbers.values() for d in n["passing"]))
+    silent = [d for d in domains if all(n["passing"].get(d, (0, 0))[0] < 2 for n in numbers.values())]
+    weak = [d for d in domains if d not in silent and all(p < t / 2 for p, t in
+                                                            (n["passing"].get(d, (0, 1)) for n in numbers.values()))]
+    if silent:
+        sentences.append(f"No run passes two tasks of {join([DOMAIN_NAMES.get(d, d) for d in silent])}: "
+                         "these runs cannot say whether its neurons form a module.")
+    if weak:
+        sentences.append(f"Every run passes fewer than half of the {join([DOMAIN_NAMES.get(d, d) for d in weak])} "
+                         f"tasks, so {'that domain is' if len(weak) == 1 else 'those domains are'} represented by the "
+                         "few of its tasks these models can do.")
+    return sentences

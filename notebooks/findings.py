@@ -1,0 +1,103 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # What the runs found
+#
+# **Question.** The study reports that in large language models the MLP neurons supporting tasks of
+# one cognitive domain overlap more with each other than with other domains' neurons, and that
+# ablating them hurts their own domain more. What do this book's own runs, on two small models, show,
+# and what can they not show?
+#
+# Every number on this page is read from the runs' committed tables by the cells below, and every
+# sentence that states a finding is chosen by a rule on those numbers
+# (`modularity.showing.findings`): a difference is called beyond chance only when its permutation
+# p is below 0.05; a test is "not computed" when the run has too few tasks for it (at least 4 tasks,
+# in at least two domains with two or more tasks each: the rule of every stage); a ratio whose
+# cross-domain mean is near zero is named as such; clustering "recovers" the domains only when it
+# does so exactly.
+
+# %% tags=["parameters"]
+runs = ["smollm2-135m-instruct/small", "gemma3-270m/small", "smollm2-135m-instruct/paper", "gemma3-270m/paper"]
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from modularity.base import files
+from modularity.science.tasks import DOMAIN_NAMES, DOMAINS
+from modularity.showing import charts, findings
+
+assert isinstance(runs, list) and runs, "runs: folders under book/results/, e.g. 'smollm2-135m-instruct/small'"
+numbers = {run: findings.run_numbers(files.results_root() / run) for run in runs}
+
+# %% [markdown]
+# ## 1. The runs at a glance
+#
+# How many tasks of each domain pass the 60% both-correct filter (the study's inclusion rule), then
+# the three numbers the study places its models by, each with its permutation p-value (shuffles of
+# the task → domain labels). "not computed" marks a test the run has too few tasks for.
+
+# %%
+def cell(measure: dict, n_permutations: int, digits: int = 2) -> str:
+    if pd.isna(measure["value"]):
+        return "not computed"
+    return f"{measure['value']:.{digits}f} ({findings.format_p(measure['p'], n_permutations)})"
+
+
+passing = pd.DataFrame([{"run": n["run"], **{DOMAIN_NAMES[d]: "{} of {}".format(*n["passing"][d])
+                                              for d in DOMAINS if d in n["passing"]}} for n in numbers.values()])
+passing.set_index("run")
+
+# %%
+measures = pd.DataFrame([{"run": n["run"], **{m: cell(n["measures"][m], n["n_permutations"], 1 if "ratio" in m else 2)
+                                              for m in findings.MEASURES}} for n in numbers.values()])
+measures.set_index("run")
+
+# %% [markdown]
+# ## 2. Each run in words
+#
+# The same numbers, with the within- and cross-domain means the ratios are made of, and what the
+# localizer (stage 7: units chosen by a contrast of stimuli instead of by attribution) adds.
+
+# %%
+for run, n in numbers.items():
+    display(Markdown(f"**{n['run']}.** " + " ".join(findings.run_sentences(n))))
+
+# %% [markdown]
+# ## 3. Beside the study's six models
+#
+# Each run's three numbers (red) beside those of the study's six models (grey), recomputed from the
+# study's released matrices by the same code (chapter *The study's own results, recomputed*).
+# A run whose test is not computed has no point in that panel.
+
+# %%
+placed = pd.concat([pd.read_csv(files.results_root() / run / "beside_study.csv") for run in runs
+                    if (files.results_root() / run / "beside_study.csv").exists()], ignore_index=True)
+placed = placed.drop_duplicates(subset=["model", "measure"])  # each run file repeats the study's six
+charts.show(charts.beside_study(placed, title="This book's runs beside the study's six models"),
+            caption="Figure 1. Overlap ratio and ablation ratio (within / cross, log scale; dashed: 1, no domain "
+                    "structure) and ARI of the clustering (dashed: 0, chance) of every run (red diamonds) and of the "
+                    "study's six models (grey dots). Hover a point for the model, its p-value and its number of tasks.")
+
+# %% [markdown]
+# ## 4. What the study's models show, and what these runs can and cannot show
+
+# %%
+study = placed[placed.source == "study"]
+lines = []
+for measure in findings.MEASURES:
+    rows = study[study.measure == measure]
+    beyond = int(sum(findings.beyond_chance(p) for p in rows.p))
+    lines.append(f"{measure}: {rows.value.min():.2f} to {rows.value.max():.2f} over the study's {len(rows)} models, "
+                 f"beyond chance in {beyond} of them")
+display(Markdown("The study's released data, recomputed here: " + "; ".join(lines) + "."))
+
+display(Markdown(" ".join(findings.across_runs(numbers))))

@@ -1,0 +1,135 @@
+"""The rules that choose a page's words from its numbers (modularity.showing.findings), fed planted
+results: significant, not significant, too few tasks, one domain, a near-zero denominator."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modularity.base.files import REPO_ROOT
+from modularity.science import stats
+from modularity.science.matrix_csv import write_matrix_csv
+from modularity.showing import findings
+
+NAN = float("nan")
+RESULTS = REPO_ROOT / "book" / "results"
+
+
+def test_p_values_have_one_style():
+    assert findings.format_p(0.0443955, 10_000) == "p = 0.044"
+    assert findings.format_p(1 / 10_001, 10_000) == "p < 0.0001"
+    assert findings.format_p(0.00031, 10_000) == "p = 3.1e-04"
+    assert findings.format_p(NAN) == findings.format_p(None) == "p not computed"
+
+
+@pytest.mark.parametrize("p, beyond", [(0.0001, True), (0.0499, True), (0.05, False), (0.63, False), (NAN, False)])
+def test_beyond_chance_only_below_alpha(p, beyond):
+    assert findings.beyond_chance(p) is beyond
+
+
+def test_a_significant_ratio_and_a_non_significant_one():
+    yes = findings.ratio_sentence("overlap", 0.21, 0.035, 6.17, 1 / 10_001, 10_000)
+    assert yes.startswith("Within-domain overlap is 6.17 times cross-domain overlap (p < 0.0001)")
+    assert "beyond what shuffled domain labels give" in yes and "near zero" not in yes
+    no = findings.ratio_sentence("ablation drop", 0.29, 0.081, 3.53, 0.285, 10_000)
+    assert "not distinguishable from shuffled domain labels" in no and "beyond" not in no
+
+
+def test_a_near_zero_denominator_is_named():
+    sentence = findings.ratio_sentence("ablation drop", 0.135, 0.0045, 30.3, 0.001, 10_000)
+    assert "denominator is near zero" in sentence and "0.0045" in sentence
+
+
+def test_too_few_tasks_is_not_computed_and_says_why():
+    labels = ["Lan/a", "Lan/b", "Lan/c", "phys/d"]
+    reason = stats.untestable_reason(pd.DataFrame(np.eye(4), index=labels, columns=labels))
+    sentence = findings.ratio_sentence("overlap", 0.2, 0.01, NAN, NAN, 10_000, reason)
+    assert sentence.startswith("The within/cross overlap test is not computed: 4 tasks (Lan 3, phys 1)")
+    assert not any(token in sentence for token in ("nan", "NaN", "None", "times"))
+    assert "not computed" in findings.ari_sentence(NAN, NAN, 2, 10_000, reason)
+
+
+def test_clustering_recovers_only_when_exact_and_two_domains_are_named():
+    exact = findings.ari_sentence(1.0, 0.044, 2, 10_000)
+    assert "recovers the domains exactly" in exact and "only two domains" in exact
+    partial = findings.ari_sentence(0.23, 0.028, 4, 10_000)
+    assert "beyond chance" in partial and "recovers" not in partial and "share clusters" in partial
+    chance = findings.ari_sentence(0.4, 0.2, 4, 10_000)
+    assert "does not match the domains beyond chance" in chance and "recovers" not in chance
+
+
+def planted_results(folder, passing: dict, measures: dict, main: list[str] | None):
+    """A run's results folder as the stages leave it: stage 1's summary, stage 3's main matrix,
+    stage 4's and 5's summaries and stage 6's placement (``measures``: {measure: (value, p)})."""
+    folder.mkdir(parents=True)
+    rows = [{"task": f"{domain}_{i}", "domain": domain, "passes": i < n_pass}
+            for domain, (n_pass, n_all) in passing.items() for i in range(n_all)]
+    pd.DataFrame(rows).to_csv(folder / "eval_summary.csv", index=False)
+    (folder / "manifest.json").write_text(json.dumps({
+        "params": {"main_pct": 0.1, "n_permutations": 10_000, "model": "planted"},
+        "stages": {stage: {} for stage in ("01_eval", "02_attribution", "03_overlap", "04_ari_permutation")}}))
+    if main is not None:
+        write_matrix_csv(pd.DataFrame(np.eye(len(main)), index=main, columns=main), folder / "overlap_0.1.csv")
+    (folder / "stats_summary.json").write_text(json.dumps({"overlap": {"overlap_within": 0.2, "overlap_cross": 0.03}}))
+    (folder / "ablation_summary.json").write_text(json.dumps({"summary": {"drop": {"within": 0.25, "across": 0.02}}}))
+    pd.DataFrame([{"model": "planted", "source": "run", "measure": m, "value": v, "p": p, "n_tasks": len(main or [])}
+                  for m, (v, p) in measures.items()]).to_csv(folder / "beside_study.csv", index=False)
+    return folder
+
+
+def test_a_run_with_structure_beyond_chance(tmp_path):
+    labels = [f"{d}/{d}_{i}" for d in ("MD", "ToM", "Lan") for i in range(3)]
+    folder = planted_results(tmp_path / "m" / "small", {"MD": (3, 20), "ToM": (3, 9), "phys": (0, 9), "Lan": (3, 8)},
+                             {"overlap ratio": (6.2, 1e-4), "ablation ratio": (14.4, 1e-4), "ARI": (0.66, 1e-4)}, labels)
+    numbers = findings.run_numbers(folder)
+    assert numbers["reason"] is None and numbers["n_domains"] == 3
+    text = " ".join(findings.run_sentences(numbers))
+    assert text.startswith("9 of 46 tasks pass the 60% both-correct filter (Formal reasoning 3 of 20")
+    assert "Physical reasoning has fewer than two passing tasks" in text
+    assert text.count("beyond what shuffled domain labels give") == 2 and "agrees with the domains beyond chance" in text
+
+
+def test_a_run_with_one_testable_domain_reads_not_computed_everywhere(tmp_path):
+    labels = [f"Lan/Lan_{i}" for i in range(7)] + ["phys/phys_0"]
+    folder = planted_results(tmp_path / "m" / "paper", {"MD": (0, 20), "ToM": (0, 9), "phys": (1, 9), "Lan": (7, 8)},
+                             {m: (NAN, NAN) for m in findings.MEASURES}, labels)
+    sentences = findings.run_sentences(findings.run_numbers(folder))
+    assert sum("is computed: 8 tasks (Lan 7, phys 1), but" in s for s in sentences) == 1
+    assert "Formal reasoning, Social reasoning and Physical reasoning have fewer than two" in sentences[1]
+    assert not any("times" in s or "nan" in s.lower() for s in sentences)
+
+
+def test_the_committed_gemma_paper_run_reads_the_same_as_its_stage_4():
+    """Gemma (paper) keeps seven Language tasks and one Physical one: stage 4 computes no test, so
+    no finding may quote stage 5's ratio for it."""
+    numbers = findings.run_numbers(RESULTS / "gemma3-270m" / "paper")
+    assert numbers["reason"] is not None
+    assert all(math.isnan(numbers["measures"][m]["value"]) for m in findings.MEASURES)
+    assert findings.run_sentences(numbers)[2].startswith("None of the three tests (overlap, ablation, clustering) is "
+                                                         "computed: 8 tasks (Lan 7, phys 1)")
+
+
+def test_across_runs_counts_only_computed_runs_and_names_silent_domains():
+    def run(reason, ps, passing):
+        return {"reason": reason, "passing": passing,
+                "measures": {m: {"value": 1.0, "p": p} for m, p in zip(findings.MEASURES, ps)}}
+    numbers = {"a": run(None, (0.001, 0.3, 0.01), {"MD": (2, 20), "phys": (0, 9), "Lan": (5, 8)}),
+               "b": run(None, (0.2, 0.01, 0.5), {"MD": (3, 20), "phys": (1, 9), "Lan": (7, 8)}),
+               "c": run("too few", (NAN, NAN, NAN), {"MD": (0, 20), "phys": (1, 9), "Lan": (7, 8)})}
+    text = " ".join(findings.across_runs(numbers))
+    assert "computed for 2 of the 3 runs" in text
+    assert "overlap ratio is beyond chance in 1, the ablation ratio in 1 and the clustering's ARI in 1" in text
+    assert "No run passes two tasks of Physical reasoning" in text
+    assert "fewer than half of the Formal reasoning tasks, so that domain is" in text
+    assert findings.across_runs({"c": numbers["c"]})[0] == "The run has too few tasks for the within/cross tests."
+
+
+def test_a_run_whose_stages_have_not_run_says_so(tmp_path):
+    folder = planted_results(tmp_path / "m" / "paper", {"Lan": (5, 8)}, {m: (NAN, NAN) for m in findings.MEASURES}, None)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["stages"] = {"01_eval": {}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    assert findings.run_numbers(folder)["reason"] == "stage 03_overlap has not run for this run"
