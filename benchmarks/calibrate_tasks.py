@@ -2,7 +2,7 @@
 
 Writes benchmarks/results/task_calibration_<model>.csv (a design-time record; the book reads the real runs) with one row per (profile, task): items scored,
 token-aligned items, clean / corrupted / both-correct accuracy over the aligned items, and
-whether the task passes the study's 60% filter (METHOD §2). Scoring is modularity.science.scoring's
+whether the task passes the study's 60% filter (book methods §2). Scoring is modularity.science.scoring's
 (summed teacher-forced answer log-probs, special tokens never added: ``bos="study"``).
 
 Usage (a few minutes per profile on 2 CPU cores at 32 items per task):

@@ -231,8 +231,8 @@ else:
 #   attribution sum; the generator draws distinct items only;
 # * **invalid entries**: an item whose two answers are equal cannot be both-correct in any model;
 # * **answer order and shared formats**: where a suffix lists "{correct} or {incorrect}" the correct
-#   option comes first in the clean *and* the corrupted prompt (METHOD §15.8), and ten tasks of two
-#   domains share one 2-shot "Context: … Answer:" frame (METHOD §15.9), which the clustering picks up.
+#   option comes first in the clean *and* the corrupted prompt ({ref}`difference 8 <differs-8>`), and ten tasks of two
+#   domains share one 2-shot "Context: … Answer:" frame ({ref}`difference 9 <differs-9>`), which the clustering picks up.
 
 # %%
 import json

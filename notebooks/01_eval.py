@@ -17,7 +17,7 @@
 #
 # **You will learn**
 #
-# * how a multi-token answer is scored by teacher forcing (summed log-probability, METHOD §2), and
+# * how a multi-token answer is scored by teacher forcing (summed log-probability, {ref}`methods §2 <methods-evaluation>`), and
 #   how to read these scores from the model's own logits with an nnsight trace;
 # * what *clean correct*, *corrupted correct* and *both correct* mean for a minimal pair;
 # * why items whose clean and corrupted prompts differ in length are dropped;
@@ -39,7 +39,7 @@ batch_size = 16  # sequences per forward pass
 backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
 remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
-bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (book methods, difference 10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
 stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
 metric = 'paper'  # attribution metric
@@ -119,7 +119,7 @@ print(f"y+ = {example['clean_correct']!r} {answers['y+']}   y- = {example['clean
 
 # %% [markdown]
 # The score of an answer y = y₁…y_m after a prompt of T tokens is its *teacher-forced* log-probability
-# (METHOD §2): feed prompt ⊕ answer once, and add up the log-probabilities the model gives each answer
+# ({ref}`methods §2 <methods-evaluation>`): feed prompt ⊕ answer once, and add up the log-probabilities the model gives each answer
 # token at the position just before it. Counting positions from 0, the prompt fills positions
 # 0…T − 1, so the logits at position T − 1 predict y₁, those at T predict y₂, and so on:
 # LP(p, y) = Σ_{j=1..m} log softmax(logits[T − 2 + j])[y_j]. The model never generates anything;
@@ -227,7 +227,7 @@ else:
                      f"profile, {ctx.params['n_items']} items each, seed {ctx.params['seed']}), so no item was left out."))
 
 # %% [markdown]
-# The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", METHOD §15.8) and the tasks that share the 2-shot "Context: … Answer:" frame (§15.9).
+# The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", {ref}`difference 8 <differs-8>`) and the tasks that share the 2-shot "Context: … Answer:" frame (§15.9).
 
 # %%
 if result.audit is not None:
@@ -285,7 +285,7 @@ excluded if len(excluded) else "no task was excluded"
 # %% [markdown]
 # ## Interpretation notes
 #
-# * Both-correct accuracy is measured on **token-aligned** items only (METHOD §2); the table shows how
+# * Both-correct accuracy is measured on **token-aligned** items only ({ref}`methods §2 <methods-evaluation>`); the table shows how
 #   many items were aligned. A low alignment rate means the accuracy describes a subset.
 # * For a task whose scoring stopped early (`scored` below the item count) the accuracies describe
 #   the first items only; the decision is exact, the accuracy is a rough estimate (set
@@ -293,4 +293,4 @@ excluded if len(excluded) else "no task was excluded"
 # * A task below the filter is not "unsolvable": it may pass with more items, another profile or a
 #   larger model. Later stages simply have nothing reliable to attribute for it.
 # * Scores are computed in the model's dtype on the embedded model's dequantized 4-bit weights; near
-#   ties between LP(c, y⁺) and LP(c, y⁻) can flip under another precision (METHOD §15.15).
+#   ties between LP(c, y⁺) and LP(c, y⁻) can flip under another precision ({ref}`difference 15 <differs-15>`).

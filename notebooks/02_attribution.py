@@ -17,7 +17,7 @@
 # **You will learn**
 #
 # * the attribution-patching estimate (clean − corrupted activation) × gradient, at the last prompt
-#   token (METHOD §3);
+#   token ({ref}`methods §3 <methods-attribution>`);
 # * the difference between the study's metric (incorrect-answer term detached) and the full
 #   logit difference;
 # * how to check a first-order estimate against exact activation patching — and how well it holds.
@@ -44,7 +44,7 @@ batch_size = 16  # sequences per forward pass
 backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
 remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
-bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (book methods, difference 10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
 stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
 metric = 'paper'  # attribution metric
@@ -118,7 +118,7 @@ assert len(clean) == T, "a token-aligned item"
 print(f"task {task}, item {i}: T = {T} prompt tokens, C = {C:.3f}, R = {R:.3f}")
 
 # %% [markdown]
-# A neuron is one coordinate of the **input of the MLP down projection** (METHOD §3.1), the module at
+# A neuron is one coordinate of the **input of the MLP down projection** ({ref}`methods §3 <methods-attribution>`), the module at
 # `ctx.model.site_path("neurons", layer)`; in an nnsight trace its `.input` is the
 # live tensor [batch, positions, d_ff]. The clean run only has to record a(c) at T − 1, the last
 # prompt token: nothing after it can change it (causal attention), so the prompt alone is enough.
@@ -143,7 +143,7 @@ with lm.trace(ids(clean)):
 # %% [markdown]
 # The corrupted run reads a(r) at T − 1 and the gradient that turns a change of a into a change of
 # m. For one item, m = (LP(r, y⁺) − LP(r, y⁻) − R)/(C − R), so ∂m/∂a = g/(C − R). The study's
-# `paper` metric treats LP(r, y⁻) as a constant (detached), so g = ∂LP(r, y⁺)/∂a (METHOD §3.3);
+# `paper` metric treats LP(r, y⁻) as a constant (detached), so g = ∂LP(r, y⁺)/∂a ({ref}`methods §3 <methods-attribution>`);
 # `logit_diff` keeps it: g = ∂LP(r, y⁺)/∂a − ∂LP(r, y⁻)/∂a, the second term from a second sequence
 # r ⊕ y⁻. The weights are frozen, so the graph starts at the first layer's neurons
 # (`requires_grad_`); inside `with objective.backward():` gradients arrive in reverse layer order.
@@ -188,7 +188,7 @@ attribution.top_neurons(fast, 5)
 
 # %% [markdown]
 # These are the neurons whose clean value would most help this one item. A task's score is the sum
-# of such per-item scores over its both-correct items (METHOD §3.4, without absolute values): a
+# of such per-item scores over its both-correct items ({ref}`methods §3 <methods-attribution>`, without absolute values): a
 # neuron that helps some items and hurts others cancels out.
 #
 # ## 3. Scores for every passing task
@@ -272,9 +272,9 @@ if len(result.top_layers):
 # ## Interpretation notes
 #
 # * Scores are summed over items with equal weight 1/N and divided by C − R, so a score is the
-#   predicted change of the normalised metric; the study weighted items per batch (METHOD §15.18),
+#   predicted change of the normalised metric; the study weighted items per batch ({ref}`difference 18 <differs-18>`),
 #   which only rescales scores and does not change any ranking.
 # * With `metric: paper` the gradient only sees the clean answer under the corrupted prompt
-#   (METHOD §15.2); `metric: logit_diff` differentiates the full difference.
+#   ({ref}`difference 2 <differs-2>`); `metric: logit_diff` differentiates the full difference.
 # * The estimate is linear: it predicts single-neuron effects well when they are small, and tends to
 #   overstate the joint effect of many neurons patched together (interactions, saturation).

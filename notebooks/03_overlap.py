@@ -17,7 +17,7 @@
 # **You will learn**
 #
 # * how a task's neuron set is chosen: the top k% *positive* attribution scores, ranked globally
-#   across layers, with $k = \max(1, \lfloor N p / 100 \rfloor)$ (METHOD §4);
+#   across layers, with $k = \max(1, \lfloor N p / 100 \rfloor)$ ({ref}`methods §4 <methods-overlap>`);
 # * the study's overlap measure $|A \cap B| / k$ and how it relates to Jaccard, $J = O / (2 - O)$;
 # * the doubly-stochastic (Sinkhorn) matrix behind the chord diagram, and the within- vs
 #   cross-domain comparison.
@@ -36,7 +36,7 @@ batch_size = 16  # sequences per forward pass
 backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
 remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
-bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (book methods, difference 10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
 stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
 metric = 'paper'  # attribution metric
@@ -166,7 +166,7 @@ if result.enough:
 #
 # Sinkhorn normalisation (diagonal set to 0, rows and columns rescaled in turn until each sums to 1)
 # removes differences in how much a task overlaps with everything; the study drew its chord diagram
-# from it (METHOD §4, §12). A task sharing no top neuron with any other keeps a zero row.
+# from it ({ref}`methods §4 <methods-overlap>`, {ref}`methods §5 <methods-sinkhorn>`). A task sharing no top neuron with any other keeps a zero row.
 
 # %%
 if result.doubly_stochastic is not None:
@@ -203,9 +203,9 @@ sorted(path.name for path in result.written)
 # %% [markdown]
 # ## Interpretation notes
 #
-# * The overlap |A∩B|/k is *not* Jaccard (METHOD §15.1); with equal set sizes J = O/(2 − O), so both
+# * The overlap |A∩B|/k is *not* Jaccard ({ref}`difference 1 <differs-1>`); with equal set sizes J = O/(2 − O), so both
 #   rank pairs identically but Jaccard values are smaller.
 # * Tasks sharing a prompt format (the few-shot "Context: … Answer:" template) can overlap for
-#   reasons of format rather than domain (METHOD §15.9).
-# * The domain maps of Figure 3 use |mean score| (METHOD §15.11), a different rule from the per-task
+#   reasons of format rather than domain ({ref}`difference 9 <differs-9>`).
+# * The domain maps of Figure 3 use |mean score| ({ref}`difference 11 <differs-11>`), a different rule from the per-task
 #   positive sets of Figures 1–2.

@@ -17,10 +17,10 @@
 #
 # **You will learn**
 #
-# * the label-permutation test of within − cross overlap (METHOD §6), overall and per domain (§9);
+# * the label-permutation test of within − cross overlap ({ref}`methods §6 <methods-clustering>`), overall and per domain (§9);
 # * the study's clustering pipeline — kNN-5 graph, distance 1 − w, average linkage, one cluster per
 #   domain — and its adjusted Rand index (ARI) against a permutation null;
-# * how much these conclusions depend on the top-k% threshold (§10).
+# * how much these conclusions depend on the top-k% threshold ({ref}`methods §9 <methods-summaries>`).
 
 # %% tags=["parameters"]
 model = None  # embedded alias, local directory/.gguf, or Hugging Face id
@@ -36,7 +36,7 @@ batch_size = 16  # sequences per forward pass
 backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
 remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
-bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (book methods, difference 10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
 stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
 metric = 'paper'  # attribution metric
@@ -146,7 +146,7 @@ result.per_domain
 # The tasks are clustered on their overlap alone: each task keeps links to its k nearest tasks
 # (kNN graph), distance = 1 − link weight, average-linkage tree cut into one cluster per domain
 # present (the study's 4 for its 4 domains). ARI compares the clusters with the true domains; its null
-# shuffles the true labels against the fixed clustering (METHOD §6).
+# shuffles the true labels against the fixed clustering ({ref}`methods §6 <methods-clustering>`).
 
 # %%
 reason = stats.untestable_reason(main) if main is not None else "fewer than two tasks were attributed"
@@ -204,5 +204,5 @@ sorted(path.name for path in result.written)
 #   tasks per domain the smallest attainable p-value is limited by the number of distinct
 #   labellings, not by the number of permutations.
 # * ARI depends on the kNN parameter (the study's ARI drops from 0.78 to 0.41 between k = 5 and
-#   k = 6, METHOD §6); read it together with the crosstab.
+#   k = 6, {ref}`methods §6 <methods-clustering>`); read it together with the crosstab.
 # * The study tested the average over six models; here the test is for one model.

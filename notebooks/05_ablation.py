@@ -14,7 +14,7 @@
 # **Question.** Overlap says two tasks *select* the same neurons. Ablation asks whether those
 # neurons are *needed*: if we silence the top neurons of a source task S while the model reads the
 # items of a target task T, does T's accuracy drop? The study's modularity claim is that drops are
-# large within a domain and small across domains (METHOD §7).
+# large within a domain and small across domains ({ref}`methods §7 <methods-ablation>`).
 #
 # **You will learn**
 #
@@ -22,7 +22,7 @@
 #   every position, the values those neurons take on the target's own corrupted prompt — written
 #   out below with nnsight for one item;
 # * what the study's stored number means: Δ = 1 − ablated accuracy, which assumes the unablated
-#   accuracy is exactly 1 (we re-measure it, METHOD §15.13);
+#   accuracy is exactly 1 (we re-measure it, {ref}`difference 13 <differs-13>`);
 # * how to read the directed source × target matrix: self-ablation, within-domain and cross-domain
 #   drops, and the within-vs-across permutation test;
 # * whether the selected neurons hurt more than random neuron sets of the same size and layers.
@@ -41,7 +41,7 @@ batch_size = 16  # sequences per forward pass
 backend = 'hooks'  # how activations are read and patched: torch hooks, or nnsight traces
 remote = False  # with backend nnsight: execute the traces on the hosted service (NDIF)
 threads = 0  # CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)
-bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (METHOD §15.10)
+bos = 'model'  # 'model': tokenizer's own BOS; 'study': never (book methods, difference 10)
 threshold = 0.6  # inclusion filter on both-correct accuracy
 stop_early = True  # stop scoring a task once it can no longer reach threshold (same decision)
 metric = 'paper'  # attribution metric
@@ -235,7 +235,7 @@ if result.enough:
 #
 # Self is the mean of the diagonal; within and across are means of off-diagonal cells with the two
 # tasks in the same or in different domains (both directions); p shuffles the task → domain labels
-# (METHOD §7, §9). The normalised `metric_change` is negative when ablation hurts.
+# ({ref}`methods §7 <methods-ablation>`, {ref}`methods §9 <methods-summaries>`). The normalised `metric_change` is negative when ablation hurts.
 
 # %%
 main = result.summary.get("drop", {})
@@ -255,7 +255,7 @@ pd.DataFrame(result.summary).T
 # ## 5. Three bars per domain
 #
 # For each domain D: within (S, T ∈ D, S ≠ T), D → others (D's neurons patched, other tasks tested)
-# and others → D (METHOD §7, Fig 2C).
+# and others → D ({ref}`methods §7 <methods-ablation>`, Fig 2C).
 
 # %%
 if result.enough:
@@ -298,10 +298,10 @@ sorted(path.name for path in result.written)
 # ## Interpretation notes
 #
 # * The study stores Δ = 1 − acc′ and so assumes the unablated accuracy is 1 on both-correct items
-#   (METHOD §15.13). `drop_vs_unablated` subtracts the re-measured value instead; the two agree when
+#   ({ref}`difference 13 <differs-13>`). `drop_vs_unablated` subtracts the re-measured value instead; the two agree when
 #   the unablated accuracy is 1.
 # * Attribution scored neurons at the last prompt token only, but ablation patches them at **every**
-#   position, answer tokens included (METHOD §15.13): a set chosen for one position is tested on all.
+#   position, answer tokens included ({ref}`difference 13 <differs-13>`): a set chosen for one position is tested on all.
 # * With few items per target, one item changes the accuracy by 1/n; the drops are coarse, and the
 #   normalised `metric_change` (negative = the logit difference shrinks) is a smoother companion.
 # * Random controls avoid the selected neurons. A selected set that hurts no more than its

@@ -13,7 +13,7 @@
 #
 # **Question.** One model's ablation or overlap matrix could reflect quirks of that model. If
 # modularity is a property of the tasks, different models should rank the (source, target) pairs
-# similarly. The study measures this with Kendall's τ between models' matrices (METHOD §8, §10).
+# similarly. The study measures this with Kendall's τ between models' matrices ({ref}`methods §8 <methods-tau>`, {ref}`methods §9 <methods-summaries>`).
 #
 # **You will learn**
 #
@@ -99,7 +99,7 @@ pd.DataFrame(status)
 # %% [markdown]
 # ## 2. Common tasks
 #
-# τ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, METHOD §8).
+# τ compares the same cells in two matrices, so each kind of matrix is cut to the tasks present in **every** run that has it (the study's choice, {ref}`methods §8 <methods-tau>`).
 
 # %%
 notes, comparable = {}, {}
@@ -166,7 +166,7 @@ else:
 # %% [markdown]
 # ## 5. Each model's modularity (SI Table 1)
 #
-# Within- and cross-domain means, their ratio and the permutation p, for the overlap and the ablation matrix of each run (METHOD §9).
+# Within- and cross-domain means, their ratio and the permutation p, for the overlap and the ablation matrix of each run ({ref}`methods §9 <methods-summaries>`).
 
 # %%
 table_rows = []
@@ -217,4 +217,4 @@ tau_vs_study.groupby(["run", "matrix"]).agg(tau_mean=("tau", "mean"), tau_min=("
 # * The asymptotic p treats the cells as independent, which they are not (cells share tasks); read
 #   it as a rough guide.
 # * Small embedded models pass fewer tasks than the study's large ones, so the common task set can be
-#   small and τ noisy. The study had 6 models and 29–30 common tasks (METHOD §8).
+#   small and τ noisy. The study had 6 models and 29–30 common tasks ({ref}`methods §8 <methods-tau>`).

@@ -54,12 +54,12 @@ def cell(measure: dict, n_permutations: int, digits: int = 2) -> str:
 
 passing = pd.DataFrame([{"run": n["run"], **{DOMAIN_NAMES[d]: "{} of {}".format(*n["passing"][d])
                                               for d in DOMAINS if d in n["passing"]}} for n in numbers.values()])
-passing.set_index("run")
+passing.set_index("run").rename_axis(None)
 
 # %%
 measures = pd.DataFrame([{"run": n["run"], **{m: cell(n["measures"][m], n["n_permutations"], 1 if "ratio" in m else 2)
                                               for m in findings.MEASURES}} for n in numbers.values()])
-measures.set_index("run")
+measures.set_index("run").rename_axis(None)
 
 # %% [markdown]
 # ## 2. Each run in words

@@ -80,11 +80,11 @@ files
 # Two things in this table differ from what one would expect, and the rest of the page handles both:
 #
 # * **Legacy tasks.** Five ablation files still hold `phys/material` and `phys/spatial`, tasks with no
-#   data or config in the study's repository (METHOD §15.4). The study's averaging drops them, but its
+#   data or config in the study's repository ({ref}`difference 4 <differs-4>`). The study's averaging drops them, but its
 #   SI Table 1 and its ablation τ keep them. We show both versions where they matter.
 # * **A passing task missing from the matrices.** Llama-3.1-70B passes one more task than its
 #   matrices hold: its `number_sequence` evaluation file was overwritten in another format (no token
-#   alignment) and the task never entered its attribution (METHOD §15.6).
+#   alignment) and the task never entered its attribution ({ref}`difference 6 <differs-6>`).
 
 # %%
 missing = {name: sorted(set(accuracy[(accuracy.model == name) & accuracy.passes].label) - set(overlaps[name].index))
@@ -125,7 +125,7 @@ kept.rename_axis("tasks passing, per domain")
 # ## 3. Do tasks of one domain share neurons? (Fig 2A)
 #
 # The six-model average of the top-0.1% overlap matrices, as the study shipped it. Each cell is
-# |S_i ∩ S_j| / k, the share of task i's top neurons that task j also has (METHOD §4; not Jaccard).
+# |S_i ∩ S_j| / k, the share of task i's top neurons that task j also has ({ref}`methods §4 <methods-overlap>`; not Jaccard).
 
 # %%
 average = study.overlap_matrix("average", 0.1)
@@ -137,7 +137,7 @@ charts.show(charts.overlap_heatmap(average, title="Six-model average overlap, to
 
 # %% [markdown]
 # The study's Fig 2A is a chord diagram. Its links match the **doubly-stochastic** average
-# (Sinkhorn-normalised, diagonal zeroed; METHOD §4, §12), not the raw average, although its title
+# (Sinkhorn-normalised, diagonal zeroed; {ref}`methods §4 <methods-overlap>`, {ref}`methods §5 <methods-sinkhorn>`), not the raw average, although its title
 # does not say so. We draw the same matrix with the same 5% cutoff and say which one it is.
 
 # %%
@@ -179,7 +179,7 @@ test_table({"six-model average overlap, 0.1%": overlap_test})
 #
 # The study's pipeline: symmetrise, keep each task's 5 strongest links (kNN graph), distance 1 − w,
 # average linkage, cut into 4 clusters; then the adjusted Rand index (ARI) against the true domains,
-# with a null that shuffles the labels against the fixed clustering (METHOD §6).
+# with a null that shuffles the labels against the fixed clustering ({ref}`methods §6 <methods-clustering>`).
 
 # %%
 ari = stats.ari_permutation(average, n_permutations=N, seed=42)
@@ -198,7 +198,7 @@ members
 # ARI = {glue:text}`ari` (p {glue:text}`ari_p`). The clusters are not the four domains exactly:
 # Language is a cluster of its own, the two text-format physics tasks (`phys_newton`, `phys_prost`)
 # join the formal tasks, and the seven few-shot physics tasks share a cluster with the three few-shot
-# social tasks, which use the same "Context: … Answer:" prompt (METHOD §15.9). Part of the structure
+# social tasks, which use the same "Context: … Answer:" prompt ({ref}`difference 9 <differs-9>`). Part of the structure
 # follows prompt format, not domain.
 #
 # The ARI also depends on the number of neighbours in the graph, which the study fixed at 5:
@@ -212,7 +212,7 @@ sensitivity[["knn", "ari", "nmi", "v_measure"]].set_index("knn")
 #
 # For a source task S and a target task T, S's top-0.1% neurons take their values from T's corrupted
 # run while the model reads T's clean prompt; the cell is the drop in T's accuracy. The study used the
-# six-model average of these matrices but did not ship it (METHOD §15.5); it is regenerated here as
+# six-model average of these matrices but did not ship it ({ref}`difference 5 <differs-5>`); it is regenerated here as
 # its averaging script does (legacy tasks removed, each cell averaged over the models that have both
 # tasks).
 
@@ -357,7 +357,7 @@ tau
 #
 # The study ran GPT-2 (124M) through the same pipeline without the inclusion filter. Ten of its tasks
 # have no both-correct item at all, so their neuron sets are empty and their rows are zeros
-# (METHOD §3.6). On the tasks with a neuron set:
+# ({ref}`methods §3 <methods-attribution>`). On the tasks with a neuron set:
 
 # %%
 gpt2 = study.overlap_matrix(study.CONTROL_MODEL.name, 0.1)

@@ -1,4 +1,4 @@
-"""Causal ablation (METHOD §7): the batched, grouped implementation against simple references."""
+"""Causal ablation (book methods §7): the batched, grouped implementation against simple references."""
 from __future__ import annotations
 
 import numpy as np

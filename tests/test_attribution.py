@@ -1,4 +1,4 @@
-"""Attribution patching (``modularity.science.attribution``, METHOD §3): gradients, formula, first-order check."""
+"""Attribution patching (``modularity.science.attribution``, book methods §3): gradients, formula, first-order check."""
 from __future__ import annotations
 
 import dataclasses

@@ -21,7 +21,7 @@ RESULTS = REPO_ROOT / "book" / "results"
 def test_p_values_have_one_style():
     assert findings.format_p(0.0443955, 10_000) == "p = 0.044"
     assert findings.format_p(1 / 10_001, 10_000) == "p < 0.0001"
-    assert findings.format_p(0.00031, 10_000) == "p = 3.1e-04"
+    assert findings.format_p(0.00031, 10_000) == "p = 0.00031"
     assert findings.format_p(NAN) == findings.format_p(None) == "p not computed"
 
 

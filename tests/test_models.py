@@ -1,4 +1,4 @@
-"""Family registry, model loading and chat formatting (``modularity.science.models``, METHOD §1.3, §3.1, §3.5)."""
+"""Family registry, model loading and chat formatting (``modularity.science.models``, book methods §1, §3)."""
 from __future__ import annotations
 
 import types
@@ -278,7 +278,7 @@ def test_dequantized_copy_follows_the_gguf_content_not_its_size_and_date(tmp_pat
 
 
 # --------------------------------------------------------------------------
-# Chat formatting (METHOD §1.3)
+# Chat formatting (book methods §1)
 # --------------------------------------------------------------------------
 MESSAGE = "What is the answer of 862 - 158 =? Please directly give the final answer written in digits."
 

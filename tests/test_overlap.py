@@ -6,7 +6,7 @@ import torch
 
 from modularity.science import overlap as ov
 
-# METHOD §3.1 table [verified]: (N, {pct: k}).
+# book methods §3 table [verified]: (N, {pct: k}).
 K_TABLE = {
     "GPT-2": (12 * 3072, {0.05: 18, 0.1: 36, 1.0: 368, 5.0: 1843}),
     "Mistral-Small-24B": (40 * 32768, {0.05: 655, 0.1: 1310, 1.0: 13107, 5.0: 65536}),

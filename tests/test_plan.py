@@ -18,11 +18,11 @@ STUDY = json.loads((Path(__file__).resolve().parents[1] / "data" / "study_model_
 LLAMA_70B = "meta-llama/Llama-3.1-70B-Instruct"
 MISTRAL_LARGE = "mistralai/Mistral-Large-Instruct-2407"
 
-#: METHOD §3.1: neurons N = L · d_ff of each study model.
+#: book methods §3: neurons N = L · d_ff of each study model.
 METHOD_NEURONS = {"mistralai/Mistral-Small-24B-Instruct-2501": 1_310_720, "Qwen/Qwen2.5-32B-Instruct": 1_769_472,
                   "allenai/OLMo-2-0325-32B-Instruct": 1_769_472, LLAMA_70B: 2_293_760,
                   "Qwen/Qwen2.5-72B-Instruct": 2_365_440, MISTRAL_LARGE: 2_523_136}
-#: METHOD §14: fp16 weights alone, GB.
+#: the study's compute notes: fp16 weights alone, GB.
 METHOD_FP16_GB = {"mistralai/Mistral-Small-24B-Instruct-2501": 48, "Qwen/Qwen2.5-32B-Instruct": 65,
                   "allenai/OLMo-2-0325-32B-Instruct": 65, LLAMA_70B: 141, "Qwen/Qwen2.5-72B-Instruct": 145,
                   MISTRAL_LARGE: 246}
@@ -136,7 +136,7 @@ def test_70b_fp16_needs_more_than_one_80gb_gpu_and_fits_on_two_h200():
 
 
 def test_123b_fp16_matches_method_section_14():
-    # METHOD §14: "123B needs ≥ 4×80GB or 2×H200 (tight)".
+    # the study's compute notes: "123B needs ≥ 4×80GB or 2×H200 (tight)".
     plan = gpu_plan(MISTRAL_LARGE, 2, "H200", batch_size=2)
     assert plan.gpus_needed == {"80 GB": 4, "141 GB": 2}
     assert plan.fits

@@ -439,8 +439,8 @@ def test_runs_are_listed_default_first(tmp_path):
 
     import yaml
 
-    for run in ("a-model/paper", "gemma3-270m/small", "smollm2-135m-instruct/paper", "smollm2-135m-instruct/small"):
-        folder = tmp_path / "book" / "results" / run
+    for name in ("a-model/paper", "gemma3-270m/small", "smollm2-135m-instruct/paper", "smollm2-135m-instruct/small"):
+        folder = tmp_path / "book" / "results" / name
         folder.mkdir(parents=True)
         (folder / "01_eval.ipynb").write_text("{}")
         (folder / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}}}))

@@ -1,4 +1,4 @@
-"""Teacher-forced scoring, tokenization and the inclusion filter (``modularity.science.scoring``, METHOD §1.3, §2)."""
+"""Teacher-forced scoring, tokenization and the inclusion filter (``modularity.science.scoring``, book methods §1, §2)."""
 from __future__ import annotations
 
 import math
@@ -114,7 +114,7 @@ def test_length_sorted_batches_cover_every_index_once():
 
 
 # --------------------------------------------------------------------------
-# Tokenization and BOS (METHOD §1.3, §15.10)
+# Tokenization and BOS (book methods §1, difference 10)
 # --------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def bos_tokenizer(tiny_model_dirs):

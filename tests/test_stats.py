@@ -31,7 +31,7 @@ def structureless(n_per_domain=4, seed=1):
 
 
 def reference_within_cross_p(values, domains, n_perm, seed):
-    """The study's loop, written out (METHOD §6): masked means, rng.permutation(domains)."""
+    """The study's loop, written out (book methods §6): masked means, rng.permutation(domains)."""
     finite = np.isfinite(values) & ~np.eye(len(domains), dtype=bool)
     same = domains[:, None] == domains[None, :]
     real = values[same & finite].mean() - values[~same & finite].mean()
@@ -169,7 +169,7 @@ def test_vectorised_null_ari_equals_sklearn():
 
 
 def test_study_average_overlap_reproduces_verified_ari():
-    """METHOD §6 [verified]: ARI 0.7838; null mean ≈ 0.0002, SD ≈ 0.038, max ≈ 0.26; p = 1/10001."""
+    """book methods §6 [verified]: ARI 0.7838; null mean ≈ 0.0002, SD ≈ 0.038, max ≈ 0.26; p = 1/10001."""
     matrix = study.overlap_matrix("average", 0.1)  # the vendored file the study shipped
     result = st.ari_permutation(matrix, n_permutations=10_000, seed=42)
     assert result["ari"] == pytest.approx(0.7838, abs=5e-5)
@@ -178,7 +178,7 @@ def test_study_average_overlap_reproduces_verified_ari():
     assert result["null_sd"] == pytest.approx(0.038, abs=0.001)
     assert result["null_max"] == pytest.approx(0.26, abs=0.01)
     clusters = result["clusters"]
-    # Recovered clusters (METHOD §6): phys_newton/prost join MD; few-shot ToM joins the phys tasks.
+    # Recovered clusters (book methods §6): phys_newton/prost join MD; few-shot ToM joins the phys tasks.
     assert clusters["phys/phys_newton"] == clusters["MD/code_A"]
     assert clusters["ToM/norm_moral"] == clusters["phys/physics_speed"]
     assert clusters["ToM/agent"] != clusters["ToM/norm_moral"]

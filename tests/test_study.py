@@ -28,15 +28,15 @@ def test_overlap_readers_give_square_matrices_at_every_pct():
         np.testing.assert_allclose(np.diag(average), 1.0)
     sizes = {name: len(m) for name, m in study.overlap_matrices(0.1).items()}
     assert sizes == {"Mistral-Small-24B": 40, "Qwen2.5-32B": 45, "OLMo-2-32B": 35, "Llama-3.1-70B": 43,
-                     "Qwen2.5-72B": 46, "Mistral-Large-123B": 39}  # METHOD §2 "counts kept"
+                     "Qwen2.5-72B": 46, "Mistral-Large-123B": 39}  # book methods §2 "counts kept"
     with pytest.raises(FileNotFoundError):
-        study.overlap_matrix("Qwen2.5-32B", 5.0, doubly_stochastic=True)  # not shipped (METHOD §4)
+        study.overlap_matrix("Qwen2.5-32B", 5.0, doubly_stochastic=True)  # not shipped (book methods §4)
     with pytest.raises(KeyError, match="not one of the study's models"):
         study.overlap_matrix("GPT-5", 0.1)
 
 
 def test_shipped_average_is_the_cellwise_mean_of_the_six_models():
-    """METHOD §5 [verified]: the averaged raw matrix is reproduced from the per-model CSVs."""
+    """book methods §4 [verified]: the averaged raw matrix is reproduced from the per-model CSVs."""
     recomputed = average_matrices(list(study.overlap_matrices(0.1).values()))
     shipped = study.overlap_matrix("average", 0.1)
     np.testing.assert_allclose(recomputed.loc[shipped.index, shipped.index], shipped, atol=1e-6)

@@ -128,7 +128,7 @@ def test_generators_draw_both_labels_equally(profile):
 
 def test_listed_options_have_no_order_leak(suite):
     """Both options are named in the same order in the clean and the corrupted prompt, and the
-    correct one comes first in about half the items (the study named it first, METHOD §15.8)."""
+    correct one comes first in about half the items (the study named it first, book methods, difference 8)."""
     for name in ("phys_newton", "phys_prost", "agent", "social_interactions", "social_relations",
                  "logic_syllogism_symbolic", "logic_propositional_1", "logic_propositional_symbolic"):
         task = suite[name]

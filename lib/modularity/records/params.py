@@ -41,7 +41,7 @@ SCHEMA: dict[str, Param] = {
                      ("hooks", "nnsight")),
     "remote": Param(False, bool, "with backend nnsight: execute the traces on the hosted service (NDIF)"),
     "threads": Param(0, int, "CPU threads for torch; 0 keeps torch's default (1 is faster on a busy machine)"),
-    "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (METHOD §15.10)", ("model", "study")),
+    "bos": Param("model", str, "'model': tokenizer's own BOS; 'study': never (book methods, difference 10)", ("model", "study")),
     "threshold": Param(0.60, float, "inclusion filter on both-correct accuracy", required=True),
     "stop_early": Param(True, bool, "stop scoring a task once it can no longer reach threshold (same decision)"),
     "metric": Param("paper", str, "attribution metric", ("paper", "logit_diff")),
@@ -75,7 +75,7 @@ class ParamsError(ValueError):
 
 
 def default_run_name(model: str) -> str:
-    """Results folder name of a model: the alias, or the id with '/'→'_' and '.'→'-' (METHOD §14)."""
+    """Results folder name of a model: the alias, or the id with '/'→'_' and '.'→'-' (the study's compute notes)."""
     return Path(model).name if Path(model).exists() else model.replace("/", "_").replace(".", "-")
 
 

@@ -76,7 +76,7 @@ class ModelGeometry:
 
     @property
     def n_neurons(self) -> int:
-        """MLP neurons, L · d_ff (METHOD §3.1)."""
+        """MLP neurons, L · d_ff (book methods §3)."""
         return self.n_layers * self.d_ff
 
     @property

@@ -1,4 +1,4 @@
-"""Causal ablation of neuron sets: source task S's neurons, target task T's items (METHOD §7).
+"""Causal ablation of neuron sets: source task S's neurons, target task T's items (book methods §7).
 
 For a target item n and each clean answer y ∈ {y⁺, y⁻}:
 
@@ -11,7 +11,7 @@ For a target item n and each clean answer y ∈ {y⁺, y⁻}:
    the same forward pass, giving LP′(c_n, y).
 
 Per (S, T): ablated accuracy acc′ = mean_n 1[LP′(c_n, y⁺) > LP′(c_n, y⁻)]; the
-study stores Δ = 1 − acc′ (it assumes the unablated accuracy is 1, METHOD §15.13,
+study stores Δ = 1 − acc′ (it assumes the unablated accuracy is 1, book methods, difference 13,
 which we re-measure in the same code path with nothing patched); the change of
 the normalised logit difference (LD′ − LD)/(C − R) is reported as well.
 
@@ -247,7 +247,7 @@ def ablate_target(
     max_tokens: int = 4096,
     group_size: int | None = None,
 ) -> pd.DataFrame:
-    """Ablate each source set on one target task (METHOD §7). One row per source:
+    """Ablate each source set on one target task (book methods §7). One row per source:
 
     ``source``, ``n_items``, ``accuracy`` (acc′), ``unablated_accuracy`` (nothing
     patched, same code path), ``drop`` = 1 − acc′ (the study's stored value),

@@ -1,4 +1,4 @@
-"""Attribution patching over MLP neurons and attention heads (METHOD §3).
+"""Attribution patching over MLP neurons and attention heads (book methods §3).
 
 For a task's both-correct items n (clean prompt c_n, corrupted prompt r_n),
 at the last prompt position T−1, the score of site i in layer ℓ is
@@ -10,13 +10,13 @@ corrupted run raises the normalised metric m = (LD − R)/(C − R), where
 LD = LP(r, y⁺) − LP(r, y⁻) averaged over the items. Two variants:
 
 * ``metric="paper"`` — the study's: LP(r, y⁻) is detached, so
-  g = ∂LP(r, y⁺)/∂a / (N (C − R))  (METHOD §3.3, flaw §15.2);
+  g = ∂LP(r, y⁺)/∂a / (N (C − R))  (book methods §3, flaw §15.2);
 * ``metric="logit_diff"`` — the full difference is differentiated:
   g = ∂[LP(r, y⁺) − LP(r, y⁻)]/∂a / (N (C − R)).
 
-Unlike the study (per-batch mean, heavier final batch, §3.4), every item gets
+Unlike the study (per-batch mean, heavier final batch, book methods, difference 18), every item gets
 the same weight 1/N, so A is directly the predicted change of m.
-Heads (§3.5): the same product summed over each head's ``head_dim`` slice of
+Heads (book methods §3): the same product summed over each head's ``head_dim`` slice of
 the attention output projection's input.
 """
 from __future__ import annotations

@@ -13,7 +13,7 @@ are symmetric; ablation matrices are directed (rows = source, columns = target).
 :func:`read_matrix_csv` validates all of this and says which file, which label
 and how to fix it when something is off. By default it also drops the two
 legacy tasks ``phys/material`` and ``phys/spatial`` that haunt the study's
-per-model ablation CSVs (METHOD §15.4), recording them in
+per-model ablation CSVs (book methods, difference 4), recording them in
 ``df.attrs["dropped_legacy"]``.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from modularity.science.tasks.schema import DOMAINS
 
 __all__ = ["LEGACY_LABELS", "read_matrix_csv", "write_matrix_csv", "domains_of"]
 
-#: Tasks without data or config in the study's repo that linger in old ablation CSVs (METHOD §15.4).
+#: Tasks without data or config in the study's repo that linger in old ablation CSVs (book methods, difference 4).
 LEGACY_LABELS: tuple[str, ...] = ("phys/material", "phys/spatial")
 
 

@@ -4,10 +4,10 @@
   file), or one of the embedded aliases of :data:`EMBEDDED_MODELS`, which are
   installed from PyPI and never touch the network.
 * :data:`FAMILIES` knows, per architecture, where the MLP neurons are (the
-  **input of the MLP down projection**, METHOD §3.1) and where the per-head
+  **input of the MLP down projection**, book methods §3) and where the per-head
   attention outputs are (the **input of the attention output projection**,
-  METHOD §3.5).
-* :meth:`LoadedModel.format_prompt` applies the chat formatting of METHOD §1.3
+  book methods §3).
+* :meth:`LoadedModel.format_prompt` applies the chat formatting of book methods §1
   (:func:`modularity.science.tasks.format_prompt`, defined with the rest of prompt assembly).
 
 The returned :class:`LoadedModel` carries both the plain ``transformers``

@@ -1,7 +1,7 @@
 """Top-k% neuron sets, their pairwise overlap, and the matrices built from them.
 
 Everything here is pure computation on arrays and DataFrames (no file I/O, no
-plotting), following METHOD §3.1, §4, §5 and §11:
+plotting), following book methods §3, §4 and §10:
 
 * :func:`top_k_count` and :func:`top_positive_set` pick a task's neuron set:
   strictly positive attribution scores, ranked globally across layers, first k.
@@ -9,8 +9,8 @@ plotting), following METHOD §3.1, §4, §5 and §11:
   (**not** Jaccard; :func:`jaccard_matrix` gives the real Jaccard for contrast).
 * :func:`sinkhorn` is the "doubly stochastic" variant used only for Fig 2A.
 * :func:`within_cross` is the within- vs cross-domain summary of any square matrix.
-* :func:`average_matrices` is the cell-wise cross-model average of §5.
-* :func:`domain_mean_attribution` and :func:`layer_composition` build Fig 2B (§11).
+* :func:`average_matrices` is the cell-wise cross-model average (book methods §4).
+* :func:`domain_mean_attribution` and :func:`layer_composition` build Fig 2B (book methods §10).
 
 Matrices are DataFrames indexed by ``domain/task`` labels (rows = columns).
 """
@@ -107,7 +107,7 @@ def _check_square(matrix: pd.DataFrame) -> np.ndarray:
 
 
 def top_k_count(n_neurons: int, pct: float) -> int:
-    """k = max(1, ⌊N · pct / 100⌋) (METHOD §3.1), with ``pct`` in percent (0.1 = 0.1%).
+    """k = max(1, ⌊N · pct / 100⌋) (book methods §3), with ``pct`` in percent (0.1 = 0.1%).
 
     The product is done in exact rational arithmetic on the decimal value of
     ``pct``, so float rounding cannot push an exact integer below itself
@@ -135,7 +135,7 @@ def _as_numpy(scores) -> np.ndarray:
 
 
 def top_positive_set(scores, pct: float) -> np.ndarray:
-    """Flat indices of a task's top-``pct``% strictly positive neurons (METHOD §4).
+    """Flat indices of a task's top-``pct``% strictly positive neurons (book methods §4).
 
     ``scores``: attribution tensor or array of shape [L, d_ff] (any shape works;
     it is flattened in C order, so flat index = layer · d_ff + neuron).
@@ -169,7 +169,7 @@ def _pairwise_intersections(sets: Mapping[str, np.ndarray]) -> tuple[list[str], 
 
 
 def overlap_matrix(sets: Mapping[str, np.ndarray], k: int) -> pd.DataFrame:
-    """The study's overlap O_ij = |S_i ∩ S_j| / k (METHOD §4), shape [n, n].
+    """The study's overlap O_ij = |S_i ∩ S_j| / k (book methods §4), shape [n, n].
 
     ``sets`` maps ``domain/task`` → flat neuron indices (from :func:`top_positive_set`);
     ``k`` is the common top-k size. An empty set (e.g. all-NaN attributions)
@@ -204,7 +204,7 @@ def sinkhorn(
     tol: float = 1e-10,
     max_iter: int = 10_000,
 ) -> pd.DataFrame:
-    """Doubly stochastic version of an overlap matrix (METHOD §4, reconstruction).
+    """Doubly stochastic version of an overlap matrix (book methods §4, reconstruction).
 
     Sets the diagonal to 0 (by default), then Sinkhorn–Knopp: divide each row by
     its row sum, then each column by its column sum, until every row and column
@@ -250,7 +250,7 @@ def sinkhorn(
 def within_cross(
     matrix: pd.DataFrame, domains: Sequence[str] | Mapping[str, str] | None = None
 ) -> dict:
-    """Within- vs cross-domain means of a square matrix (METHOD §4, §7).
+    """Within- vs cross-domain means of a square matrix (book methods §4, §7).
 
     within = mean of cells (i, j), i ≠ j, same domain; cross = mean of cells in
     different domains. Both ordered directions count (so directed ablation
@@ -272,7 +272,7 @@ def within_cross(
 
 
 def average_matrices(matrices: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """Cell-wise cross-model average (METHOD §5), shape [n_union, n_union].
+    """Cell-wise cross-model average (book methods §4), shape [n_union, n_union].
 
     The task set is the union of all matrices' labels in the study's order
     (:func:`order_labels`). Each cell is the mean over the matrices that contain
@@ -299,13 +299,13 @@ def average_matrices(matrices: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return pd.DataFrame(averaged, index=labels, columns=labels)
 
 
-# --------------------------------------------------------------------------- Fig 2B (§11)
+# --------------------------------------------------------------------------- Fig 2B (book methods §10)
 
 
 def domain_mean_attribution(
     task_scores: Mapping[str, object], domains: Mapping[str, str] | None = None
 ) -> dict[str, np.ndarray]:
-    """Element-wise mean of the raw attribution tensors of each domain's tasks (METHOD §11 step 1).
+    """Element-wise mean of the raw attribution tensors of each domain's tasks (book methods §10 step 1).
 
     ``task_scores``: ``domain/task`` → tensor/array [L, d_ff] (only tasks that
     passed the filter should be given). ``domains``: optional label → domain
@@ -332,12 +332,12 @@ COMPOSITION_CATEGORIES: tuple[str, ...] = ("Lan", "MD", "phys", "ToM", "shared")
 def layer_composition(
     domain_maps: Mapping[str, object], pct: float = 0.1, n_bins: int = 25
 ) -> pd.DataFrame:
-    """Per-layer counts of domain-specific and shared neurons for ONE model (METHOD §11 steps 2–4).
+    """Per-layer counts of domain-specific and shared neurons for ONE model (book methods §10 steps 2–4).
 
     ``domain_maps``: domain → domain-mean attribution [L, d_ff] (from
     :func:`domain_mean_attribution`). For each domain the set is
     {|value| ≥ the (100 − pct)th percentile of |values|} (numpy's default linear
-    interpolation over all L·d_ff entries; **absolute** values, unlike §4).
+    interpolation over all L·d_ff entries; **absolute** values, unlike the top-k sets of book methods §4).
     A neuron in exactly one set counts for that domain, in ≥ 2 sets for "shared".
 
     Returns one row per layer (L rows) with columns ``layer``, ``bin``
@@ -371,7 +371,7 @@ def layer_composition(
 
 
 def composition_by_bin(per_model: Sequence[pd.DataFrame], n_bins: int = 25) -> pd.DataFrame:
-    """Average neurons per layer in each depth bin over several models (METHOD §11, last step).
+    """Average neurons per layer in each depth bin over several models (book methods §10, last step).
 
     ``per_model``: outputs of :func:`layer_composition`. Each bin's summed counts
     are divided by its number of (model, layer) contributions. Long format (what

@@ -1,4 +1,4 @@
-"""Evaluation: teacher-forced answer log-probabilities and the inclusion filter (METHOD §2).
+"""Evaluation: teacher-forced answer log-probabilities and the inclusion filter (book methods §2).
 
 For a prompt p and an answer y = y₁..y_m (tokenized separately),
 
@@ -61,7 +61,7 @@ class TokenizedTask:
 def encode_prompt(tokenizer, prompt: str, bos: str = "model") -> list[int]:
     """Prompt ids. ``bos="model"``: the tokenizer's own special tokens (BOS for
     models that expect one) unless the chat template already wrote the BOS;
-    ``bos="study"``: never add special tokens (METHOD §1.3, flaw §15.10)."""
+    ``bos="study"``: never add special tokens (book methods §1, flaw §15.10)."""
     if bos not in BOS_MODES:
         raise ValueError(f"bos must be one of {BOS_MODES}, got {bos!r}")
     bos_token = getattr(tokenizer, "bos_token", None)
@@ -70,7 +70,7 @@ def encode_prompt(tokenizer, prompt: str, bos: str = "model") -> list[int]:
 
 
 def encode_answer(tokenizer, answer: str) -> list[int]:
-    """Answer ids, tokenized on their own without special tokens (METHOD §1.3)."""
+    """Answer ids, tokenized on their own without special tokens (book methods §1)."""
     ids = tokenizer(answer, add_special_tokens=False).input_ids
     if not ids:
         raise ValueError(f"answer {answer!r} tokenizes to no tokens")

@@ -1,7 +1,7 @@
 """Statistics on task × task matrices: permutation tests, clustering recovery,
 per-domain modularity, ablation bars, Kendall τ across models, threshold sweep.
 
-Follows METHOD §6–§10 (what the study's scripts do, checked against its shipped
+Follows book methods §6–§10 (what the study's scripts do, checked against its shipped
 numbers). Inputs are square DataFrames indexed by ``domain/task`` labels
 (overlap: symmetric; ablation: directed, rows = source, columns = target).
 ``domains`` arguments accept None (read the label prefixes), a sequence aligned
@@ -151,7 +151,7 @@ def _within_minus_cross(values: np.ndarray, usable: np.ndarray, labellings: np.n
 def within_cross_permutation(
     matrix: pd.DataFrame, domains: Domains = None, n_permutations: int = 10_000, seed: int = STUDY_SEED
 ) -> dict:
-    """Within- vs cross-domain permutation test (METHOD §6 end, SI Table 1, sweep test 1).
+    """Within- vs cross-domain permutation test (book methods §6 end, SI Table 1, sweep test 1).
 
     ``matrix``: square [n, n] (symmetric overlap or directed ablation; all
     off-diagonal finite cells count, both directions). Statistic
@@ -189,7 +189,7 @@ def untested_reason(within: float, cross: float, within_kind: str, cross_kind: s
     return ("not computed: no finite cell for a " + " nor for a ".join(missing)) if missing else ""
 
 
-# --------------------------------------------------------------------------- clustering (§6)
+# --------------------------------------------------------------------------- clustering (book methods §6)
 
 
 def _symmetric_affinity(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -204,7 +204,7 @@ def _symmetric_affinity(matrix: pd.DataFrame | np.ndarray) -> np.ndarray:
 
 
 def knn_graph(affinity: np.ndarray, knn: int = 5) -> np.ndarray:
-    """Symmetric kNN graph K [n, n] of a symmetric affinity with zero diagonal (METHOD §6 step 2).
+    """Symmetric kNN graph K [n, n] of a symmetric affinity with zero diagonal (book methods §6 step 2).
 
     For each row i the ``knn`` largest entries A[i, j] are kept, and A_ij is
     written to both K[i, j] and K[j, i]; every other entry is 0. Ties: the
@@ -221,7 +221,7 @@ def knn_graph(affinity: np.ndarray, knn: int = 5) -> np.ndarray:
 
 
 def knn_distance(graph: np.ndarray) -> np.ndarray:
-    """D = 1 − K, with D = 1 wherever K = 0 and a zero diagonal (METHOD §6 step 3)."""
+    """D = 1 − K, with D = 1 wherever K = 0 and a zero diagonal (book methods §6 step 3)."""
     distance = 1.0 - graph
     distance[graph == 0] = 1.0
     np.fill_diagonal(distance, 0.0)
@@ -229,7 +229,7 @@ def knn_distance(graph: np.ndarray) -> np.ndarray:
 
 
 def cluster_tasks(matrix: pd.DataFrame | np.ndarray, n_clusters: int = 4, knn: int = 5) -> np.ndarray:
-    """The study's clustering pipeline (METHOD §6 steps 1–4) → cluster ids [n] (1..n_clusters).
+    """The study's clustering pipeline (book methods §6 steps 1–4) → cluster ids [n] (1..n_clusters).
 
     Symmetrise (NaN → 0), zero the diagonal, kNN graph (:func:`knn_graph`),
     distance (:func:`knn_distance`), scipy average linkage on the condensed
@@ -281,7 +281,7 @@ def ari_permutation(
     knn: int = 5,
     n_clusters: int = 4,
 ) -> dict:
-    """ARI of the clustering against the domains, with its permutation p (METHOD §6 steps 5–6).
+    """ARI of the clustering against the domains, with its permutation p (book methods §6 steps 5–6).
 
     The clustering (:func:`cluster_tasks`) is computed once and kept fixed; the
     null shuffles the true domain labels ``n_permutations`` times.
@@ -304,7 +304,7 @@ def ari_permutation(
 
 
 def clustering_scores(matrix: pd.DataFrame, domains: Domains = None, knn: int = 5, n_clusters: int = 4) -> dict:
-    """Cluster-recovery scores of sweep test 2 (METHOD §10).
+    """Cluster-recovery scores of sweep test 2 (book methods §9).
 
     ARI, NMI, AMI and V-measure of :func:`cluster_tasks` against the domains,
     plus the silhouette of the **true** domain labels on the distance 1 − A
@@ -332,7 +332,7 @@ def clustering_scores(matrix: pd.DataFrame, domains: Domains = None, knn: int = 
     }
 
 
-# --------------------------------------------------------------------------- per domain (§9)
+# --------------------------------------------------------------------------- per domain (book methods §9)
 
 
 def _ordered_domains(codes: np.ndarray) -> list[str]:
@@ -359,7 +359,7 @@ def _one_domain_stats(values: np.ndarray, usable: np.ndarray, indicator: np.ndar
 def per_domain_modularity(
     matrix: pd.DataFrame, domains: Domains = None, n_permutations: int = 10_000, seed: int = STUDY_SEED
 ) -> pd.DataFrame:
-    """Per-domain within vs cross test (METHOD §9, SI Table 2). One row per domain (study order).
+    """Per-domain within vs cross test (book methods §9, SI Table 2). One row per domain (study order).
 
     within_D = mean of off-diagonal cells with both tasks in D; cross_D = mean
     of cells with **exactly one** task in D (both directions; so ablation's
@@ -413,14 +413,14 @@ def holm(p_values) -> np.ndarray:
     return adjusted
 
 
-# --------------------------------------------------------------------------- ablation bars (§7)
+# --------------------------------------------------------------------------- ablation bars (book methods §7)
 
 #: Fig 2C bar kinds, in plotting order (the names modularity.showing.charts.domain_bars reads).
 BAR_KINDS: tuple[str, ...] = ("within", "D→others", "others→D")
 
 
 def domain_bars(ablation_matrix: pd.DataFrame, domains: Domains = None) -> pd.DataFrame:
-    """Fig 2C's three bars per domain D on a directed ablation matrix (METHOD §7).
+    """Fig 2C's three bars per domain D on a directed ablation matrix (book methods §7).
 
     Rows are sources S, columns targets T. Bars (column ``kind``): ``within``
     (S, T ∈ D, S ≠ T), ``D→others`` (S ∈ D, T ∉ D) and ``others→D`` (S ∉ D,
@@ -464,7 +464,7 @@ def bar_table(values: np.ndarray, masks: Mapping[str, Mapping[str, np.ndarray]])
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- Kendall τ (§8, §10)
+# --------------------------------------------------------------------------- Kendall τ (book methods §8, §9)
 
 
 def _vectorise(matrix: pd.DataFrame, labels: list[str], mode: str) -> np.ndarray:
@@ -480,7 +480,7 @@ def _vectorise(matrix: pd.DataFrame, labels: list[str], mode: str) -> np.ndarray
 def kendall_tau_pairs(
     matrices: Mapping[str, pd.DataFrame], mode: str = "directed", common: str = "all"
 ) -> pd.DataFrame:
-    """Pairwise Kendall τ-b between models' matrices (METHOD §8 ablation, §10 test 3 overlap).
+    """Pairwise Kendall τ-b between models' matrices (book methods §8 ablation, §10 test 3 overlap).
 
     ``mode``: "directed" = all off-diagonal cells (directed ablation matrices,
     n·(n−1) values); "upper" = strict upper triangle (symmetric overlap
@@ -522,8 +522,8 @@ def kendall_tau_pairs(
 def kendall_summary(pairs: pd.DataFrame, ddof: int) -> dict:
     """Mean, SD, range of the pairwise τ and the largest p.
 
-    ``ddof`` is explicit because the study uses 0 for ablation (§8) and 1 for
-    the overlap sweep (§10). Returns tau_mean, tau_sd, tau_min, tau_max, p_max, pairs (count).
+    ``ddof`` is explicit because the study uses 0 for ablation (book methods §8) and 1 for
+    the overlap sweep (§9). Returns tau_mean, tau_sd, tau_min, tau_max, p_max, pairs (count).
     """
     taus = pairs["tau"].to_numpy(dtype=float)
     return {
@@ -536,7 +536,7 @@ def kendall_summary(pairs: pd.DataFrame, ddof: int) -> dict:
     }
 
 
-# --------------------------------------------------------------------------- sweep (§10), tables (§9)
+# --------------------------------------------------------------------------- sweep and tables (book methods §9)
 
 
 def threshold_sweep(
@@ -548,7 +548,7 @@ def threshold_sweep(
     knn: int = 5,
     n_clusters: int = 4,
 ) -> pd.DataFrame:
-    """Robustness of the overlap results across top-k% thresholds (METHOD §10). One row per pct.
+    """Robustness of the overlap results across top-k% thresholds (book methods §9). One row per pct.
 
     ``matrices_by_pct``: pct → **averaged raw** overlap matrix. Test 1:
     within/cross permutation test (within, cross, ratio, delta, p). Test 2:
@@ -588,14 +588,14 @@ def model_summary(
     n_permutations: int = 10_000,
     seed: int = STUDY_SEED,
 ) -> dict:
-    """One model's SI Table 1 row (METHOD §9).
+    """One model's SI Table 1 row (book methods §9).
 
     Overlap (0.1%): n_tasks_overlap, overlap_within, overlap_cross,
     overlap_ratio, overlap_p. Ablation (directed, restricted to labels present
     as both row and column; NaN cells skipped): the same with prefix
     ``ablation_``. ``domains`` is an optional label → domain mapping (default:
     label prefixes). Whether legacy tasks are in the ablation matrix is the
-    caller's choice (the study kept them; see METHOD §15.4).
+    caller's choice (the study kept them; see book methods, difference 4).
     """
     def half(prefix: str, matrix: pd.DataFrame) -> dict:
         return within_cross_columns(prefix, within_cross_permutation(matrix, domains, n_permutations=n_permutations, seed=seed))
@@ -675,7 +675,7 @@ def comparison_note(kind: str, matrices: Mapping[str, pd.DataFrame], min_tasks: 
     """Whether τ can be computed across these runs' matrices, and a sentence saying why or on what.
 
     τ needs two runs and at least ``min_tasks`` common tasks; when task sets differ, the
-    intersection is used (METHOD §8) and the sentence says how many tasks remain.
+    intersection is used (book methods §8) and the sentence says how many tasks remain.
     """
     common = common_labels(matrices)
     sizes = {run: len(m) for run, m in matrices.items()}

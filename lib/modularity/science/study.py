@@ -69,7 +69,7 @@ STUDY_MODELS: tuple[StudyModel, ...] = (
     StudyModel("mistralai_Mistral-Large-Instruct-2407", "Mistral-Large-123B", "mistralai/Mistral-Large-Instruct-2407"),
 )
 
-#: The study's small control, run without the inclusion filter (METHOD §3.6); never averaged.
+#: The study's small control, run without the inclusion filter (book methods §3); never averaged.
 CONTROL_MODEL = StudyModel("openai-community_gpt2", "GPT-2", "openai-community/gpt2")
 
 #: Top-k% thresholds the study ships overlap matrices for.
@@ -97,7 +97,7 @@ def overlap_matrix(model: str, pct: float = 0.1, doubly_stochastic: bool = False
     """One model's (or ``"average"``'s) top-``pct``% overlap matrix [n, n] as the study shipped it.
 
     ``doubly_stochastic`` reads the Sinkhorn-normalised version, which the study ships only for
-    some (model, pct) pairs (METHOD §4); a missing file raises FileNotFoundError.
+    some (model, pct) pairs (book methods §4); a missing file raises FileNotFoundError.
     """
     folder = "average" if model == "average" else _model(model).folder
     suffix = "_doubly_stochastic" if doubly_stochastic else ""
@@ -116,11 +116,11 @@ def overlap_matrices(pct: float = 0.1, root: Path | None = None) -> dict[str, pd
 
 
 def ablation_matrix(model: str, keep_legacy: bool = False, root: Path | None = None) -> pd.DataFrame:
-    """One model's directed ablation matrix [sources, targets] (accuracy drop, METHOD §7).
+    """One model's directed ablation matrix [sources, targets] (accuracy drop, book methods §7).
 
     Cut to the labels present as both row and column. ``keep_legacy`` keeps ``phys/material`` and
     ``phys/spatial``, which the shipped files still hold and the study's SI Table 1 and ablation
-    τ used (METHOD §15.4); by default they are dropped, as the study's averaging did.
+    τ used (book methods, difference 4); by default they are dropped, as the study's averaging did.
     """
     path = _results(root) / _model(model).folder / "ablation_analysis" / "positive_0.1pct_corrupted_accuracy.csv"
     return read_matrix_csv(path, drop_legacy=not keep_legacy, common_labels=True)
@@ -132,7 +132,7 @@ def ablation_matrices(keep_legacy: bool = False, root: Path | None = None) -> di
 
 
 def average_ablation(root: Path | None = None) -> pd.DataFrame:
-    """The six-model average ablation matrix, which the study used but did not ship (METHOD §15.5).
+    """The six-model average ablation matrix, which the study used but did not ship (book methods, difference 5).
 
     Regenerated as the study's averaging script does: legacy tasks removed, each cell the mean
     over the models that have both tasks (:func:`modularity.science.overlap.average_matrices`).
@@ -147,7 +147,7 @@ def baselines(root: Path | None = None, include_control: bool = False) -> pd.Dat
     n_aligned, clean_accuracy, corrupted_accuracy, both_correct_accuracy, n_both_correct,
     passes (both-correct accuracy ≥ 0.60, the study's filter) and ``format``: "attribution" for
     the files written by the attribution script (accuracies over aligned items), "run_eval" for
-    the one file written by the evaluation script in another format (METHOD §15.6).
+    the one file written by the evaluation script in another format (book methods, difference 6).
     """
     rows = []
     results = _results(root)
@@ -260,7 +260,7 @@ def tau_against_study(matrix: pd.DataFrame, kind: str, name: str = "run", root: 
     """Kendall τ-b between one run's matrix and each study model's, on their common tasks.
 
     ``kind``: "overlap" (0.1%, upper triangle) or "ablation" (directed off-diagonal cells, legacy
-    tasks dropped). Each pair uses the tasks common to the two matrices (METHOD §8's "pair"
+    tasks dropped). Each pair uses the tasks common to the two matrices (book methods §8's "pair"
     convention; the study's own τ used the tasks common to all six). Rows: study_model, tau, p,
     n_tasks, n_values; τ and p are NaN when fewer than ``min_tasks`` tasks are shared.
     """

@@ -64,9 +64,9 @@ __all__ = [
 # Domains: order, names, colours
 # --------------------------------------------------------------------------------------------
 
-#: Order of the study's overlap / ablation CSVs (METHOD §4): the domains' own order.
+#: Order of the study's overlap / ablation CSVs (book methods §4): the domains' own order.
 DOMAINS_OVERLAP_ORDER = DOMAINS
-#: Order of the accuracy table, SI Fig 1 (METHOD §13): Language, Formal, Physics, Social.
+#: Order of the accuracy table, SI Fig 1 (book methods §2): Language, Formal, Physics, Social.
 DOMAINS_ACCURACY_ORDER = ("Lan", "MD", "phys", "ToM")
 
 #: The domains' names (one definition, in the task schema) and Fig 2B's "shared" category.
@@ -882,8 +882,9 @@ def paired_cells(a: pd.DataFrame, b: pd.DataFrame, *, name_a: str, name_b: str,
 # --------------------------------------------------------------------------------------------
 
 def beside_study(df: pd.DataFrame, *, title: str = "This run beside the study's six models",
-                 width: int = 520) -> alt.VConcatChart:
-    """Strip plot per measure: the six study models as grey dots, the runs highlighted.
+                 width: int = 400) -> alt.VConcatChart:
+    """Strip plot per measure: the study's six models on one row (grey dots), each run on a row of
+    its own (red diamond), named on the axis so that no label can collide with another.
 
     ``df`` is the long table of :func:`modularity.science.study.beside_study`: columns ``model``,
     ``source`` ("study" or "run"), ``measure`` (e.g. "overlap ratio", "ablation ratio", "ARI"),
@@ -892,38 +893,38 @@ def beside_study(df: pd.DataFrame, *, title: str = "This run beside the study's 
     missing value are left out (a run whose statistic could not be computed).
     """
     _require(df, ["model", "source", "measure", "value"], "beside_study")
+    study_row = "the study's six models"
+    rows = [study_row] + list(dict.fromkeys(df.loc[df["source"] == "run", "model"]))
     panels = []
     for measure in dict.fromkeys(df["measure"]):
         d = df[(df["measure"] == measure) & df["value"].notna()].copy()
         if d.empty:
             continue
         is_ratio = "ratio" in measure
-        positive = d["value"] > 0
-        d = d[positive] if is_ratio else d
+        d = d[d["value"] > 0] if is_ratio else d
+        d["row"] = np.where(d["source"] == "study", study_row, d["model"])
         scale = alt.Scale(type="log") if is_ratio else alt.Scale(zero=False, padding=12)
-        tooltip = ["model:N", "source:N", alt.Tooltip("value:Q", format=".3f", title=measure)]
+        tooltip = ["model:N", alt.Tooltip("value:Q", format=".3f", title=measure)]
         tooltip += [alt.Tooltip(c, format=".2g") if c == "p" else alt.Tooltip(c) for c in ("p", "n_tasks") if c in d]
-        points = alt.Chart(d).mark_point(filled=True, size=90, opacity=0.9).encode(
+        points = alt.Chart(d).mark_point(filled=True, size=80, opacity=0.9).encode(
             x=alt.X("value:Q", title=measure + (" (within / across, log scale)" if is_ratio else ""), scale=scale),
-            y=alt.Y("source:N", title=None, sort=["study", "run"]),
+            y=alt.Y("row:N", title=None, sort=rows, scale=alt.Scale(domain=rows),
+                    axis=alt.Axis(labelLimit=230, labelFontSize=11)),
             color=alt.Color("source:N", scale=alt.Scale(domain=["study", "run"], range=["#9c9c9c", "#d62728"]),
                             legend=None),
             shape=alt.Shape("source:N", scale=alt.Scale(domain=["study", "run"], range=["circle", "diamond"]),
                             legend=None),
             tooltip=tooltip,
         )
-        # Only the runs are named: six study dots often sit within a label's width of each other.
-        labels = alt.Chart(d[d["source"] == "run"]).mark_text(align="left", dx=7, dy=-7, fontSize=10).encode(
-            x=alt.X("value:Q", scale=scale), y=alt.Y("source:N", sort=["study", "run"]), text="model:N",
-            color=alt.value("#d62728"))
         reference = alt.Chart(pd.DataFrame({"value": [1.0 if is_ratio else 0.0]})).mark_rule(
             strokeDash=[4, 3], color="#555").encode(x=alt.X("value:Q", scale=scale))
-        panels.append(alt.layer(reference, points, labels).properties(width=width, height=70))
+        panels.append(alt.layer(reference, points).properties(width=width, height=24 * len(rows) + 8))
     if not panels:
         raise ValueError("beside_study: no measure has a value to draw")
-    return alt.vconcat(*panels, spacing=38).properties(title=alt.Title(
-        title, subtitle=["Grey: the study's six models (their shipped matrices; hover for names); red: this "
-                         "project's run(s).", "Dashed: no domain structure (ratio 1) or chance (ARI 0)."]))
+    return alt.vconcat(*panels, spacing=30).configure_axis(titleFontSize=12, labelFontSize=11).properties(
+        title=alt.Title(title, fontSize=13, subtitle=[
+            "Grey: the study's six models (their released matrices; hover for names); red: this book's run(s).",
+            "Dashed: no domain structure (ratio 1) or chance (ARI 0)."], subtitleFontSize=11))
 
 
 # --------------------------------------------------------------------------------------------

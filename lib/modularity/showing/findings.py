@@ -49,7 +49,7 @@ def format_p(p, n_permutations: int | None = None) -> str:
         return "p not computed"
     if n_permutations and p <= 1.0 / (n_permutations + 1) + 1e-12:
         return f"p < {1.0 / n_permutations:.1g}"
-    return f"p = {p:.2g}" if p >= 0.001 else f"p = {p:.1e}"
+    return f"p = {p:.2g}"  # two significant digits; Python writes 1e-04 and below in exponent form
 
 
 def beyond_chance(p) -> bool:

@@ -5,7 +5,7 @@ source's set is its top ``main_pct``% positive neurons (as in stage 3); a target
 first ``ablation_items`` aligned, both-correct items. For each (set, target) cell
 :func:`modularity.science.ablation.ablate_target` patches the set's neurons in the target's clean runs, at
 every position, with their values on the target's corrupted prompts (``ablation_mode``,
-METHOD §7). Random control sets of the same size (layer-matched and uniform,
+book methods §7). Random control sets of the same size (layer-matched and uniform,
 ``n_random_controls`` of each) run on the cells that ``ablation_control_cells`` names.
 
 Cells are cached per target under ``cache/…/ablation/<settings>_<fingerprint of every task>/``

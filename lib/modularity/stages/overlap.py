@@ -2,9 +2,9 @@
 
 Reads the attribution tensors of stage 2 (one per passing task; one damaged or made from other
 items is recomputed, :func:`modularity.stages.scores.load_scores`), selects each task's top-k%
-strictly positive neurons at every threshold of ``top_pcts`` (METHOD §4), and computes the
+strictly positive neurons at every threshold of ``top_pcts`` (book methods §4), and computes the
 study's overlap |A∩B|/k, the true Jaccard for contrast, the doubly-stochastic (Sinkhorn) matrix
-at ``main_pct`` and the layer-wise composition of the domain-mean maps (METHOD §11). Writes
+at ``main_pct`` and the layer-wise composition of the domain-mean maps (book methods §10). Writes
 ``overlap_<pct>.csv``, ``jaccard_<pct>.csv`` and ``overlap_<main_pct>_doubly_stochastic.csv`` in
 the study's CSV layout. With fewer than two attributed tasks nothing is computed or written.
 """

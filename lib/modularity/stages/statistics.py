@@ -1,11 +1,11 @@
 """Stage 4 · statistics: is the overlap structure modular beyond chance?
 
 Reads stage 3's overlap matrices (``overlap_<pct>.csv``) and runs, on the one at ``main_pct``:
-the within − cross label-permutation test (METHOD §6), the per-domain test (§9, with Holm's
+the within − cross label-permutation test (book methods §6), the per-domain test (§9, with Holm's
 correction), the study's clustering (kNN graph, average linkage, one cluster per domain present)
-and its ARI against a permutation null (§6); places the run's overlap ratio and ARI beside the
+and its ARI against a permutation null (book methods §6); places the run's overlap ratio and ARI beside the
 study's six models, with Kendall's τ against each; and repeats the tests at every threshold
-(§10). Writes ``stats_summary.json``, ``per_domain_overlap.csv`` and ``threshold_sweep.csv``.
+(§9). Writes ``stats_summary.json``, ``per_domain_overlap.csv`` and ``threshold_sweep.csv``.
 With fewer than 4 tasks, or fewer than two domains holding two tasks each, the tests are
 skipped and the tables written empty.
 """

@@ -5,7 +5,7 @@ The corrupted prompt replaces only the query scenario by one with the other labe
 with the same cached token length when possible (the study's ``token_length_key`` idea).
 
 The study gave all ten tasks the same "What is the physical outcome in the following contexts?
-Context: … Answer: …" frame, even the social ones (METHOD §15.9), which makes prompt format a
+Context: … Answer: …" frame, even the social ones (book methods, difference 9), which makes prompt format a
 confound of the domain clustering. Here each task asks its own question and each domain uses
 its own field names.
 """

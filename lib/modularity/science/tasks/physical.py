@@ -2,7 +2,7 @@
 
 Newton and PROST name their two options in the problem text, in a random order that is the
 same in the clean and the corrupted prompt, so "the correct option is named first" no longer
-leaks the answer (the study's suffix did, METHOD §15.8).
+leaks the answer (the study's suffix did, book methods, difference 8).
 
 In the ``small`` profile all nine are raw few-shot completions over very familiar objects
 (``content/small_completion.json``; :func:`.fewshot.build_completion_pair`): a few solved lines such

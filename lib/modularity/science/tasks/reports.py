@@ -112,7 +112,7 @@ def alignment_rate(task: TaskData, tokenizer, format_prompt: Callable[[str, bool
 
     ``format_prompt(message, force_base_evaluation)`` turns a user message into the model's
     prompt string (e.g. applies its chat template); by default the raw message is used.
-    Tokens are counted with ``add_special_tokens=False``, as in the study (METHOD §1.3).
+    Tokens are counted with ``add_special_tokens=False``, as in the study (book methods §1).
     """
     fmt = format_prompt or (lambda message, _force: message)
     same = 0

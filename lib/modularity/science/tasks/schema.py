@@ -1,4 +1,4 @@
-"""The item schema and prompt assembly of the study (METHOD §1): the user message of a
+"""The item schema and prompt assembly of the study (book methods §1): the user message of a
 condition (:func:`assemble_message`) and the prompt string a model reads (:func:`format_prompt`).
 
 A task is a list of minimal pairs. Each item is a dict with the six keys of
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-#: Domain codes as the study writes them, in the study's CSV order (METHOD §4).
+#: Domain codes as the study writes them, in the study's CSV order (book methods §4).
 DOMAINS: tuple[str, ...] = ("MD", "ToM", "phys", "Lan")
 
-#: Human names of the domains (METHOD §15.16).
+#: Human names of the domains (book methods, difference 16).
 DOMAIN_NAMES: dict[str, str] = {
     "Lan": "Language",
     "MD": "Formal reasoning",
@@ -34,7 +34,7 @@ CONDITIONS: tuple[str, ...] = ("clean", "corrupted")
 
 @dataclass(frozen=True)
 class PromptConfig:
-    """How a task's problem text becomes a user message (METHOD §1.2–1.3).
+    """How a task's problem text becomes a user message (book methods §1–1.3).
 
     ``suffix`` may hold ``{correct_answer}`` / ``{incorrect_answer}``; they are
     filled from the condition's own answers, exactly as the study does.
@@ -116,7 +116,7 @@ class TaskData:
 
 
 def assemble_message(config: PromptConfig, item: dict, condition: str) -> str:
-    """The user message for ``condition`` ∈ {"clean", "corrupted"} (METHOD §1.3).
+    """The user message for ``condition`` ∈ {"clean", "corrupted"} (book methods §1).
 
     ``msg = prefix + problem + concatenation``, then ``" " + suffix`` with the
     placeholders filled from the condition's own correct/incorrect answers.

@@ -6,7 +6,7 @@ so phys keys ``physics_*`` point at files ``phys_*.json``).
 
 The study's own files hold exact duplicates and a few items whose two answers are equal;
 :func:`load_study_data` leaves such items out and records what it left out, :func:`source_table`
-and :func:`audit_items` tabulate that and the study files' other known defects (METHOD §15.8–9).
+and :func:`audit_items` tabulate that and the study files' other known defects (book methods, difference 8–9).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from .schema import DOMAINS, REQUIRED_KEYS, ItemSource, PromptConfig, TaskData, 
 
 
 class TaskDataError(ValueError):
-    """A task file that does not follow the study's item format (METHOD §1.1)."""
+    """A task file that does not follow the study's item format (book methods §1)."""
 
 
 #: Why :func:`load_study_data` leaves an item out (first failing check wins, in this order):
@@ -299,7 +299,7 @@ def listed_order(task: TaskData, item: dict, condition: str) -> str | None:
 
 def correct_named_first(task: TaskData, item: dict) -> bool:
     """Whether both user messages of ``item`` list the two answers ("A or B") with the
-    condition's own correct answer first: the answer-order leak of METHOD §15.8, where a suffix
+    condition's own correct answer first: the answer-order leak of book methods, difference 8, where a suffix
     "answer {correct_answer} or {incorrect_answer}" names the correct option first in the clean
     and the corrupted prompt alike, so the option order alone tells the answer."""
     return all(listed_order(task, item, condition) == "correct_first" for condition in ("clean", "corrupted"))
@@ -323,7 +323,7 @@ def fewshot_frame(problem: str) -> str:
     return f"{cues[-1]}: … {answer}: ×{shots}"
 
 
-#: The few-shot frame that 7 phys and 3 ToM tasks of the study share (METHOD §15.9).
+#: The few-shot frame that 7 phys and 3 ToM tasks of the study share (book methods, difference 9).
 STUDY_SHARED_FRAME = "Context: … Answer: ×2"
 
 

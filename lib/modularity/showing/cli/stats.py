@@ -29,7 +29,7 @@ File layout (the study's published CSVs, e.g. results/<model>/overlap/positive_0
   ...
   A square table: the first column and the header row both hold 'domain/task' labels
   (domains MD, ToM, phys, Lan; same labels on both axes, any order), every cell a number
-  (empty = missing). The legacy tasks phys/material and phys/spatial (METHOD §15.4) are
+  (empty = missing). The legacy tasks phys/material and phys/spatial (book methods, difference 4) are
   dropped unless --keep-legacy is given; the output lists what was dropped.
 """
 
@@ -261,8 +261,8 @@ def add_parser(subparsers) -> None:
             "Do different models agree on which task pairs share neurons (or hurt each other)?\n"
             "Each file is one model's matrix. All files are cut to the tasks common to every file;\n"
             "each pair of files is compared with Kendall's τ-b (scipy, asymptotic p) over:\n"
-            "  --mode directed   all off-diagonal cells, n(n−1) values (ablation, METHOD §8)\n"
-            "  --mode upper      the strict upper triangle, n(n−1)/2 values (symmetric overlap, §10)\n"
+            "  --mode directed   all off-diagonal cells, n(n−1) values (ablation, book methods §8)\n"
+            "  --mode upper      the strict upper triangle, n(n−1)/2 values (symmetric overlap, book methods §9)\n"
             "Cells missing in either file are skipped. Output: tau_mean, tau_sd (ddof 0 for directed,\n"
             "1 for upper, as the study; override with --ddof), tau_min/max, p_max, n_common_tasks, pairs.\n\n"
             + FILE_LAYOUT
@@ -279,7 +279,7 @@ def add_parser(subparsers) -> None:
         "average",
         help="cell-wise average of several models' matrices (the study's cross-model average)",
         description=(
-            "Average task × task matrices over models as the study does (METHOD §5): the task set is\n"
+            "Average task × task matrices over models as the study does (book methods §4): the task set is\n"
             "the union of all files' tasks, each cell the mean over the files that contain both tasks.\n"
             "Use it to regenerate the six-model average ablation matrix, which the study did not ship:\n"
             "  modularity stats average results/*/ablation_analysis/positive_0.1pct_corrupted_accuracy.csv \\\n"
