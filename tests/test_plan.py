@@ -11,6 +11,7 @@ import yaml
 from conftest import FAMILY_NAMES, tiny_config
 
 from modularity.running import plan as planning
+from modularity.base.files import REPO_ROOT
 from modularity.stages import registry
 from modularity.showing.cli import main
 
@@ -171,7 +172,32 @@ def test_time_grows_with_work_and_ablation_with_passing_squared():
     assert halved == pytest.approx(full * (w.n_tasks // 2) ** 2 / w.n_tasks ** 2)
 
 
-def test_cpu_calibration_reproduces_the_measured_main_job():
+def test_the_cost_model_counts_the_work_a_committed_run_did():
+    """The units the cost model charges each stage are the units the stages ran, counted from the
+    default run's own tables: every generated item scored (stage 1 keeps a row per item), the
+    first ``attribution_items`` both-correct items of each passing task attributed, and every
+    (source, target) pair ablated on ``ablation_items`` items. A cost model whose work grew otherwise
+    (ablation linear in the passing tasks, say) fails here; calibration cannot hide it."""
+    import pandas as pd
+
+    run = REPO_ROOT / "book" / "results" / "smollm2-135m-instruct" / "small"
+    params = {**json.loads((run / "manifest.json").read_text())["params"], "device": "cpu"}
+    summary, items = pd.read_csv(run / "eval_summary.csv"), pd.read_csv(run / "eval_items.csv")
+    cells = pd.read_csv(run / "ablation_cells.csv")
+    passing = summary[summary.passes]
+    w = planning.workload_from_params(params, n_passing=len(passing))
+    units = planning.stage_costs(planning.model_geometry(planning.SMOLLM2_CONFIG), w).set_index("stage")["units"]
+    assert units["evaluation"] == len(items) == len(summary) * params["n_items"]
+    attributed = passing.n_both_correct.clip(upper=params["attribution_items"]).sum()
+    assert units["attribution"] == len(passing) * params["attribution_items"] >= attributed >= 0.75 * units["attribution"]
+    selected = cells[cells.kind == "selected"]
+    assert len(selected) == len(passing) ** 2 and units["ablation"] == selected.n_items.sum()
+
+
+def test_cpu_calibration_inverts_the_cost_model_on_the_measured_job():
+    """The calibration's rates, put back into the cost model, give the measured job's stage times
+    (a round trip: it checks the calibration's arithmetic, not the cost model, which the test
+    above checks against the work the stages did)."""
     job = json.loads(planning.MAIN_JOB.read_text())
     params = {**job["params"], "device": "cpu"}
     w = planning.workload_from_params(params, n_passing=planning.MAIN_JOB_PASSING)
