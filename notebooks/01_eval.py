@@ -227,7 +227,7 @@ else:
                      f"profile, {ctx.params['n_items']} items each, seed {ctx.params['seed']}), so no item was left out."))
 
 # %% [markdown]
-# The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", {ref}`difference 8 <differs-8>`) and the tasks that share the 2-shot "Context: … Answer:" frame (§15.9).
+# The audit of the task files (`task_files_audit.csv`, written for `data_dir` runs, over all usable items) also records two design traits of the study's files: the share of items whose clean *and* corrupted prompts list the correct answer first ("answer A or B", {ref}`difference 8 <differs-8>`) and the tasks that share the 2-shot "Context: … Answer:" frame ({ref}`difference 9 <differs-9>`).
 
 # %%
 if result.audit is not None:

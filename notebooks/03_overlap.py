@@ -205,7 +205,10 @@ sorted(path.name for path in result.written)
 #
 # * The overlap |A∩B|/k is *not* Jaccard ({ref}`difference 1 <differs-1>`); with equal set sizes J = O/(2 − O), so both
 #   rank pairs identically but Jaccard values are smaller.
-# * Tasks sharing a prompt format (the few-shot "Context: … Answer:" template) can overlap for
-#   reasons of format rather than domain ({ref}`difference 9 <differs-9>`).
+# * Tasks sharing a prompt format can overlap for reasons of format rather than domain. The study's
+#   files give ten physical and social tasks one 2-shot "Context: … Answer:" frame
+#   ({ref}`difference 9 <differs-9>`; runs on those files, `data_dir`); this book's generated tasks
+#   give physical ("Situation: … Outcome:") and social ("Story: … Answer:") tasks frames of their
+#   own, which still share a few-shot layout.
 # * The domain maps of Figure 3 use |mean score| ({ref}`difference 11 <differs-11>`), a different rule from the per-task
 #   positive sets of Figures 1–2.

@@ -171,12 +171,15 @@ else:
 # %%
 table_rows = []
 for run in runs_to_compare:
-    if run in overlap_matrices:
-        row = stats.model_summary(overlap_matrices[run], ablation_matrices.get(run), n_permutations=int(n_permutations))
-        table_rows.append({"run": run, **row})
+    if run in overlap_matrices:  # the one rule for too few tasks: no numbers, the reason instead
+        reason = stats.untestable_reason(overlap_matrices[run])
+        row = {} if reason else stats.model_summary(overlap_matrices[run], ablation_matrices.get(run),
+                                                    n_permutations=int(n_permutations))
+        table_rows.append({"run": run, **row, "not computed": reason or ""})
 si_table = pd.DataFrame(table_rows).set_index("run") if table_rows else pd.DataFrame()
-if len(si_table) >= 2:
-    si_table = pd.concat([si_table, stats.summarise_models(si_table)])
+tested = si_table[si_table["not computed"] == ""] if len(si_table) else si_table
+if len(tested) >= 2:
+    si_table = pd.concat([si_table, stats.summarise_models(tested.drop(columns="not computed"))])
 si_table if len(si_table) else "no run has an overlap matrix yet"
 
 # %% [markdown]
@@ -192,7 +195,8 @@ if placed_runs:
     placed = study.beside_study(placed_runs, n_permutations=int(n_permutations))
     charts.show(charts.beside_study(placed, title="The runs beside the study's six models"),
                 caption="Figure 2. Overlap ratio and ablation ratio (within / across, log scale) and ARI of each "
-                        "run (red, named) and of the study's six models (grey; hover for names).")
+                        "run (red, one row each) and of the study's six models (grey; hover for names). A run with "
+                        "too few tasks for the tests keeps its row without a point (table of section 5).")
     display(placed.pivot_table(index="model", columns="measure", values="value", sort=False))
 else:
     print("no run has an overlap matrix yet")

@@ -55,7 +55,8 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     # The whole-book pages read the run just made (through MODULARITY_ROOT).
     import papermill
 
-    for page, parameters in (("08_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {})):
+    for page, parameters in (("08_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {}),
+                             ("findings", {"runs": ["tiny/small"]})):
         out = tmp_path / f"{page}.ipynb"
         with template_notebook(REPO / "notebooks", page) as template:
             papermill.execute_notebook(str(template), str(out), parameters=parameters,
@@ -64,6 +65,10 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     provenance = json.loads((tmp_path / "90_provenance.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in provenance["cells"] for o in c.get("outputs", []))
     assert "1 run(s) found" in printed
+    findings_page = json.loads((tmp_path / "findings.ipynb").read_text())
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in findings_page["cells"]
+                    for o in c.get("outputs", []))
+    assert "**tiny (small).**" in shown and "tasks pass the 60% both-correct filter" in shown
 
 
 def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):

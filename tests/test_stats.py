@@ -341,6 +341,7 @@ def test_model_summary_restricts_ablation_to_paired_labels():
     assert row["overlap_ratio"] > 5 and row["ablation_p"] == pytest.approx(1 / 200)
     table = st.summarise_models(pd.DataFrame([row, st.model_summary(planted(seed=9), None, n_permutations=99)]))
     assert table.loc["sd", "n_tasks_overlap"] == 0.0
+    assert table[["overlap_p", "ablation_p"]].isna().all().all(), "p-values are never averaged"
 
 
 def test_format_p_and_binomial_se():

@@ -613,13 +613,17 @@ def within_cross_columns(prefix: str, test: Mapping) -> dict:
 
 
 def summarise_models(rows: pd.DataFrame) -> pd.DataFrame:
-    """SI Table 1's summary line: mean and SD (ddof = 1) of each numeric column across models.
+    """SI Table 1's summary line: mean and SD (ddof = 1) of each numeric column across models,
+    except the p-values (columns ``p`` and ``*_p``), which are not averaged: they stay NaN.
 
     ``rows``: one row per model (e.g. a DataFrame of :func:`model_summary` dicts).
     Returns a 2-row DataFrame indexed "mean", "sd".
     """
     numeric = rows.select_dtypes("number")
-    return pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=1)}).T
+    summary = pd.DataFrame({"mean": numeric.mean(), "sd": numeric.std(ddof=1)}).T
+    p_values = [column for column in summary.columns if column == "p" or str(column).endswith("_p")]
+    summary[p_values] = np.nan
+    return summary
 
 
 def testable(matrix: pd.DataFrame) -> bool:
