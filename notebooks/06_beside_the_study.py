@@ -67,6 +67,7 @@ ctx = RunContext.from_notebook(globals())
 import pandas as pd
 from myst_nb import glue
 
+from modularity.science import stats
 from modularity.showing import charts
 from modularity import stages
 
@@ -94,10 +95,11 @@ charts.show(charts.beside_study(result.placed, title=f"{result.label} beside the
                     f"{result.label} (red) and of the study's six models (grey, hover for the name).")
 
 # %%
+reason = stats.untestable_reason(result.overlap) if len(result.overlap) else "fewer than two tasks were attributed"
 glue("position_text", "; ".join(
     f"{measure} {row['this run']:.2f} (study {row['study min']:.2f}–{row['study max']:.2f})"
-    for measure, row in result.positions.iterrows() if pd.notna(row["this run"])) or "no number could be computed",
-    display=False)
+    for measure, row in result.positions.iterrows() if pd.notna(row["this run"]))
+    or f"None of the three numbers is computed for this run: {reason}", display=False)
 result.positions
 
 # %% [markdown]

@@ -6,11 +6,11 @@ fast is still a dependency.
 """
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
 
+from modularity.records.store import package_imports
 from modularity.stages import registry
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "modularity"
@@ -25,33 +25,9 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def is_module(name: str) -> bool:
-    base = PACKAGE.joinpath(*name.split(".")) if name else PACKAGE
-    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
-
-
-def imports_of(path: Path) -> set[str]:
-    """The package's modules that ``path`` imports (``modularity.x.y`` → ``x.y``)."""
-    name = module_name(path)
-    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1] + (node.module.split(".") if node.module else [])
-            elif node.module and node.module.split(".")[0] == "modularity":
-                base = node.module.split(".")[1:]
-            else:
-                continue
-            for alias in node.names:
-                candidate = ".".join(base + [alias.name])
-                found.add(candidate if is_module(candidate) else ".".join(base))
-        elif isinstance(node, ast.Import):
-            found |= {alias.name.split(".", 1)[1] for alias in node.names if alias.name.startswith("modularity.")}
-    return found - {name, ""}
-
-
-GRAPH = {module_name(path): imports_of(path) for path in sorted(PACKAGE.rglob("*.py"))}
+#: Module -> the package's modules it imports (the graph the cache code version follows too).
+GRAPH = {module_name(path): set(package_imports(module_name(path))) - {module_name(path)}
+         for path in sorted(PACKAGE.rglob("*.py"))}
 
 
 def layer_of(module: str) -> int:

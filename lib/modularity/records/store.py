@@ -181,7 +181,7 @@ def code_version(computation: str) -> str:
             continue
         tree = ast.parse(_module_file(module).read_text())
         seen[module] = ast.dump(_without_docstrings(tree))
-        pending += _package_imports(module, tree)
+        pending += package_imports(module, tree)
     libraries = {name: package_metadata.version(name) for name in COMPUTING_LIBRARIES}
     text = json.dumps([sorted(seen.items()), libraries])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -193,9 +193,14 @@ def _module_file(module: str) -> Path:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _package_imports(module: str, tree: ast.Module) -> list[str]:
-    """The modules of this package that ``module`` imports (relative or absolute)."""
-    package = module.split(".")[:-1]  # a module's own package (modules here are never __init__)
+def package_imports(module: str, tree: ast.Module | None = None) -> list[str]:
+    """The modules of this package that ``module`` (dotted below the package, ``""`` for the package
+    itself) imports, relative or absolute, at module level or inside functions; ``tree`` is its
+    parsed source when already at hand. The code version and the layering test read this graph."""
+    source = _module_file(module)
+    tree = ast.parse(source.read_text()) if tree is None else tree
+    parts = module.split(".") if module else []
+    package = parts if source.name == "__init__.py" else parts[:-1]  # where `from .` starts
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
