@@ -180,7 +180,7 @@ si_table = pd.DataFrame(table_rows).set_index("run") if table_rows else pd.DataF
 tested = si_table[si_table["not computed"] == ""] if len(si_table) else si_table
 if len(tested) >= 2:
     si_table = pd.concat([si_table, stats.summarise_models(tested.drop(columns="not computed"))])
-si_table if len(si_table) else "no run has an overlap matrix yet"
+si_table.style.format(precision=3, na_rep="—") if len(si_table) else "no run has an overlap matrix yet"
 
 # %% [markdown]
 # ## 6. The runs beside the study
