@@ -149,7 +149,7 @@ result.per_domain
 # shuffles the true labels against the fixed clustering ({ref}`methods §6 <methods-clustering>`).
 
 # %%
-reason = stats.untestable_reason(main) if main is not None else "fewer than two tasks were attributed"
+reason = findings.untested_reason(main)
 test = result.test or {}
 glue("overlap_verdict", findings.ratio_sentence("overlap", test.get("within"), test.get("cross"), test.get("ratio"),
                                                 test.get("p"), N_PERMUTATIONS, reason), display=False)

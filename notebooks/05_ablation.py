@@ -243,7 +243,7 @@ for key in ("self", "within", "across"):
     glue(f"ablation_{key}", f"{main[key]:.3f}" if main else "not computed", display=False)
 verdict = findings.ratio_sentence("ablation drop", main.get("within"), main.get("across"), main.get("ratio"),
                                   main.get("p"), ctx.params["n_permutations"],
-                                  result.untestable or "fewer than two tasks were attributed")
+                                  findings.untested_reason(result.matrix))
 glue("ablation_verdict", verdict, display=False)
 pd.DataFrame(result.summary).T
 

@@ -67,8 +67,7 @@ ctx = RunContext.from_notebook(globals())
 import pandas as pd
 from myst_nb import glue
 
-from modularity.science import stats
-from modularity.showing import charts
+from modularity.showing import charts, findings
 from modularity import stages
 
 pd.set_option("display.precision", 3)
@@ -95,7 +94,7 @@ charts.show(charts.beside_study(result.placed, title=f"{result.label} beside the
                     f"{result.label} (red) and of the study's six models (grey, hover for the name).")
 
 # %%
-reason = stats.untestable_reason(result.overlap) if len(result.overlap) else "fewer than two tasks were attributed"
+reason = findings.untested_reason(result.overlap)
 glue("position_text", "; ".join(
     f"{measure} {row['this run']:.2f} (study {row['study min']:.2f}–{row['study max']:.2f})"
     for measure, row in result.positions.iterrows() if pd.notna(row["this run"]))

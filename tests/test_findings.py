@@ -50,6 +50,9 @@ def test_too_few_tasks_is_not_computed_and_says_why():
     assert sentence.startswith("The within/cross overlap test is not computed: 4 tasks (Lan 3, phys 1)")
     assert not any(token in sentence for token in ("nan", "NaN", "None", "times"))
     assert "not computed" in findings.ari_sentence(NAN, NAN, 2, 10_000, reason)
+    assert findings.untested_reason(pd.DataFrame(np.eye(4), index=labels, columns=labels)) == reason
+    assert findings.untested_reason(None) == findings.untested_reason(pd.DataFrame()) == \
+        "fewer than two tasks were attributed"
 
 
 def test_clustering_recovers_only_when_exact_and_two_domains_are_named():

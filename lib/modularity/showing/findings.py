@@ -25,11 +25,12 @@ import pandas as pd
 
 from ..science.localizer import ALPHA
 from ..science.matrix_csv import read_matrix_csv
+from ..science.overlap import resolve_domains
 from ..science.stats import untestable_reason
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
 __all__ = ["ALPHA", "NEAR_ZERO", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
-           "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs"]
+           "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason"]
 
 #: A cross-domain mean at or below this (an overlap fraction or an accuracy drop) makes a
 #: within/cross ratio fragile: a few shared neurons or one flipped item move it by a factor.
@@ -40,6 +41,14 @@ MEASURES = ("overlap ratio", "ablation ratio", "ARI")
 
 def _finite(value) -> bool:
     return value is not None and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def untested_reason(matrix: pd.DataFrame | None) -> str | None:
+    """Why a run's within/cross tests are not computed (None when they are): no matrix at all when
+    fewer than two tasks were attributed, else :func:`modularity.science.stats.untestable_reason`."""
+    if matrix is None or matrix.empty:
+        return "fewer than two tasks were attributed"
+    return untestable_reason(matrix)
 
 
 def format_p(p, n_permutations: int | None = None) -> str:
@@ -132,10 +141,8 @@ def run_numbers(run_dir: Path) -> dict:
     unfinished = [stage for stage in ("03_overlap", "04_ari_permutation") if stage not in manifest.get("stages", {})]
     if unfinished:
         reason = f"stage {unfinished[0]} has not run for this run"
-    elif matrix is None:
-        reason = "fewer than two tasks were attributed"
     else:
-        reason = untestable_reason(matrix)
+        reason = untested_reason(matrix)
     stats_summary = _json(run_dir / "stats_summary.json").get("overlap") or {}
     ablation = _json(run_dir / "ablation_summary.json").get("summary", {}).get("drop", {})
     localizer = _json(run_dir / "localizer_summary.json")
@@ -146,7 +153,7 @@ def run_numbers(run_dir: Path) -> dict:
         "overlap": {"within": stats_summary.get("overlap_within", math.nan),
                     "cross": stats_summary.get("overlap_cross", math.nan)},
         "ablation": {"within": ablation.get("within", math.nan), "cross": ablation.get("across", math.nan)},
-        "n_domains": 0 if matrix is None else matrix.index.str.split("/").str[0].nunique(),
+        "n_domains": 0 if matrix is None else len(set(resolve_domains(matrix))),
         "reason": reason,
         "localizer": {kind: (localizer.get(kind) or {}).get("overall") for kind in ("overlap", "ablation")},
     }

@@ -30,7 +30,7 @@ from ..science import ablation, overlap, stats
 from ..science.matrix_csv import write_matrix_csv
 from ..science.sites import split_flat
 from ..records.store import save_json, save_table
-from .cells import ablate_cells, cache_folder, target_items
+from .cells import ablate_cells, cache_folder, drop_bars, target_items
 from .context import RunContext
 from .scores import load_scores, top_set
 
@@ -168,10 +168,7 @@ def _control_bars(cells: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     long = cells.merge(controlled, on=["source", "target"])
     long = long.assign(relation=[ablation.relation_of(s, t) for s, t in zip(long.source, long.target)])
-    long = long.groupby(["relation", "kind", "source", "target"], as_index=False)["drop"].mean()
-    bars = long.groupby(["relation", "kind"])["drop"].agg(["mean", "sem", "count"]).reset_index()
-    bars["lo"], bars["hi"] = bars["mean"] - bars["sem"].fillna(0), bars["mean"] + bars["sem"].fillna(0)
-    return bars
+    return drop_bars(long, ["source", "target"])
 
 
 def _save(ctx: RunContext, result: AblationResult) -> AblationResult:

@@ -21,7 +21,7 @@ from ..base.progress import bar
 from ..records.store import combined_fingerprint, content_digest, read_cache, write_cache
 from .context import RunContext
 
-__all__ = ["CellRun", "target_items", "cells_made_from", "cache_folder", "ablate_cells"]
+__all__ = ["CellRun", "target_items", "cells_made_from", "cache_folder", "ablate_cells", "drop_bars"]
 
 
 @dataclass(frozen=True)
@@ -86,6 +86,16 @@ def ablate_cells(ctx: RunContext, tasks: pd.DataFrame, plan: dict[str, dict[str,
             per_target.append(cells)
             progress.update(len(cells))
     return CellRun(pd.concat(per_target, ignore_index=True), computed, seconds, folder)
+
+
+def drop_bars(cells: pd.DataFrame, cell: list[str]) -> pd.DataFrame:
+    """Mean ± SEM of the drop per (``relation``, ``kind``) over cells, the draws of a cell (rows
+    sharing ``relation``, ``kind`` and the ``cell`` columns, e.g. source and target) averaged first:
+    relation, kind, mean, sem, count, lo, hi (lo/hi: mean ∓ SEM, the mean where SEM is undefined)."""
+    per_cell = cells.groupby(["relation", "kind", *cell], as_index=False)["drop"].mean()
+    bars = per_cell.groupby(["relation", "kind"])["drop"].agg(["mean", "sem", "count"]).reset_index()
+    bars["lo"], bars["hi"] = bars["mean"] - bars["sem"].fillna(0), bars["mean"] + bars["sem"].fillna(0)
+    return bars
 
 
 def _ablate_target(ctx: RunContext, row, indices: np.ndarray, sets: dict) -> pd.DataFrame:

@@ -76,18 +76,22 @@ class RunContext:
     def evaluation_items(self) -> pd.DataFrame:
         """Stage 1's ``eval_items.csv``: one row per item and task, read once while the file is
         unchanged (a copy: callers may modify it)."""
+        return self._items().copy()
+
+    def _items(self) -> pd.DataFrame:
+        """``eval_items.csv`` as last read, read again when the file changed (not to be modified)."""
         path = self.paths.table("eval_items.csv")
         stat = path.stat()
         key = (stat.st_mtime_ns, stat.st_size)
         if self._items_read is None or self._items_read[0] != key:
             self._items_read = (key, pd.read_csv(path))
-        return self._items_read[1].copy()
+        return self._items_read[1]
 
     def both_correct_items(self, task: str) -> np.ndarray:
         """The indices of ``task``'s aligned items that the model gets right both clean and
         corrupted, in item order: what attribution attributes and ablation tests on (stage 1's
         ``eval_items.csv``; :func:`modularity.science.scoring.both_correct_indices`)."""
-        items = self.evaluation_items()
+        items = self._items()
         return scoring.both_correct_indices(items[items.task == task])
 
     def passing(self) -> pd.DataFrame:

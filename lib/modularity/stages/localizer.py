@@ -43,7 +43,7 @@ from ..science.sites import split_flat
 from ..science.stats import STUDY_SEED
 from ..records.store import read_cache, save_json, save_table, write_cache
 from ..science.tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
-from .cells import ablate_cells, cache_folder
+from .cells import ablate_cells, cache_folder, drop_bars
 from .context import RunContext
 from .scores import load_scores
 
@@ -301,9 +301,7 @@ def _ablation(ctx: RunContext, tasks: pd.DataFrame, sets: dict, n_layers: int, d
     selected, controls = matrix_of("selected"), matrix_of("layer_matched")
     within, overall = localizer.within_across(selected, n_permutations=params["n_permutations"], seed=STUDY_SEED)
     control_within, control_overall = localizer.within_across(controls, n_permutations=0, seed=STUDY_SEED)
-    bars = cells.groupby(["relation", "kind", "domain", "target"], as_index=False)["drop"].mean()
-    bars = bars.groupby(["relation", "kind"])["drop"].agg(["mean", "sem", "count"]).reset_index()
-    bars["lo"], bars["hi"] = bars["mean"] - bars["sem"].fillna(0), bars["mean"] + bars["sem"].fillna(0)
+    bars = drop_bars(cells, ["domain", "target"])
     return {"cells": cells, "ablation_matrix": selected, "ablation_within": within,
             "ablation_overall": {**overall, "control_within": control_overall["within"],
                                  "control_across": control_overall["across"]},
