@@ -23,23 +23,40 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from IPython.display import Markdown, display
 
-from modularity.running.cost import FORWARDS_PER_UNIT, estimate_cost
 from modularity.base import files
 from modularity.base.files import REPO_ROOT
+from modularity.running.cost import FORWARDS_PER_UNIT, estimate_cost
+from modularity.running.runner import stage_states
+from modularity.showing import findings
+from modularity.stages import registry
 
 root = Path(results_root) if results_root else files.results_root()
 manifests = {str(p.parent.relative_to(root)): json.loads(p.read_text()) for p in sorted(root.glob("*/*/manifest.json"))}
 print(f"{len(manifests)} run(s) found")
 
 # %% [markdown]
-# ## Stages and wall times
+# ## Stages, and whether they still hold
+#
+# Per stage of each run: the commit of this project that ran it, its wall time, and whether the
+# code its tables depend on (the stage's module and everything of this package it imports, as
+# syntax trees, with the torch and transformers versions) and its page template are those of this
+# build. "not recorded" marks a stage run before manifests recorded them.
 
 # %%
-rows = [{"run": run, "stage": stage, "finished (UTC)": info["finished"], "wall time (s)": info["wall_time_s"]}
-        for run, m in manifests.items() for stage, info in sorted(m["stages"].items())]
+titles = {s.notebook: s.title for s in registry.STAGES}
+rows = []
+for run, m in manifests.items():
+    states = stage_states(m)
+    rows += [{"run": run, "stage": titles.get(stage, stage), "commit": info["git_sha"][:7],
+              "finished (UTC)": info["finished"][:16].replace("T", " "), "wall time (s)": round(info["wall_time_s"]),
+              "made by this build's code": findings.STATE_ANSWERS.get(states.get(stage), "")}
+             for stage, info in sorted(m["stages"].items())]
 stages = pd.DataFrame(rows)
-stages if len(stages) else "no run has been executed yet"
+for run, m in manifests.items():
+    display(Markdown(f"**{run}.** " + findings.currency_sentence(stage_states(m), titles)))
+stages.style.hide(axis="index") if len(stages) else "no run has been executed yet"
 
 # %% [markdown]
 # ## Environment of the last stage of each run

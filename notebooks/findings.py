@@ -68,8 +68,10 @@ measures.set_index("run").rename_axis(None)
 # localizer (stage 7: units chosen by a contrast of stimuli instead of by attribution) adds.
 
 # %%
-for run, n in numbers.items():
-    display(Markdown(f"**{n['run']}.** " + " ".join(findings.run_sentences(n))))
+for run, n in numbers.items():  # each run's name links to its landing page, when the book has one
+    name = f"[{n['run']}](results/{run}/overview.html)" if (files.results_root() / run / "overview.ipynb").exists() \
+        else n["run"]
+    display(Markdown(f"**{name}.** " + " ".join(findings.run_sentences(n))))
 
 # %% [markdown]
 # ## 3. Beside the study's six models

@@ -208,6 +208,26 @@ sensitivity = pd.DataFrame([{"knn": k, **stats.clustering_scores(average, knn=k)
 sensitivity[["knn", "ari", "nmi", "v_measure"]].set_index("knn")
 
 # %% [markdown]
+# ### Which layers hold each domain's neurons? (Fig 2B)
+#
+# Fig 2B counts, per relative depth, the neurons that belong to one domain's set only and those
+# shared by several ({ref}`methods §10 <methods-composition>`, a selection rule of its own:
+# {ref}`difference 11 <differs-11>`). It is made from the per-neuron attribution scores, which the
+# study did not release, so it cannot be recomputed from its files: below is the study's own figure,
+# unmodified. Each run of this book draws the same composition for its own model on its stage 3 page.
+#
+# :::{figure} ../data/external/llm_modularity/figures/fig2b_layer_composition.png
+# :alt: Stacked bars per relative layer depth: few task-critical neurons before 40% depth, then counts of every domain and of shared neurons rising towards the last layers.
+# :width: 100%
+#
+# The study's Fig 2B, as its repository ships it (`figures/fig2b_layer_composition.png` of
+# [Pengrui-Han/LLM_Modularity](https://github.com/Pengrui-Han/LLM_Modularity), © 2026 Pengrui Han,
+# MIT License; redistributed unmodified with that licence in `data/external/llm_modularity/`).
+# Domain composition of the top-0.1% neurons per normalised layer, averaged over the six models;
+# bar heights are log counts.
+# :::
+
+# %% [markdown]
 # ## 4. Does ablating a domain's neurons hurt that domain? (Fig 2C)
 #
 # For a source task S and a target task T, S's top-0.1% neurons take their values from T's corrupted

@@ -136,3 +136,17 @@ def test_a_run_whose_stages_have_not_run_says_so(tmp_path):
     manifest["stages"] = {"01_eval": {}}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert findings.run_numbers(folder)["reason"] == "stage 03_overlap has not run for this run"
+
+
+def test_a_run_says_whether_its_stages_still_hold_at_this_code():
+    titles = {"01_eval": "evaluation", "03_overlap": "overlap", "05_ablation": "ablation"}
+    assert "Every stage" in findings.currency_sentence({"01_eval": "current", "03_overlap": "current"}, titles)
+    mixed = findings.currency_sentence({"01_eval": "current", "03_overlap": "code changed since",
+                                        "05_ablation": "code changed since"}, titles)
+    assert mixed.startswith("Evaluation was made by the code")
+    assert "tables of overlap and ablation has changed since they ran: rerun them" in mixed
+    one = findings.currency_sentence({"01_eval": "not recorded"}, titles)
+    assert one.startswith("Evaluation ran before runs recorded") and "its tables" in one
+    assert "page template has changed" in findings.currency_sentence({"05_ablation": "page template changed since"},
+                                                                      titles)
+    assert findings.currency_sentence({}, titles) == "No stage of this run has finished."

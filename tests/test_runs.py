@@ -495,3 +495,59 @@ def test_parameter_cells_are_hidden_in_the_book_but_kept_in_the_notebook():
     assert [c.metadata["tags"] for c in hidden.cells] == [["parameters", "remove-cell"],
                                                           ["injected-parameters", "remove-cell"], []]
     assert len(hidden.cells) == 3
+
+
+def test_each_run_lands_on_its_own_page_with_its_stages_under_it(tmp_path):
+    import json
+
+    import yaml
+
+    for name in ("gemma3-270m/small", "smollm2-135m-instruct/small"):
+        folder = tmp_path / "book" / "results" / name
+        folder.mkdir(parents=True)
+        for stage in ("01_eval", "02_attribution"):
+            (folder / f"{stage}.ipynb").write_text("{}")
+        (folder / "manifest.json").write_text(json.dumps({"stages": {"01_eval": {}, "02_attribution": {}}}))
+    (tmp_path / "book" / "results" / "smollm2-135m-instruct" / "small" / "overview.ipynb").write_text("{}")
+    toc = yaml.safe_load(write_toc(tmp_path).read_text())
+    results = next(part for part in toc["parts"] if part["caption"] == "Results")["chapters"]
+    sections = next(c for c in results if c["file"] == "book/results/index")["sections"]
+    landing = sections[0]  # the default run first, with its landing page
+    assert landing["file"] == "book/results/smollm2-135m-instruct/small/overview"
+    assert landing["title"] == "smollm2-135m-instruct (small)"
+    assert [s["file"] for s in landing["sections"]] == ["book/results/smollm2-135m-instruct/small/01_eval",
+                                                        "book/results/smollm2-135m-instruct/small/02_attribution"]
+    # a run whose landing page is not made yet still lists its stages
+    assert [s["title"] for s in sections[1:]] == ["gemma3-270m (small) · evaluation", "gemma3-270m (small) · attribution"]
+
+
+def test_pages_name_their_run_in_their_title():
+    import nbformat
+
+    from modularity.running.runner import name_heading
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1"),
+                                               nbformat.v4.new_markdown_cell("# Stage 1 · Evaluation\n\ntext")])
+    name_heading(notebook, "m (small)")
+    assert notebook.cells[1].source == "# m (small) · Stage 1 · Evaluation\n\ntext"
+    name_heading(notebook, "m (small)")  # a page re-executed keeps one name
+    assert notebook.cells[1].source.count("m (small)") == 1
+    untitled = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("no title")])
+    assert name_heading(untitled, "m (small)").cells[0].source == "# m (small)"
+
+
+def test_a_stage_knows_whether_the_code_that_made_it_is_still_here(tmp_path):
+    from modularity.running.runner import stage_states, stage_versions
+
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    (notebooks / "03_overlap.py").write_text("# template\n")
+    now = stage_versions("03_overlap", notebooks)
+    assert len(now["code"]) == 16 and len(now["template"]) == 16
+    manifest = {"stages": {"03_overlap": {**now}}}
+    assert stage_states(manifest, notebooks) == {"03_overlap": "current"}
+    (notebooks / "03_overlap.py").write_text("# template, edited\n")
+    assert stage_states(manifest, notebooks) == {"03_overlap": "page template changed since"}
+    manifest["stages"]["03_overlap"]["code"] = "0" * 16
+    assert stage_states(manifest, notebooks) == {"03_overlap": "code changed since"}
+    assert stage_states({"stages": {"03_overlap": {"finished": "…"}}}, notebooks) == {"03_overlap": "not recorded"}

@@ -174,10 +174,20 @@ def code_version(computation: str) -> str:
     be forgotten; the price is that a behaviour-preserving refactor of those modules recomputes
     their caches once (and so does a new Python version, whose syntax trees print differently).
     """
-    pending, seen = [COMPUTATIONS[computation]], {}
+    return closure_version(COMPUTATIONS[computation], NOT_COMPUTING)
+
+
+@functools.cache
+def closure_version(module: str, skip: tuple[str, ...] = ()) -> str:
+    """A short hash of ``module`` (dotted below the package) and every module of this package it
+    imports, transitively, but those in ``skip``: their syntax trees without docstrings, and the
+    versions of :data:`COMPUTING_LIBRARIES`. With ``skip=()`` it covers everything a stage's tables
+    depend on (the run's manifest records it per stage, so a page can say whether its tables were
+    made by the current code)."""
+    pending, seen = [module], {}
     while pending:
         module = pending.pop()
-        if module in seen or module in NOT_COMPUTING:
+        if module in seen or module in skip:
             continue
         tree = ast.parse(_module_file(module).read_text())
         seen[module] = ast.dump(_without_docstrings(tree))

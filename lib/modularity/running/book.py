@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .runner import execute_template, scratch_folder, signals_interrupt
+from .runner import execute_template, run_label, scratch_folder, signals_interrupt
 from ..stages import registry
 from ..base.files import REPO_ROOT, atomic_write_bytes
 
@@ -29,21 +29,48 @@ BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
 }
 
 
-def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = False) -> list[Path]:
-    """Execute the whole-book chapter notebooks of :data:`BOOK_PAGES` into ``book/``."""
-    chosen = names or tuple(BOOK_PAGES)
-    unknown = [n for n in chosen if n not in BOOK_PAGES]
+#: Each run's landing page: template in notebooks/ and the page it makes in the run's results folder.
+RUN_PAGE = ("run_overview", "overview.ipynb")
+#: The name that asks :func:`execute_book_pages` for every run's landing page.
+RUN_PAGES = "runs"
+
+
+def execute_book_pages(names: tuple[str, ...] | None = None, log_output: bool = False,
+                       root: Path | None = None) -> list[Path]:
+    """Execute the whole-book chapter notebooks of :data:`BOOK_PAGES` into ``book/`` and, for
+    :data:`RUN_PAGES`, the landing page of every run under ``book/results/`` (:data:`RUN_PAGE`).
+    Landing pages come first: the chapters may link to them."""
+    chosen = names or (RUN_PAGES, *BOOK_PAGES)
+    unknown = [n for n in chosen if n not in BOOK_PAGES and n != RUN_PAGES]
     if unknown:
-        raise ValueError(f"unknown book page(s) {unknown}; pages are {list(BOOK_PAGES)}")
+        raise ValueError(f"unknown book page(s) {unknown}; pages are {[RUN_PAGES, *BOOK_PAGES]}")
+    root = Path(root or REPO_ROOT)
     outputs = []
     with scratch_folder() as scratch, signals_interrupt():
-        for name in chosen:
-            template, page, parameters, cwd, _ = BOOK_PAGES[name]
+        if RUN_PAGES in chosen:
+            template, page = RUN_PAGE
+            for run_dir in runs_present(root):
+                run = f"{run_dir.parent.name}/{run_dir.name}"
+                execute_template(REPO_ROOT / "notebooks", template, run_dir / page, {"run": run}, REPO_ROOT,
+                                 log_output, scratch=scratch, what=f"landing page of {run}",
+                                 heading=run_label(run_dir.parent.name, run_dir.name))
+                outputs.append(run_dir / page)
+        for name in (n for n in chosen if n != RUN_PAGES):
+            template, page, parameters, cwd, title = BOOK_PAGES[name]
             output = REPO_ROOT / page
             execute_template(REPO_ROOT / "notebooks", template, output, parameters, REPO_ROOT / cwd, log_output,
-                             scratch=scratch, what=f"book page {name}")
+                             scratch=scratch, what=f"book page {name}", heading=_heading(title))
             outputs.append(output)
     return outputs
+
+
+def _heading(title: str | None) -> str | None:
+    """A page whose navigation title differs from its template's (the two across-models pages)
+    carries the difference in its heading too: ``Across models (small profile)`` → ``Small profile``."""
+    if title and "(" in title:
+        inside = title[title.index("(") + 1: title.rindex(")")]
+        return inside[:1].upper() + inside[1:]
+    return None
 
 
 def _page_entry(name: str) -> dict:
@@ -62,15 +89,20 @@ def _reading_order(manifest_path: Path) -> tuple:
     return (RUN_ORDER.index(run), "") if run in RUN_ORDER else (len(RUN_ORDER), run)
 
 
+def runs_present(root: Path | None = None) -> list[Path]:
+    """The results folder of every run with a ``manifest.json``, in :data:`RUN_ORDER`."""
+    root = Path(root or REPO_ROOT)
+    return [m.parent for m in sorted((root / "book" / "results").glob("*/*/manifest.json"), key=_reading_order)]
+
+
 def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
     """``(page path without suffix, title)`` of every stage notebook that its run's manifest
     records as finished, runs in :data:`RUN_ORDER`, stages in pipeline order."""
     root = Path(root or REPO_ROOT)
     pages = []
-    for manifest_path in sorted((root / "book" / "results").glob("*/*/manifest.json"), key=_reading_order):
-        finished = json.loads(manifest_path.read_text()).get("stages", {})
-        run_dir = manifest_path.parent
-        label = f"{run_dir.parent.name} ({run_dir.name})"
+    for run_dir in runs_present(root):
+        finished = json.loads((run_dir / "manifest.json").read_text()).get("stages", {})
+        label = run_label(run_dir.parent.name, run_dir.name)
         for stage in registry.STAGES:
             if stage.notebook in finished and (run_dir / f"{stage.notebook}.ipynb").exists():
                 page = (run_dir / stage.notebook).relative_to(root).as_posix()
@@ -78,13 +110,30 @@ def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
     return pages
 
 
+def _run_sections(root: Path) -> list[dict]:
+    """The Results chapter's sections: per run its landing page, with its stage pages under it;
+    a run whose landing page has not been made yet lists its stage pages directly."""
+    sections = []
+    for run_dir in runs_present(root):
+        stages = [{"file": page, "title": title} for page, title in finished_stage_pages(root)
+                  if page.startswith(run_dir.relative_to(root).as_posix() + "/")]
+        landing = run_dir / RUN_PAGE[1]
+        if landing.exists():
+            sections.append({"file": landing.with_suffix("").relative_to(root).as_posix(),
+                             "title": run_label(run_dir.parent.name, run_dir.name),
+                             **({"sections": stages} if stages else {})})
+        else:
+            sections += stages
+    return sections
+
+
 def write_toc(root: Path | None = None) -> Path:
-    """Write ``_toc.yml``: fixed chapters plus the finished stage pages of every run present."""
+    """Write ``_toc.yml``: fixed chapters plus, per run present, its landing page and finished stage pages."""
     root = Path(root or REPO_ROOT)
     results = {"file": "book/results/index"}
-    pages = finished_stage_pages(root)
-    if pages:
-        results["sections"] = [{"file": page, "title": title} for page, title in pages]
+    sections = _run_sections(root)
+    if sections:
+        results["sections"] = sections
     toc = {
         "format": "jb-book",
         "root": "book/intro",
@@ -97,7 +146,8 @@ def write_toc(root: Path | None = None) -> Path:
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},
         ],
     }
-    header = "# Written by `modularity book pages` (modularity.running.book.write_toc): run pages are the finished stages present.\n"
+    header = ("# Written by `modularity book pages` (modularity.running.book.write_toc): per run, its landing page "
+              "and its finished stages.\n")
     path = root / "_toc.yml"
     atomic_write_bytes(path, (header + yaml.safe_dump(toc, sort_keys=False, allow_unicode=True)).encode())
     return path

@@ -12,6 +12,7 @@ run's manifest. Finished per-task work is cached by the stages themselves
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from ..base.progress import watch
 from ..records.provenance import update_manifest
 from ..stages import registry
 from ..base.files import REPO_ROOT, atomic_write_bytes
-from ..records.store import RunPaths
+from ..records.store import RunPaths, closure_version
 
 #: Stage notebooks run per params file, in order (:mod:`modularity.stages.registry`).
 STAGES: tuple[str, ...] = registry.NOTEBOOKS
@@ -83,9 +84,50 @@ def execute_stage(stage: str, params: dict, notebooks_dir: Path | None = None, r
     start = time.perf_counter()
     execute_template(Path(notebooks_dir or NOTEBOOKS), stage, output, params, REPO_ROOT, log_output,
                      failed_notebook=paths.cache / "failed" / output.name, scratch=scratch,
-                     what=f"stage {stage} of {params['run_name']}/{params['profile']}")
-    update_manifest(paths, params, stage, time.perf_counter() - start)
+                     what=f"stage {stage} of {params['run_name']}/{params['profile']}",
+                     heading=run_label(params["run_name"], params["profile"]))
+    update_manifest(paths, params, stage, time.perf_counter() - start,
+                    extra=stage_versions(stage, notebooks_dir))
     return output
+
+
+def run_label(run_name: str, profile: str) -> str:
+    """How pages name a run: ``smollm2-135m-instruct (small)``."""
+    return f"{run_name} ({profile})"
+
+
+def stage_versions(stage: str, notebooks_dir: Path | None = None) -> dict[str, str]:
+    """What made a stage's tables and page, as the manifest records them: ``code``, the
+    :func:`~modularity.records.store.closure_version` of its module (everything its tables depend
+    on), and ``template``, a hash of its notebook template (the page's text and displays)."""
+    template = Path(notebooks_dir or NOTEBOOKS) / f"{stage}.py"
+    return {"code": closure_version(f"stages.{registry.stage(stage).name}"),
+            "template": hashlib.sha256(template.read_bytes()).hexdigest()[:16] if template.exists() else ""}
+
+
+#: A stage of a run, judged against the code here (:func:`stage_states`).
+CURRENT = "current"
+CODE_CHANGED = "code changed since"
+TEMPLATE_CHANGED = "page template changed since"
+NOT_RECORDED = "not recorded"
+
+
+def stage_states(manifest: dict, notebooks_dir: Path | None = None) -> dict[str, str]:
+    """Per finished stage of a run's ``manifest.json``: :data:`CURRENT` when the code of its
+    tables and its page template are those here; :data:`CODE_CHANGED` when the code its tables
+    depend on differs (rerun the stage to check them); :data:`TEMPLATE_CHANGED` when only the
+    page's template does; :data:`NOT_RECORDED` for a stage run before the manifest recorded either."""
+    states = {}
+    for stage, entry in manifest.get("stages", {}).items():
+        if stage not in registry.NOTEBOOKS:
+            continue
+        if "code" not in entry:
+            states[stage] = NOT_RECORDED
+            continue
+        now = stage_versions(stage, notebooks_dir)
+        states[stage] = (CODE_CHANGED if entry["code"] != now["code"] else
+                         TEMPLATE_CHANGED if entry.get("template") != now["template"] else CURRENT)
+    return states
 
 
 def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Path | None = None,
@@ -261,7 +303,7 @@ def kernel_config(scratch: Path):
 
 def execute_template(folder: Path, name: str, output: Path, parameters: dict, cwd: Path,
                      log_output: bool = False, failed_notebook: Path | None = None, scratch: Path | None = None,
-                     what: str | None = None) -> Path:
+                     what: str | None = None, heading: str | None = None) -> Path:
     """Execute template ``name`` of ``folder`` with papermill into ``output``.
 
     The notebook executes in ``scratch`` (default: a :func:`scratch_folder` of its own) and is
@@ -270,7 +312,8 @@ def execute_template(folder: Path, name: str, output: Path, parameters: dict, cw
     repository) and :class:`NotebookFailed` says ``what`` failed (default: the template) and why;
     ``output`` keeps what it had. The executed notebook records the template it came from (the
     script, relative to the repository when inside it) and ``output``, rather than the converted
-    notebook papermill read and the scratch copy it wrote.
+    notebook papermill read and the scratch copy it wrote. ``heading``, when given, names the page
+    in its title (:func:`name_heading`).
     """
     import nbformat
     import papermill
@@ -301,6 +344,8 @@ def execute_template(folder: Path, name: str, output: Path, parameters: dict, cw
     recorded["input_path"] = str(shown.relative_to(REPO_ROOT) if shown.is_relative_to(REPO_ROOT) else shown)
     recorded["output_path"] = str(output)  # not the scratch copy papermill wrote
     written = io.StringIO()
+    if heading:
+        name_heading(notebook, heading)
     nbformat.write(hide_parameter_cells(notebook), written)
     atomic_write_bytes(Path(output), written.getvalue().encode())
     failed_notebook.unlink(missing_ok=True)  # an earlier failure of this notebook is history now
@@ -317,6 +362,27 @@ def _cause(error: Exception) -> tuple[str, str]:
     else:
         name, message = type(error).__name__, str(error).strip()
     return (f"{name}: {message}" if message else name), name
+
+
+def name_heading(notebook, name: str):
+    """Put ``name`` before the page's title (the first ``# `` line of its first Markdown cell),
+    so the page, its browser title and the book's previous / next links say which run (or which
+    profile) it shows; a template without a title gets ``# <name>``."""
+    for cell in notebook.cells:
+        if cell.cell_type != "markdown":
+            continue
+        lines = cell.source.split("\n")
+        for number, line in enumerate(lines):
+            if line.startswith("# "):
+                if not line[2:].startswith(name):
+                    lines[number] = f"# {name} · {line[2:]}"
+                cell.source = "\n".join(lines)
+                return notebook
+        break
+    import nbformat
+
+    notebook.cells.insert(0, nbformat.v4.new_markdown_cell(f"# {name}"))
+    return notebook
 
 
 #: Cell tags papermill's parameter cells carry: the template's defaults and what it injected.

@@ -30,7 +30,8 @@ from ..science.stats import untestable_reason
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
 __all__ = ["ALPHA", "NEAR_ZERO", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
-           "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason"]
+           "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason",
+           "currency_sentence", "STATE_ANSWERS"]
 
 #: A cross-domain mean at or below this (an overlap fraction or an accuracy drop) makes a
 #: within/cross ratio fragile: a few shared neurons or one flipped item move it by a factor.
@@ -232,3 +233,53 @@ def across_runs(numbers: dict[str, dict]) -> list[str]:
                          f"tasks, so {'that domain is' if len(weak) == 1 else 'those domains are'} represented by the "
                          "few of its tasks these models can do.")
     return sentences
+
+
+#: A stage's state (:func:`modularity.running.runner.stage_states`) as a table cell answering
+#: "made by this build's code?".
+STATE_ANSWERS = {"current": "yes", "code changed since": "no: the code of its tables changed",
+                 "page template changed since": "its tables' code yes, its page template no",
+                 "not recorded": "not recorded"}
+
+
+def currency_sentence(states: dict[str, str], titles: dict[str, str]) -> str:
+    """Whether a run's pages still hold at the code they are read with: ``states`` per stage as
+    :func:`modularity.running.runner.stage_states` judges them (``current``, ``code changed since``,
+    ``page template changed since``, ``not recorded``), ``titles`` how to name each stage."""
+    if not states:
+        return "No stage of this run has finished."
+    by_state: dict[str, list[str]] = {}
+    for stage, state in states.items():
+        by_state.setdefault(state, []).append(titles.get(stage, stage))
+    if set(by_state) == {"current"}:
+        return ("Every stage of this run was made by the code and page templates of this build: its tables "
+                "and pages are what rerunning it would give, up to float rounding.")
+    sentences = []
+    if by_state.get("current"):
+        sentences.append(f"{join(by_state['current']).capitalize()} {_be(by_state['current'])} made by the code "
+                         "and page templates of this build.")
+    if by_state.get("code changed since"):
+        stages = by_state["code changed since"]
+        sentences.append(f"The code behind the tables of {join(stages)} has changed since {_pronoun(stages)} ran: "
+                         f"rerun {_pronoun(stages, 'them')} to check that {_pronoun(stages, 'their')} tables still "
+                         "hold.")
+    if by_state.get("page template changed since"):
+        stages = by_state["page template changed since"]
+        sentences.append(f"The tables of {join(stages)} are those of the current code, but "
+                         f"{_pronoun(stages, 'their')} page {'template has' if len(stages) == 1 else 'templates have'} "
+                         "changed since: the words and displays may differ from a rerun's.")
+    if by_state.get("not recorded"):
+        stages = by_state["not recorded"]
+        sentences.append(f"{join(stages).capitalize()} ran before runs recorded the code that made them, so "
+                         f"whether {_pronoun(stages, 'their')} tables still hold is not known without a rerun.")
+    return " ".join(sentences)
+
+
+def _be(items: list) -> str:
+    return "was" if len(items) == 1 else "were"
+
+
+def _pronoun(items: list, form: str = "it") -> str:
+    one = {"it": "it", "them": "it", "their": "its"}
+    many = {"it": "they", "them": "them", "their": "their"}
+    return (one if len(items) == 1 else many)[form]

@@ -9,18 +9,19 @@ Execute the book's whole-book notebooks into book/ (run pages come from `modular
 
 {pages}
 
-It first rewrites _toc.yml so that the Results part lists the finished stage notebooks of
-every run under book/results/ (as recorded in each run's manifest.json).
+It rewrites _toc.yml so that the Results part lists, per run under book/results/, its landing
+page and its finished stage notebooks (as recorded in the run's manifest.json).
 
 Then build the book: jupyter-book build . -W -n   (or `make book`, which does both).
 """
 
 
 def _pages() -> str:
-    from ...running.book import BOOK_PAGES
+    from ...running.book import BOOK_PAGES, RUN_PAGE, RUN_PAGES
 
-    return "\n".join(f"  {name:<20} notebooks/{template}.py -> {page}"
-                     for name, (template, page, *_) in BOOK_PAGES.items())
+    runs = f"  {RUN_PAGES:<20} notebooks/{RUN_PAGE[0]}.py -> book/results/<run>/<profile>/{RUN_PAGE[1]} (every run)"
+    return "\n".join([runs] + [f"  {name:<20} notebooks/{template}.py -> {page}"
+                                for name, (template, page, *_) in BOOK_PAGES.items()])
 
 
 def add_parser(subparsers) -> None:
@@ -36,7 +37,6 @@ def add_parser(subparsers) -> None:
 def main(args) -> int:
     from ...running.book import execute_book_pages, write_toc
     from ...running.runner import NotebookFailed
-    print(write_toc())
     try:
         outputs = execute_book_pages(tuple(args.names) or None)
     except NotebookFailed as failure:
@@ -44,4 +44,5 @@ def main(args) -> int:
         return 1
     for path in outputs:
         print(path)
+    print(write_toc())  # after the pages: it lists the landing pages made
     return 0
