@@ -58,6 +58,8 @@ __all__ = [
     "show",
     "save_figure",
     "BUNDLE_PATH",
+    "COLUMN_PX",
+    "MIN_TEXT_PX",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -85,6 +87,10 @@ CROSS_COLOR = "#b0b0b0"
 BUNDLE_PATH = "_static/vendor/modularity-vega.min.js"
 
 _FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
+#: The book's text column (a notebook output at a 1,280 px window): a chart no wider is never shrunk.
+COLUMN_PX = 688
+#: The smallest text a chart draws, in px at its own size (so on screen, for a chart that fits).
+MIN_TEXT_PX = 9
 
 
 def _domain_of(label: str) -> str | None:
@@ -162,15 +168,16 @@ def accuracy_heatmap(
     threshold: float = 60.0,
     title: str = "Both-correct accuracy per task and model",
     model_order: Sequence[str] | None = None,
-    cell: int = 17,
-) -> alt.FacetChart:
+    cell: int = 18,
+) -> alt.VConcatChart:
     """SI Fig 1: both-correct accuracy (%) with tasks as columns and models as rows.
 
     ``df`` is long: columns ``task``, ``model``, ``accuracy`` (percent, or fractions ≤ 1 which are
     converted), plus ``domain`` unless tasks are ``"domain/task"`` labels. Optional ``n_aligned``,
     ``n_both`` and ``n_scored`` columns appear in the tooltip. Colours: viridis from 50 to 100 (clamped); columns are
-    grouped by domain (Language, Formal, Physical, Social) and sorted by task key; cells below the
-    inclusion ``threshold`` are outlined in red.
+    grouped by domain (Language, Physical, Social in one row; Formal, the widest, in a row of its own,
+    so that the 46 tasks fit a text column), and sorted by task key; cells below the inclusion ``threshold`` are outlined
+    in red.
     """
     _require(df, ["task", "model", "accuracy"], "accuracy_heatmap")
     d = df.copy()
@@ -191,7 +198,6 @@ def accuracy_heatmap(
     tasks_sorted = [t.task_key for t in task_order]
     models = list(model_order) if model_order is not None else list(dict.fromkeys(d["model"]))
     dom_present = sorted(d["domain"].unique(), key=rank)
-    dom_names = [DOMAIN_NAMES.get(x, x) for x in dom_present]
 
     tooltip = [
         alt.Tooltip("task_key:N", title="task"),
@@ -205,30 +211,37 @@ def accuracy_heatmap(
         if extra in d.columns:
             tooltip.append(alt.Tooltip(f"{extra}:Q", title=t))
 
-    x = alt.X("task_key:N", sort=tasks_sorted, title=None,
-              axis=alt.Axis(labelAngle=-60, labelFontSize=9, labelLimit=160))
-    y = alt.Y("model:N", sort=models, title=None, axis=alt.Axis(labelFontSize=10))
-    base = alt.Chart().encode(x=x, y=y)
-    rect = base.mark_rect().encode(
-        color=alt.Color("accuracy:Q", title="accuracy (%)",
-                        scale=alt.Scale(scheme="viridis", domain=[50, 100], clamp=True),
-                        legend=alt.Legend(gradientLength=120)),
-        tooltip=tooltip,
-    )
-    outline = base.mark_rect(fill=None, stroke="#d62728", strokeWidth=2).encode(
-        tooltip=tooltip).transform_filter("datum.below")
-    text = base.mark_text(fontSize=8).encode(
-        text="acc_label:N",
-        color=alt.condition("datum.accuracy >= 80", alt.value("black"), alt.value("white")),
-        tooltip=tooltip,
-    )
-    layered = alt.layer(rect, outline, text, data=d).properties(
-        width=alt.Step(cell), height=alt.Step(cell + 3))
-    return layered.facet(
-        column=alt.Column("domain_name:N", sort=dom_names, title=None,
-                          header=alt.Header(labelFontSize=11, labelFontWeight="bold")),
-        spacing=6,
-    ).resolve_scale(x="independent").properties(
+    def panel(domain: str, first_in_row: bool) -> alt.LayerChart:
+        tasks = [t for t in tasks_sorted if t in set(d.loc[d.domain == domain, "task_key"])]
+        x = alt.X("task_key:N", sort=tasks, title=None, scale=alt.Scale(domain=tasks),
+                  axis=alt.Axis(labelAngle=-60, labelFontSize=MIN_TEXT_PX, labelLimit=160))
+        y = alt.Y("model:N", sort=models, title=None, scale=alt.Scale(domain=models),
+                  axis=alt.Axis(labelFontSize=10) if first_in_row else None)
+        base = alt.Chart().encode(x=x, y=y)
+        rect = base.mark_rect().encode(
+            color=alt.Color("accuracy:Q", title="accuracy (%)",
+                            scale=alt.Scale(scheme="viridis", domain=[50, 100], clamp=True),
+                            legend=alt.Legend(gradientLength=120, orient="bottom")),
+            tooltip=tooltip,
+        )
+        outline = base.mark_rect(fill=None, stroke="#d62728", strokeWidth=2).encode(
+            tooltip=tooltip).transform_filter("datum.below")
+        text = base.mark_text(fontSize=MIN_TEXT_PX).encode(
+            text="acc_label:N",
+            color=alt.condition("datum.accuracy >= 80", alt.value("black"), alt.value("white")),
+            tooltip=tooltip,
+        )
+        return alt.layer(rect, outline, text, data=d[d.domain == domain]).properties(
+            width=alt.Step(cell), height=alt.Step(cell + 3),
+            title=alt.TitleParams(DOMAIN_NAMES.get(domain, domain), fontSize=11, anchor="middle"))
+
+    # The widest domain (Formal, 20 tasks) gets a row of its own below the others, so that the
+    # 46 tasks fit a text column.
+    widest = max(dom_present, key=lambda x: (d.loc[d.domain == x, "task_key"].nunique(), -rank(x)))
+    others = [x for x in dom_present if x != widest]
+    rows = ([alt.hconcat(*[panel(x, i == 0) for i, x in enumerate(others)], spacing=8)] if others else []) \
+        + [panel(widest, True)]
+    return alt.vconcat(*rows, spacing=12).properties(
         title=alt.Title(title, subtitle=f"Cells outlined in red fall below the {threshold:g}% inclusion filter; "
                                         "hover a cell for the task, model and exact value."))
 
@@ -304,15 +317,15 @@ def overlap_heatmap(
     # explicit scale domains: layers with different data would otherwise drop the custom sort
     label_color = _label_color_by_domain(tasks, dom_seq)
     x = alt.X("b:N", title=None, scale=alt.Scale(domain=tasks),
-              axis=alt.Axis(orient="top", labelAngle=-60, labelFontSize=8, labelLimit=140, ticks=False,
+              axis=alt.Axis(orient="top", labelAngle=-90, labelFontSize=MIN_TEXT_PX, labelLimit=120, ticks=False,
                             labelColor=label_color, domain=False))
     y = alt.Y("a:N", title=None, scale=alt.Scale(domain=tasks),
-              axis=alt.Axis(labelFontSize=8, labelLimit=140, ticks=False, labelColor=label_color,
+              axis=alt.Axis(labelFontSize=MIN_TEXT_PX, labelLimit=120, ticks=False, labelColor=label_color,
                             domain=False))
     color = alt.Color("value:Q", title=value_label,
                       scale=alt.Scale(scheme="blues", domain=[vmin, vmax], clamp=True),
                       legend=alt.Legend(gradientLength=int(max(50, min(160, len(order) * cell - 30))),
-                                        orient="right"))
+                                        orient="top", direction="horizontal", titleLimit=300))
     if show_diagonal:
         heat = alt.Chart(d).mark_rect().encode(x=x, y=y, color=color, tooltip=tooltip)
     else:
@@ -335,14 +348,14 @@ def overlap_heatmap(
     bottom = alt.Chart(strip_df).mark_rect().encode(
         x=alt.X("t:N", scale=alt.Scale(domain=tasks), title=None, axis=None),
         color=alt.Color("domain:N", scale=dscale, title="domain",
-                        legend=alt.Legend(orient="right", labelExpr=_domain_name_expr())),
+                        legend=alt.Legend(orient="bottom", direction="horizontal", labelExpr=_domain_name_expr())),
         tooltip=strip_tip,
     ).properties(height=8, width=alt.Step(cell))
     main = alt.layer(heat, vrule, hrule).properties(width=alt.Step(cell), height=alt.Step(cell))
     chart = alt.vconcat(main, bottom, spacing=3).resolve_scale(color="independent")
     return chart.properties(title=alt.Title(title, subtitle=[
-        f"Tasks grouped by domain ({', '.join(doms_present)}); label colours and the strip below mark each "
-        "task's domain.", "Grey diagonal: a task with itself. Hover a cell for the pair and its value."]))
+        "Tasks grouped by domain: label colours and the strip below mark each task's domain.",
+        "Grey diagonal: a task with itself. Hover a cell for the pair and its value."]))
 
 
 def _domain_name_expr() -> str:
@@ -471,9 +484,9 @@ def chord_diagram(
         angle=alt.Angle("angle:Q", scale=None),
         tooltip=[alt.Tooltip("task:N"), alt.Tooltip("domain_name:N", title="domain")],
     )
-    lab_r = alt.Chart(nodes_df).mark_text(align="left", baseline="middle", fontSize=8).encode(
+    lab_r = alt.Chart(nodes_df).mark_text(align="left", baseline="middle", fontSize=MIN_TEXT_PX).encode(
         **text_common).transform_filter("datum.right")
-    lab_l = alt.Chart(nodes_df).mark_text(align="right", baseline="middle", fontSize=8).encode(
+    lab_l = alt.Chart(nodes_df).mark_text(align="right", baseline="middle", fontSize=MIN_TEXT_PX).encode(
         **text_common).transform_filter("!datum.right")
     n_within = int(sum(1 for a, b, _ in links if dom[a] == dom[b]))
     sub = (f"{len(links)} links ≥ {cutoff:g} ({n_within} within a domain, {len(links) - n_within} across); "
@@ -533,7 +546,7 @@ def domain_bars(
     xo = alt.XOffset("kind:N", sort=kinds)
     bars = alt.Chart(d).mark_bar().encode(
         x=x, xOffset=xo, y=alt.Y("mean:Q", title=y_title),
-        color=alt.Color("kind:N", sort=kinds, title=legend_title,
+        color=alt.Color("kind:N", sort=kinds, title=legend_title, legend=alt.Legend(orient="bottom"),
                         scale=alt.Scale(domain=kinds, range=["#4e79a7", "#f28e2b", "#bab0ac", "#76b7b2"][:len(kinds)])),
         tooltip=tooltip)
     err = alt.Chart(d).mark_rule(color="black", strokeWidth=1.2).encode(
@@ -578,38 +591,56 @@ def layer_composition(
                         "height is not log10 of the total."))
 
 
+#: How the threshold sweep's panels name the statistics of :func:`modularity.science.stats.threshold_sweep`.
+SWEEP_METRIC_NAMES = {"ratio": "within / cross overlap ratio", "delta": "within − cross overlap",
+                      "p": "permutation p", "ari": "ARI of the clustering", "nmi": "NMI of the clustering",
+                      "ami": "AMI of the clustering", "v_measure": "V-measure of the clustering",
+                      "silhouette": "silhouette of the true domains", "tau_mean": "Kendall's τ, mean over model pairs"}
+
+
 def threshold_sweep(
     df: pd.DataFrame,
     *,
     title: str = "Sensitivity to the top-k% threshold",
     x_title: str = "top-k threshold (% of all MLP neurons, log scale)",
+    y_title: str = "value",
 ) -> alt.Chart:
     """Line chart of statistics against the top-k% threshold (SI §4).
 
     ``df`` columns: ``pct`` (e.g. 0.05, 0.1, 1, 5), ``value``; optional ``metric`` (one panel per
-    metric, independent y) and ``series`` or ``model`` (one line per series).
+    metric, named by :data:`SWEEP_METRIC_NAMES`, independent y, two panels a row so that the grid
+    fits a text column and has no empty slot beside a single panel; a metric with no finite value
+    gets no panel) and ``series`` or ``model`` (one line per series). ``y_title`` is used without
+    ``metric`` only: with it, each panel's heading names its statistic.
     """
     _require(df, ["pct", "value"], "threshold_sweep")
     d = df.copy()
+    if "metric" in d.columns:
+        finite = d.groupby("metric")["value"].transform(lambda v: np.isfinite(v.astype(float)).any())
+        d = d[finite].copy()
+        d["metric"] = d["metric"].map(lambda m: SWEEP_METRIC_NAMES.get(m, m))
     series = "series" if "series" in d.columns else ("model" if "model" in d.columns else None)
+    faceted = "metric" in d.columns
     enc = dict(
         x=alt.X("pct:Q", scale=alt.Scale(type="log", domain=[float(d["pct"].min()) / 1.4,
                                                              float(d["pct"].max()) * 1.4]), title=x_title,
                 axis=alt.Axis(values=sorted(d["pct"].unique().tolist()), format="~g")),
-        y=alt.Y("value:Q", title="value", scale=alt.Scale(zero=False)),
+        y=alt.Y("value:Q", title=None if faceted else y_title, scale=alt.Scale(zero=False)),
         tooltip=[alt.Tooltip("pct:Q", title="threshold (%)", format="~g"),
                  alt.Tooltip("value:Q", format=".4f")],
     )
-    if "metric" in d.columns:
-        enc["tooltip"].insert(0, alt.Tooltip("metric:N"))
+    if faceted:
+        enc["tooltip"].insert(0, alt.Tooltip("metric:N", title="statistic"))
     if series:
         enc["color"] = alt.Color(f"{series}:N", title=series)
         enc["tooltip"].insert(0, alt.Tooltip(f"{series}:N"))
-    base = alt.Chart(d).mark_line(point=True).encode(**enc).properties(width=260, height=200)
-    if "metric" in d.columns:
-        return base.facet(facet=alt.Facet("metric:N", title=None), columns=3).resolve_scale(
-            y="independent").properties(title=title)
-    return base.properties(title=title)
+    if faceted:
+        n_panels = d["metric"].nunique()
+        base = alt.Chart(d).mark_line(point=True).encode(**enc).properties(width=270, height=170)
+        return base.facet(facet=alt.Facet("metric:N", title=None, sort=list(dict.fromkeys(d["metric"])),
+                                          header=alt.Header(labelFontSize=12)),
+                          columns=1 if n_panels == 1 else 2).resolve_scale(y="independent").properties(title=title)
+    return alt.Chart(d).mark_line(point=True).encode(**enc).properties(width=520, height=220, title=title)
 
 
 def accuracy_bars(
@@ -642,13 +673,14 @@ def accuracy_bars(
     bars = alt.Chart().mark_bar().encode(
         x=alt.X("task_key:N", sort=tasks, title=None, axis=alt.Axis(labelAngle=-60, labelFontSize=9)),
         y=alt.Y("accuracy:Q", title="both-correct accuracy (%)", scale=alt.Scale(domain=[0, 100])),
-        color=alt.Color("domain:N", scale=_domain_color_scale(doms), title="domain"),
+        color=alt.Color("domain:N", scale=_domain_color_scale(doms), title="domain",
+                        legend=alt.Legend(orient="top", labelExpr=_domain_name_expr())),
         opacity=alt.condition(f"datum.accuracy >= {threshold}", alt.value(1.0), alt.value(0.45)),
         tooltip=tooltip,
     )
     rule = alt.Chart().mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
         y=alt.datum(threshold))
-    layered = alt.layer(bars, rule, data=d).properties(width=alt.Step(14), height=180)
+    layered = alt.layer(bars, rule, data=d).properties(width=alt.Step(13), height=180)
     sub = f"Dashed line: the {threshold:g}% inclusion filter; faded bars fall below it."
     if "model" in d.columns and d["model"].nunique() > 1:
         models = list(dict.fromkeys(d["model"]))
@@ -974,7 +1006,7 @@ def set_task_heatmap(matrix: pd.DataFrame, *, title: str, value_label: str, valu
     d["shown"] = [("n/a" if v is None else format(v, value_format)) for v in d["value"]]
     names = [DOMAIN_NAMES.get(r, r) for r in rows]
     x = alt.X("task:N", sort=columns, title=None,
-              axis=alt.Axis(orient="top", labelAngle=-60, labelFontSize=8, labelLimit=160, ticks=False,
+              axis=alt.Axis(orient="top", labelAngle=-60, labelFontSize=MIN_TEXT_PX, labelLimit=160, ticks=False,
                             labelColor=_label_color_by_domain(columns, [_domain_of(c) for c in columns])))
     y = alt.Y("set:N", sort=names, title="localizer set of", axis=alt.Axis(labelFontSize=10, ticks=False))
     tooltip = [alt.Tooltip("set:N", title="localizer set"), alt.Tooltip("task:N"),
