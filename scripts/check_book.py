@@ -4,13 +4,13 @@
 Usage::
 
     python scripts/check_book.py [_build/html] [--screenshots DIR] [--pages a.html,b.html]
-                                 [--toc _toc.yml] [--width 1280] [--tiles 1600] [--timeout 30]
+                                 [--toc _toc.yml] [--width 1280] [--tiles 4000] [--timeout 30]
                                  [--no-screenshots] [--strict-js]
 
 Every page of the HTML build is opened in headless Chromium (driven through the DevTools protocol
 with a tiny stdlib WebSocket client: no Python dependency beyond the standard library). For each page
 the script waits for the load event and for the interactive charts to settle, saves a full-page
-screenshot (default ``<html>/../screenshots/<page>.png``) and checks:
+screenshot (default ``<html>/../screenshots/<page>.png``, in tiles when the page is tall) and checks:
 
 * the page exists (``--pages``, and every file named in ``_toc.yml`` when it is found);
 * every ``<img>`` loaded (``naturalWidth > 0``), every inline chart SVG is non-empty;
@@ -19,7 +19,23 @@ screenshot (default ``<html>/../screenshots/<page>.png``) and checks:
 * no resource failed to load and nothing was requested from the network (the book must work offline);
 * no uncaught JavaScript exception;
 * every formula was typeset by MathJax, without a TeX error;
-* every internal link points to an existing file, and its ``#anchor`` exists in the target page.
+* every internal link points to an existing file, and its ``#anchor`` exists in the target page;
+
+and, once the page has settled, what a reader would trip over (``READER_JS``; each finding names the table by
+its first header cells or the chart by its figure id, with a number, and the end of the report counts them):
+
+* no table (Markdown table or notebook output, e.g. a pandas DataFrame) is wider than its scroll box or the text
+  column so that columns lie beyond the visible right edge (their headers are listed);
+* no visible text of a chart (``figure.modularity-chart``, live or static SVG, or any ``.vega-embed``) is
+  rendered smaller than ``MIN_CHART_TEXT_PX`` on screen (font size times the SVG's on-screen scale), and none
+  sticks out of its SVG, where it is clipped;
+* no dead reference to the study's ``METHOD §...`` sections (pages cite the book's methods chapter instead);
+* no ``NaN``, ``nan``, Python ``None`` or dict repr (``{'key': ...``) in the reader-facing text: prose,
+  headings, admonitions, Markdown and output tables, printed outputs; code blocks and cell inputs are exempt;
+* no unresolved cross-reference (a Sphinx ``xref`` outside a link, or a MyST role such as ``{ref}`` left raw).
+
+The full-page screenshot is never cut: a page taller than a tile (``--tiles``, default 4000 px) is saved as
+tiles ``<page>.01.png``, ``<page>.02.png``, ... that together cover its whole height.
 
 Exit status: 0 when all pages pass, 1 when any check fails (the report says which page and why),
 2 on usage errors, 3 when Chromium cannot be found or started.
@@ -53,6 +69,10 @@ SKIP_DIRS = ("_static/", "_sources/", "_images/", "_downloads/", "_sphinx_design
 KNOWN_JS_QUIRKS = (
     r"Identifier 'THEBE_JS_URL' has already been declared",
 )
+MIN_CHART_TEXT_PX = 9      # smallest chart text (font size on screen, px) a reader can be asked to read
+EDGE_TOLERANCE_PX = 2      # slack for sub-pixel layout when comparing edges
+DEFAULT_TILE_PX = 4000     # screenshot tile height when --tiles is not given
+MAX_ITEMS_PER_CHECK = 8    # findings listed per check and page; the rest are counted in one line
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,6 +333,237 @@ PAGE_JS = r"""
 """
 
 
+# Reader-facing defects (READER_JS), checked once per page after it settled.
+READER_JS = r"""
+(() => {
+  const MIN_TEXT = __MIN_TEXT__, TOL = __TOL__;
+  const out = {wide_tables: [], small_text: [], clipped_text: [], method_refs: [], prose: [], xrefs: []};
+  const root = document.querySelector("article.bd-article") || document.querySelector(".bd-content") ||
+               document.querySelector("main") || document.body;
+  const clean = s => (s || "").replace(/\s+/g, " ").trim();
+  const cut = (s, n) => { s = clean(s); return s.length > n ? s.slice(0, n - 1) + "…" : s; };
+  const around = (s, i, n, w) => {  // a snippet of s around s[i, i + n)
+    const a = Math.max(0, i - w), b = Math.min(s.length, i + n + w);
+    return (a > 0 ? "…" : "") + clean(s.slice(a, b)) + (b < s.length ? "…" : "");
+  };
+  const sized = r => r && (r.width > 0 || r.height > 0);
+
+  // A table's header cells (its <thead>, else its first row): the table's name (first header texts) and
+  // the header above a cell (all header texts over the cell's middle, for multi-row pandas headers).
+  const tableHead = t => {
+    const rows = t.tHead && t.tHead.rows.length ? [...t.tHead.rows] : (t.rows.length ? [t.rows[0]] : []);
+    const cells = rows.flatMap(r => [...r.cells]).map(c => [c, cut(c.textContent, 40)]);
+    const first = cells.map(c => c[1]).filter(Boolean).slice(0, 3);
+    return {
+      name: "table \"" + (first.length ? first.join(" | ") : cut(t.textContent, 50)) + "\"",
+      above: cell => {
+        const r = cell.getBoundingClientRect(), mid = (r.left + r.right) / 2, names = [];
+        if (sized(r)) for (const [c, txt] of cells) {
+          const cr = c.getBoundingClientRect();
+          if (txt && cr.left <= mid && mid <= cr.right && !names.includes(txt)) names.push(txt);
+        }
+        return names.join(" / ") || "column " + (cell.cellIndex + 1);
+      },
+    };
+  };
+
+  // 1. tables wider than their scroll box (or the text column) so that columns lie beyond its visible edge
+  const viewRight = document.documentElement.clientWidth;
+  for (const t of root.querySelectorAll("table")) {
+    if (t.parentElement.closest("table, pre, .highlight, svg")) continue;
+    const tr = t.getBoundingClientRect();
+    if (!sized(tr)) continue;  // hidden (e.g. in a closed dropdown): nothing to measure
+    let box = t.parentElement;
+    const scrolls = el => /^(auto|scroll|hidden|clip)$/.test(getComputedStyle(el).overflowX);
+    while (box !== root && !scrolls(box)) box = box.parentElement;
+    const br = box.getBoundingClientRect();
+    const edge = Math.min(br.left + box.clientLeft + box.clientWidth, viewRight);
+    const width = Math.max(tr.width, t.scrollWidth);
+    if (tr.left + width <= edge + TOL) continue;
+    let widest = null;
+    for (const r of t.rows) if (!widest || r.cells.length > widest.cells.length) widest = r;
+    const head = tableHead(t), cells = widest ? [...widest.cells] : [];
+    const hidden = cells.filter(c => c.getBoundingClientRect().right - parseFloat(getComputedStyle(c).paddingRight) >
+                                     edge + TOL);  // the cell's content, not just its padding, is past the edge
+    if (hidden.length)
+      out.wide_tables.push({where: head.name, width: Math.round(width), room: Math.round(edge - tr.left),
+                            columns: cells.length, hidden: hidden.map(head.above)});
+  }
+
+  // 2, 3. chart text too small to read on screen, or sticking out of its SVG (which clips it)
+  const invisible = el => {
+    for (let e = el; e && e.nodeType === 1; e = e.parentElement) {
+      const cs = getComputedStyle(e);
+      if (cs.display === "none" || parseFloat(cs.opacity) === 0) return true;
+      if (e === el && (cs.visibility !== "visible" || parseFloat(cs.fillOpacity) === 0)) return true;
+    }
+    return false;
+  };
+  const chartName = svg => {
+    const f = svg.closest("figure.modularity-chart");
+    if (f) return f.id + (svg.closest(".modularity-chart-static") ? " (static SVG)" : "");
+    const holder = svg.closest(".vega-embed");
+    const withId = holder.id ? holder : holder.closest("[id]");
+    return "vega-embed " + (withId ? "#" + withId.id : "(no id)");
+  };
+  for (const svg of document.querySelectorAll("figure.modularity-chart svg, .vega-embed svg")) {
+    if (svg.parentElement.closest("svg")) continue;  // the outermost SVG only
+    const sr = svg.getBoundingClientRect();
+    if (!sized(sr)) continue;  // not displayed (e.g. the static fallback once the chart is live)
+    const small = [], clipped = [];
+    for (const t of svg.querySelectorAll("text")) {
+      const txt = clean(t.textContent);
+      if (!txt || t.parentElement.closest("text")) continue;
+      const r = t.getBoundingClientRect();
+      if (!sized(r) || invisible(t)) continue;
+      const m = t.getScreenCTM();  // user units -> screen px, the viewBox scaling and transforms included
+      const px = parseFloat(getComputedStyle(t).fontSize) * (m ? Math.sqrt(Math.abs(m.a * m.d - m.b * m.c)) : 1);
+      if (px < MIN_TEXT - 0.01) small.push([px, txt]);
+      if (r.left < sr.left - TOL || r.right > sr.right + TOL || r.top < sr.top - TOL || r.bottom > sr.bottom + TOL)
+        clipped.push(txt);
+    }
+    const samples = list => [...new Set(list.map(s => cut(s, 40)))].slice(0, 3);
+    if (small.length) {
+      small.sort((a, b) => a[0] - b[0]);
+      out.small_text.push({where: chartName(svg), count: small.length, smallest: small[0][0],
+                           samples: samples(small.map(s => s[1]))});
+    }
+    if (clipped.length)
+      out.clipped_text.push({where: chartName(svg), count: clipped.length, samples: samples(clipped)});
+  }
+
+  // 4. dead references to the study's METHOD sections, anywhere in the rendered text
+  const page = document.body ? document.body.innerText : "";
+  for (const m of page.matchAll(/METHOD[\s\u00a0]*§[\s\u00a0]*[\w.\-]*/g))
+    out.method_refs.push(around(page, m.index, m[0].length, 50));
+
+  // 5, 6. the reader-facing text: everything in the article but code shown as code and cell inputs;
+  // notebook outputs (tables, printed text) are what the reader gets, so they count even inside <pre>.
+  const SKIP = "script, style, noscript, template, textarea, svg, math, mjx-container, .MathJax, .cell_input, " +
+               ".headerlink";
+  const CODE = "pre, code, kbd, samp, tt, .highlight";
+  const OUTPUT = ".cell_output, .output";
+  const BLOCK = "p, li, dd, dt, td, th, h1, h2, h3, h4, h5, h6, caption, figcaption, pre, blockquote, div";
+  // NaN/None as a value leaked into the text, not as a word: in a table cell always; elsewhere "p = NaN",
+  // "(ratio nan, ...", "NaN)" or "None," fail, while prose about NaN ("the ratio is NaN when ...") and the
+  // English "None of the runs ..." do not. Python's lower-case "nan" is never a word.
+  const AFTER_VALUE = /[=:(\[,≈][\s\u00a0]*$/, BEFORE_VALUE = /^[\s\u00a0]*(?:$|[,;)\]])/;
+  const inDict = (text, i) => text.lastIndexOf("{'", i) > text.lastIndexOf("}", i);  // reported as the dict
+  const leaked = (text, i, word) => !inDict(text, i) && (word === "nan" || AFTER_VALUE.test(text.slice(0, i)) ||
+    (word === "None" ? !/^[\s\u00a0]+[a-z]/.test(text.slice(i + 4)) : BEFORE_VALUE.test(text.slice(i + word.length))));
+  const PROSE = [[/(?<![\w.])(?:NaN|nan)(?![\w(])/g, "NaN", leaked],
+                 [/(?<![\w.])None(?![\w(])/g, "None", leaked],
+                 [/\{\s*'[^'\n]{0,80}'\s*:\s/g, "a Python dict", () => true]];
+  const ROLE = /\{(?:ref|doc|numref|eq|term|download|glue(?::\w+)?|cite(?::\w+)?|py:\w+|std:\w+)\}/g;
+  const inTables = new Map();  // table -> kind -> its finding: one line per table and kind, saying where
+  const seen = new Set();
+  const report = (list, what, block, cell, text, i, n) => {
+    if (cell) {
+      const t = cell.closest("table");
+      if (!inTables.has(t)) inTables.set(t, new Map());
+      const byWhat = inTables.get(t);
+      if (!byWhat.has(what)) {
+        byWhat.set(what, {what: what, where: tableHead(t).name, cells: 0, columns: []});
+        list.push(byWhat.get(what));
+      }
+      const item = byWhat.get(what), col = tableHead(t).above(cell);
+      item.cells++;
+      if (!item.columns.includes(col)) item.columns.push(col);
+      item.text = item.cells + " cell(s), column(s): " + item.columns.slice(0, 6).join(", ") +
+                  (item.columns.length > 6 ? ", …" : "");
+      return;
+    }
+    const snip = around(text, i, n, 60);
+    if (seen.has(what + "\u0000" + snip)) return;
+    seen.add(what + "\u0000" + snip);
+    list.push({what: what, where: block.tagName.toLowerCase(), text: snip});
+  };
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  const range = document.createRange();
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const el = node.parentElement, s = node.nodeValue;
+    if (!el || !s.trim() || el.closest(SKIP)) continue;
+    if (el.closest(CODE) && !el.closest(OUTPUT)) continue;
+    const block = el.closest(BLOCK) || el, td = el.closest("td, th"), cell = td && td.closest("table") ? td : null;
+    const text = block.textContent;
+    range.setStart(block, 0);
+    range.setEnd(node, 0);
+    const off = range.toString().length;  // where this text node starts in its block's text
+    const repl = text.includes(">>> ");  // a Python session quoted as data (a task's prompt): not a leak
+    for (const [re, what, isLeak] of PROSE) for (const m of s.matchAll(re)) {
+      const i = off + m.index;
+      if (!repl && (cell || isLeak(text, i, m[0]))) report(out.prose, what, block, cell, text, i, m[0].length);
+    }
+    for (const m of s.matchAll(ROLE))
+      report(out.xrefs, "raw " + m[0] + " role", block, cell, text, off + m.index, m[0].length);
+  }
+  for (const x of root.querySelectorAll(".xref, .std-ref, .std-doc, .std-numref")) {
+    if (x.closest("a") || x.parentElement.closest(".xref")) continue;
+    out.xrefs.push({what: "unresolved " + ([...x.classList].find(c => /^(std|py)-/.test(c)) || "xref"),
+                    where: x.tagName.toLowerCase(), text: cut(x.textContent, 80)});
+  }
+  return out;
+})()
+"""
+
+
+def reader_js() -> str:
+    """READER_JS with this module's thresholds filled in."""
+    return READER_JS.replace("__MIN_TEXT__", str(MIN_CHART_TEXT_PX)).replace("__TOL__", str(EDGE_TOLERANCE_PX))
+
+
+# (key in READER_JS's result, name in the summary, what one finding counts)
+READER_CHECKS = (
+    ("wide_tables", "wide tables", "table"),
+    ("small_text", "chart text below %d px" % MIN_CHART_TEXT_PX, "chart"),
+    ("clipped_text", "clipped chart text", "chart"),
+    ("method_refs", "dead METHOD § references", "reference"),
+    ("prose", "NaN/None/dict repr in the text", "place"),
+    ("xrefs", "unresolved cross-references", "reference"),
+)
+
+
+def reader_problems(res: dict) -> tuple[list[str], dict[str, int]]:
+    """The page's report lines for READER_JS's findings, and how many findings each check had."""
+    lines: list[str] = []
+    counts: dict[str, int] = {}
+    for key, _, _ in READER_CHECKS:
+        items = res.get(key) or []
+        counts[key] = len(items)
+        for it in items[:MAX_ITEMS_PER_CHECK]:
+            if key == "wide_tables":
+                hidden = it["hidden"]
+                names = ", ".join(hidden[:6]) + (f", … ({len(hidden) - 6} more)" if len(hidden) > 6 else "")
+                lines.append(f'{it["where"]}: table wider than the column: {it["width"]} px in '
+                             f'{it["room"]} px, hidden columns: {names} ({len(hidden)} of {it["columns"]})')
+            elif key == "small_text":
+                samples = ", ".join(f'"{x}"' for x in it["samples"])
+                lines.append(f'chart {it["where"]}: {it["count"]} text(s) below {MIN_CHART_TEXT_PX} px on screen, '
+                             f'smallest {it["smallest"]:.1f} px: {samples}')
+            elif key == "clipped_text":
+                samples = ", ".join(f'"{x}"' for x in it["samples"])
+                lines.append(f'chart {it["where"]}: {it["count"]} text(s) clipped at the edge of the SVG: {samples}')
+            elif key == "method_refs":
+                lines.append(f'dead reference to METHOD §…: "{it}" (cite the book\'s methods chapter)')
+            elif "cells" in it:  # NaN/None/dict repr/raw role in table cells: one line per table
+                what = it["what"] + ("" if key == "prose" else " (unresolved cross-reference)")
+                lines.append(f'{what} in {it["where"]}: {it["text"]}')
+            elif key == "prose":
+                lines.append(f'{it["what"]} in the text ({it["where"]}): "{it["text"]}"')
+            else:
+                lines.append(f'{it["what"]} ({it["where"]}): "{it["text"]}"')
+        if len(items) > MAX_ITEMS_PER_CHECK:
+            name = dict((k, n) for k, n, _ in READER_CHECKS)[key]
+            lines.append(f"… and {len(items) - MAX_ITEMS_PER_CHECK} more ({name}: {len(items)} on this page)")
+    return lines, counts
+
+
+def tiles(height: int, tile: int) -> list[tuple[int, int]]:
+    """(top, height) of the screenshot tiles that together cover a page of ``height`` px: one when it fits."""
+    height, tile = max(int(height), 1), max(int(tile), 1)
+    return [(y, min(tile, height - y)) for y in range(0, height, tile)]
+
+
 class _IdParser(HTMLParser):
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -382,9 +633,43 @@ def local_target(base: Path, url: str) -> tuple[Path, str] | None:
     return Path(urllib.parse.unquote(u.path)), urllib.parse.unquote(u.fragment)
 
 
+FRAME_JS = "new Promise(r => requestAnimationFrame(() => setTimeout(r, 150)))"
+HEIGHT_JS = "Math.max(document.documentElement.scrollHeight, document.body ? document.body.scrollHeight : 0)"
+
+
+def screenshot(cdp: CDP, shots: Path, stem: str, width: int, tile: int, timeout: float) -> list[Path]:
+    """Save the whole page: ``<stem>.png`` when it fits in one tile, else ``<stem>.01.png``, ... that
+    together cover its full height. The viewport is made as tall as the page first (capturing beyond a
+    short viewport lays the theme's sticky sidebars out wrongly), so each tile is a clip of one layout."""
+    def height() -> int:
+        cdp.call("Runtime.evaluate", expression=FRAME_JS, awaitPromise=True)
+        r = cdp.call("Runtime.evaluate", expression=HEIGHT_JS, returnByValue=True)
+        return max(int(r.get("result", {}).get("value") or 0), 600)
+
+    h = height()
+    for _ in range(3):  # a taller viewport can make the page taller (e.g. 100vh sidebars): follow it
+        cdp.call("Emulation.setDeviceMetricsOverride", width=width, height=h, deviceScaleFactor=1, mobile=False)
+        grown = height()
+        if grown <= h:
+            break
+        h = grown
+    shots.mkdir(parents=True, exist_ok=True)
+    parts = tiles(h, tile)
+    names = [stem + ".png"] if len(parts) == 1 else [f"{stem}.{k + 1:02d}.png" for k in range(len(parts))]
+    saved = []
+    for (y, th), name in zip(parts, names):
+        shot = cdp.call("Page.captureScreenshot", format="png", timeout=max(timeout, 60),
+                        clip={"x": 0, "y": y, "width": width, "height": th, "scale": 1})
+        (shots / name).write_bytes(base64.b64decode(shot["data"]))
+        saved.append(shots / name)
+    return saved
+
+
 def check(html_dir: Path, pages: list[str], expected: list[str], shots: Path | None,
-          width: int, timeout: float, exe: str, strict_js: bool = False, tile: int = 0) -> int:
+          width: int, timeout: float, exe: str, strict_js: bool = False, tile: int = DEFAULT_TILE_PX) -> int:
+    tile = tile if tile and tile > 0 else DEFAULT_TILE_PX
     quirks: set[str] = set()
+    found: dict[str, dict[str, int]] = {key: {} for key, _, _ in READER_CHECKS}  # check -> page -> findings
     failures: dict[str, list[str]] = {}
     notes: dict[str, str] = {}
     dom_ids: dict[Path, set[str]] = {}
@@ -446,25 +731,20 @@ def check(html_dir: Path, pages: list[str], expected: list[str], shots: Path | N
             probs.extend(res.get("problems", []))
             if not res.get("settled"):
                 probs.append("charts/images still loading after the time budget")
+            r = cdp.call("Runtime.evaluate", expression=reader_js(), returnByValue=True, timeout=max(timeout, 60))
+            if "exceptionDetails" in r:
+                probs.append("reader checks failed to run: " + r["exceptionDetails"].get("text", "?"))
+            lines, counts = reader_problems(r.get("result", {}).get("value") or {})
+            probs.extend(lines)
+            for key, n in counts.items():
+                if n:
+                    found[key][page] = n
             links[page] = [tuple(x) for x in res.get("links", [])]
             dom_ids[path] = set(res.get("ids", []))
             notes[page] = (f"{res.get('charts', 0)} chart(s), {res.get('live', 0)} interactive, "
                            f"{res.get('images', 0)} image(s), {res.get('maths', 0)} formula(s)")
             if shots is not None:
-                height = int(min(max(res.get("height") or 1000, 600), 16000))
-                cdp.call("Runtime.evaluate", expression="new Promise(r => requestAnimationFrame(() => setTimeout(r, 150)))",
-                         awaitPromise=True)
-                stem = re.sub(r"\.html$", "", page).replace("/", "__")
-                shots.mkdir(parents=True, exist_ok=True)
-                clips = [(0, height, stem + ".png")]
-                if tile:
-                    clips += [(y, min(tile, height - y), f"{stem}.{k + 1:02d}.png")
-                              for k, y in enumerate(range(0, height, tile))]
-                for y, h, name in clips:
-                    shot = cdp.call("Page.captureScreenshot", format="png", captureBeyondViewport=True,
-                                    clip={"x": 0, "y": y, "width": width, "height": h, "scale": 1},
-                                    timeout=max(timeout, 60))
-                    (shots / name).write_bytes(base64.b64decode(shot["data"]))
+                screenshot(cdp, shots, re.sub(r"\.html$", "", page).replace("/", "__"), width, tile, timeout)
     finally:
         browser.close()
 
@@ -509,6 +789,12 @@ def check(html_dir: Path, pages: list[str], expected: list[str], shots: Path | N
         for p in probs:
             print(f"       - {p}")
         bad += bool(probs)
+    for key, name, unit in READER_CHECKS:
+        per_page = found[key]
+        if per_page:
+            worst = sorted(per_page.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+            print(f"{name}: {sum(per_page.values())} {unit}(s) on {len(per_page)} page(s); most on "
+                  + ", ".join(f"{p} ({n})" for p, n in worst))
     for q in sorted(quirks):
         print(f"note: ignored a known Jupyter Book v1 JavaScript quirk on the pages: {q}")
     if shots is not None:
@@ -529,8 +815,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--toc", default=None, help="_toc.yml listing the expected pages (default: found next to "
                                                 "the build, i.e. <html>/../../_toc.yml)")
     ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--tiles", type=int, default=0, metavar="PX",
-                    help="also save the page in viewport-sized tiles of PX pixels (<page>.01.png, ...)")
+    ap.add_argument("--tiles", type=int, default=DEFAULT_TILE_PX, metavar="PX",
+                    help="save a page taller than PX pixels as tiles of PX pixels (<page>.01.png, ...) that "
+                         f"together cover it (default {DEFAULT_TILE_PX}); a shorter page as one <page>.png")
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds per page")
     ap.add_argument("--strict-js", action="store_true",
                     help="also fail on the known harmless Jupyter Book v1 JavaScript quirks")
