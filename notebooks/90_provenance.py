@@ -29,7 +29,7 @@ from modularity.base import files
 from modularity.base.files import REPO_ROOT
 from modularity.running.cost import FORWARDS_PER_UNIT, estimate_cost
 from modularity.running.runner import stage_states
-from modularity.showing import findings
+from modularity.showing import findings, tables
 from modularity.stages import registry
 
 root = Path(results_root) if results_root else files.results_root()
@@ -56,24 +56,40 @@ for run, m in manifests.items():
 stages = pd.DataFrame(rows)
 for run, m in manifests.items():
     display(Markdown(f"**{run}.** " + findings.currency_sentence(stage_states(m), titles)))
-stages.style.hide(axis="index") if len(stages) else "no run has been executed yet"
+tables.for_reading(stages) if len(stages) else "no run has been executed yet"
 
 # %% [markdown]
 # ## Environment of the last stage of each run
+#
+# The commit, Python and the two libraries whose versions can change a model's outputs; the
+# platform and every package version are in the fold below.
 
 # %%
-env = pd.DataFrame({run: {"git SHA": m["environment"]["git_sha"], "python": m["environment"]["python"],
-                          "CPU count": m["environment"]["cpu_count"], "platform": m["environment"]["platform"],
-                          **m["environment"]["packages"]} for run, m in manifests.items()})
-env
+def environment(m: dict) -> dict:
+    e = m["environment"]
+    return {"commit": e["git_sha"][:7] + (" (uncommitted changes)" if e["git_sha"].endswith("+dirty") else ""),
+            "python": e["python"], "torch": e["packages"].get("torch"),
+            "transformers": e["packages"].get("transformers"), "CPUs": e["cpu_count"]}
+
+
+env = pd.DataFrame([{"run": run, **environment(m)} for run, m in manifests.items()])
+everything = pd.DataFrame({run: {"platform": m["environment"]["platform"], **m["environment"]["packages"]}
+                           for run, m in manifests.items()}).reset_index(names="")
+tables.folded(tables.for_reading(everything, font_size=0.85), "Platform and package versions, per run",
+              summary=tables.for_reading(env))
 
 # %% [markdown]
 # ## Parameters
+#
+# What each run chose; every other parameter is the same for all of them, listed after the table.
 
 # %%
-params = pd.DataFrame({run: {k: str(v) for k, v in m["params"].items()} for run, m in manifests.items()})
-params
-
+params = pd.DataFrame({run: {k: "—" if v is None else str(v) for k, v in m["params"].items()}
+                       for run, m in manifests.items()}).T
+differ = [c for c in params.columns if params[c].nunique(dropna=False) > 1 and c != "run_name"]
+shared = [c for c in params.columns if c not in differ and c != "run_name"]
+display(tables.for_reading(params[differ].fillna("(default)").reset_index(names="run")))
+display(Markdown("All runs: " + "; ".join(f"`{c}` {params[c].iloc[0]}" for c in shared) + "."))
 
 # %% [markdown]
 # ## Measured cost and a cost model for larger models
@@ -111,13 +127,29 @@ for bench in (bench for bench in reports.values() if "schema" in bench):  # runs
                            "peak RSS (GB)": m["memory"]["peak_rss_bytes"] / 1e9,
                            "weights (GB)": m["memory"]["weight_bytes"] / 1e9})
 benchmarks = pd.DataFrame(bench_rows).sort_values(["created", "model"]).reset_index(drop=True)
-benchmarks
+benchmarks["created"] = benchmarks["created"].str[:10]
+tables.folded(tables.for_reading(benchmarks, digits=2, font_size=0.85),
+              "Every benchmark run, with its speed-up over the naive evaluation, the weights' size and the ablation sets",
+              summary=tables.for_reading(benchmarks[["run", "model", "eval items/s", "attribution / floor",
+                                                     "ablation / forward per cell", "peak RSS (GB)"]], digits=2))
 
 # %% [markdown]
-# The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all its stages from an empty cache) as measured end to end, one row per recorded run (this VM's throughput varies, so the same work can take quite different times), when a record of it is present (`benchmarks/results/main_job_*.json`):
+# The README's main job (`modularity run params/smollm2-135m-instruct.yaml`, all its stages from an
+# empty cache) as measured end to end, one row per recorded run (this VM's throughput varies, so the
+# same work can take quite different times), when a record of it is present
+# (`benchmarks/results/main_job_*.json`); the time of each stage is in the fold:
 
 # %%
-pd.DataFrame(main_jobs).round(1) if main_jobs else print("no measured main job recorded")
+if main_jobs:
+    jobs = pd.DataFrame(main_jobs)
+    per_stage = jobs.set_index("file")[[c for c in jobs.columns if c.endswith("(s)")]].T
+    per_stage.index = [c.removesuffix(" (s)") for c in per_stage.index]
+    display(tables.folded(tables.for_reading(per_stage.reset_index(names="stage"), digits=0, font_size=0.85),
+                          "Wall time of each stage (s), per recorded run",
+                          summary=tables.for_reading(jobs[["file", "wall (min)", "CPU (min)", "threads",
+                                                           "within 30 min"]], digits=1)))
+else:
+    print("no measured main job recorded")
 
 # %% [markdown]
 # The cost model counts forward-pass equivalents per stage as this package runs them (see
@@ -140,9 +172,9 @@ if len(smol):
         estimate_cost(p, layers, d_model, d_ff, n_passing=20, flops_per_s=flops, bytes_per_param=b)
         .assign(model=name) for name, (p, layers, d_model, d_ff, flops, b) in shapes.items()])
     projections["minutes"] = projections.seconds / 60
-    table = projections.set_index(["model", "stage"])[["units", "minutes", "memory_gb"]]
-    display(table.round(2).rename(columns={"units": "work units (items or item-cells)",
-                                           "memory_gb": "peak memory (GB)"}))
+    table = projections[["model", "stage", "units", "minutes", "memory_gb"]]
+    display(tables.for_reading(table, int_columns=["units"], digits={"minutes": 2, "memory_gb": 2},
+                               rename={"units": "work units (items or item-cells)", "memory_gb": "peak memory (GB)"}))
 
 # %% [markdown]
 # The CPU row can be checked against the measured wall times of the runs above. The GPU rows are

@@ -36,8 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from modularity.running import plan
+from IPython.display import display
+
 from modularity.records.params import validate_params
+from modularity.running import plan
+from modularity.science.tasks import DOMAIN_NAMES
+from modularity.showing import tables
 
 pd.set_option("display.precision", 3)
 REPO = Path.cwd()
@@ -86,8 +90,8 @@ for name, entry in study_configs.items():
                  "80 GB GPUs needed": needed["80 GB"], "141 GB GPUs needed": needed["141 GB"],
                  "largest batch_size on them": min(p.largest_batch.values()),
                  "hours (upper bound)": p.total_seconds / 3600})
-study_plans = pd.DataFrame(rows).set_index("model")
-study_plans
+study_plans = pd.DataFrame(rows)
+tables.for_reading(study_plans, digits={"parameters (B)": 1, "bf16 weights (GB)": 0, "hours (upper bound)": 1})
 
 # %% [markdown]
 # **Layers on several devices.** With `device: auto` the layers of one model sit on different
@@ -117,7 +121,12 @@ if have_precision:
     print(f"{settings['model']} ({settings['profile']}): {len(settings['tasks'])} tasks, {settings['n_items']} items "
           f"each, attribution on ≤ {settings['attribution_items']}, ablation on ≤ {settings['ablation_items']}; "
           f"compared: {', '.join(settings['dtypes'])}")
-    display(decisions)
+    shown = decisions.copy()
+    shown["domain"] = shown.domain.map(DOMAIN_NAMES)
+    shown = shown.rename(columns=lambda c: c.replace("accuracy ", "").replace("passes ", "passes, ")
+                         .replace("changed ", "changed, "))
+    display(tables.for_reading(shown, percent_columns=[c for c in shown.columns if c in settings["dtypes"]],
+                               note="float32, bfloat16: both-correct accuracy in that precision"))
     committed = pd.read_csv(REPO / "book" / "results" / settings["model"] / settings["profile"] / "eval_summary.csv")
     same = decisions.task.map(committed.set_index("task").both_correct_accuracy).eq(decisions["accuracy float32"])
     print(f"float32 accuracies equal to the committed {settings['model']} run on {same.sum()} of {len(same)} tasks")
@@ -146,7 +155,8 @@ if have_precision:
 
 # %%
 if have_precision:
-    display(sets)
+    display(tables.for_reading(sets, percent_columns=["set overlap"], digits={"spearman": 3,
+                                                                               "max difference / max score": 3}))
     for dtype, group in sets.groupby("dtype"):
         print(f"{dtype}: the top-{settings['main_pct']:g}% set keeps {group['set overlap'].mean():.0%} of float32's "
               f"neurons on average (from {group['set overlap'].min():.0%} to {group['set overlap'].max():.0%}); "
@@ -158,7 +168,7 @@ if have_precision:
 
 # %%
 if have_precision:
-    display(ratios.set_index("dtype"))
+    display(tables.for_reading(ratios, p_columns=["overlap p", "ablation drop p"]))
 
 # %% [markdown]
 # Reading the three tables together: a set that keeps most of its neurons gives nearly the same
@@ -242,5 +252,7 @@ for path in checks:
     report = json.loads(path.read_text())
     print(f"{path.name}: {report['gpu']}, {report['wall_time_s']} s")
     for model, result in report["models"].items():
-        display(pd.DataFrame(result["stages"])[["dtype", "stage", "seconds", "tokens_per_s", "share_of_bf16_peak"]])
+        display(tables.for_reading(pd.DataFrame(result["stages"])[["dtype", "stage", "seconds", "tokens_per_s",
+                                                                   "share_of_bf16_peak"]],
+                                   percent_columns=["share_of_bf16_peak"], digits={"seconds": 1, "tokens_per_s": 0}))
         print(f"{model}: paper protocol for a 7B model at these rates ≈ {result['paper_protocol_7b']['hours']:.1f} h")

@@ -13,7 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
 import check_book  # noqa: E402
 
-BOOK_FILES = ["_config.yml", "_toc.yml", "book", "_static", "_extra"]
+#: What the book's pages read: its sources, and the study's figure the study chapter shows.
+BOOK_FILES = ["_config.yml", "_toc.yml", "book", "_static", "_extra", "data/external/llm_modularity/figures",
+              "data/external/llm_modularity/LICENSE"]
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,7 @@ def built_book(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("book")
     for name in BOOK_FILES:
         source = REPO / name
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
     exe = Path(sys.executable).with_name("jupyter-book")
     result = subprocess.run([str(exe), "build", str(root), "-W", "-n", "--keep-going"],

@@ -56,7 +56,7 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     import papermill
 
     for page, parameters in (("08_across_models", {"runs_to_compare": ["tiny/small"]}), ("90_provenance", {}),
-                             ("findings", {"runs": ["tiny/small"]})):
+                             ("findings", {"runs": ["tiny/small"]}), ("run_overview", {"run": "tiny/small"})):
         out = tmp_path / f"{page}.ipynb"
         with template_notebook(REPO / "notebooks", page) as template:
             papermill.execute_notebook(str(template), str(out), parameters=parameters,
@@ -69,6 +69,12 @@ def test_every_stage_notebook_runs_on_a_tiny_model(tiny_model_dirs, tmp_path, mo
     shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) for c in findings_page["cells"]
                     for o in c.get("outputs", []))
     assert "**tiny (small).**" in shown and "tasks pass the 60% both-correct filter" in shown
+    landing = json.loads((tmp_path / "run_overview.ipynb").read_text())
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", "")) + "".join(o.get("data", {}).get("text/html", ""))
+                    for c in landing["cells"] for o in c.get("outputs", []))
+    assert "tasks pass the 60% both-correct filter" in shown  # the run's findings, by the same rules
+    assert shown.count('<a href="0') == len(STAGES)  # a link to every stage's page
+    assert "Every stage of this run was made by the code and page templates of this build" in shown
 
 
 def test_unknown_parameter_is_an_error(tiny_model_dirs, tmp_path, monkeypatch):

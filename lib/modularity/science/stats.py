@@ -689,6 +689,7 @@ def comparison_note(kind: str, matrices: Mapping[str, pd.DataFrame], min_tasks: 
     if len(common) < min_tasks:
         return False, f"{kind}: the runs share only {len(common)} task(s); too few cells for τ."
     if any(size != len(common) for size in sizes.values()):
-        return True, (f"{kind}: task sets differ between runs ({sizes}); τ uses the {len(common)} "
+        counted = ", ".join(f"{run} {size}" for run, size in sizes.items())
+        return True, (f"{kind}: task sets differ between runs ({counted} tasks); τ uses the {len(common)} "
                       "tasks common to all of them.")
     return True, f"{kind}: all runs have the same {len(common)} tasks."
