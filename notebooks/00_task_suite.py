@@ -47,6 +47,7 @@ if not isinstance(seed, int):
 # %%
 import pandas as pd
 from modularity.science.tasks import assemble_message, generate_suite, generate_task
+from modularity.showing import tables
 
 example = generate_task("code_conditional", profile, 1, seed)
 item = example.items[0]
@@ -57,9 +58,10 @@ for condition in ("clean", "corrupted"):
 # %% [markdown]
 # ## 2. One example per task
 #
-# The table shows the first item of each task: the end of its clean and corrupted problems (in the
-# `small` profile many prompts start with solved examples; "↵" marks a line break and "…" the elided
-# start), and the two answers.
+# The first item of a task of each domain, then of every task in the folded table: the end of its
+# clean and corrupted problems (in the `small` profile many prompts start with solved examples; "↵"
+# marks a line break and "…" the elided start), and the two answers: the correct one of the clean
+# problem and its foil (the correct answer of the corrupted problem).
 
 # %%
 from modularity.science.tasks import prompt_tail
@@ -72,7 +74,9 @@ examples = pd.DataFrame([
      "correct": t.items[0]["clean_correct"], "foil": t.items[0]["clean_incorrect"]}
     for t in suite.values()
 ])
-examples
+first_of_domain = examples.task.str.split("/").str[0].drop_duplicates().index
+tables.folded(tables.for_reading(examples, font_size=0.85), f"All {len(examples)} tasks",
+              summary=tables.for_reading(examples.loc[first_of_domain], font_size=0.85))
 
 # %% [markdown]
 # ## 3. Counts and diversity
@@ -84,7 +88,8 @@ examples
 from modularity.science.tasks import diversity_report
 
 diversity = diversity_report(suite)
-diversity
+tables.for_reading(diversity, rename={"n_items": "items", "n_templates": "templates", "n_scenarios": "scenarios",
+                                      "n_clean_problems": "distinct clean problems"}, note=tables.DOMAIN_NOTE)
 
 # %% [markdown]
 # The answers are balanced: half the items take side *a* of the pair as the clean prompt, and
@@ -100,7 +105,12 @@ balance = pd.DataFrame([{"task": name, **label_balance(task), "correct_option_na
                          "copy_solvable": copy_solvable_share(task)} for name, task in suite.items()])
 assert (balance.side_a_share - 0.5).abs().max() <= 0.5 / n_items + 1e-9, "clean side must alternate a/b"
 assert profile != "small" or balance.copy_solvable.max() <= 0.05, "a small task is solvable by copying"
-balance.round(2)
+tables.for_reading(balance, percent_columns=balance.columns[1:], rename={
+    "side_a_share": "clean side a", "top_answer_share": "top answer", "worst_pair_share": "worst pair",
+    "correct_option_named_first": "correct named first", "copy_solvable": "copy-solvable"},
+    note="Top answer: share of the most frequent correct answer among answers that occur twice or more; worst pair: "
+         "in the most unbalanced answer pair (4 items or more), the share of the more frequent winner; correct named "
+         "first: items whose question lists the correct option first; copy-solvable: items copying alone solves.")
 
 # %% [markdown]
 # ## 4. The two profiles side by side
@@ -116,8 +126,7 @@ for name in ["add_sub_2op_symbolic", "number_sorting", "code_list", "logic_syllo
         task = generate_task(name, prof, 1, seed)
         row[prof] = prompt_tail(assemble_message(task.config, task.items[0], "clean"), width=240)
     side_by_side.append(row)
-pd.set_option("display.max_colwidth", 260)
-pd.DataFrame(side_by_side)
+tables.for_reading(pd.DataFrame(side_by_side), font_size=0.9)
 
 # %% [markdown]
 # ## 5. Token alignment for the model's tokenizer
@@ -137,7 +146,8 @@ tokenizer = load_tokenizer(model)
 formatter = partial(format_prompt, tokenizer)  # message, raw -> the prompt the model reads
 alignment = pd.DataFrame([{"task": t.label, "aligned_share": alignment_rate(t, tokenizer, formatter)}
                           for t in suite.values()])
-alignment.sort_values("aligned_share").head(12)
+tables.for_reading(alignment.sort_values("aligned_share").head(12), percent_columns=["aligned_share"],
+                   rename={"aligned_share": "aligned items"})
 
 # %% [markdown]
 # ## 6. Which tasks the embedded models solve, per profile
@@ -161,19 +171,27 @@ alignment.sort_values("aligned_share").head(12)
 # %%
 from modularity.records.store import committed_eval_summaries
 from modularity.base.files import results_root
+from modularity.science.tasks.schema import DOMAINS
 
 measured = committed_eval_summaries()
 if len(measured):
-    display(measured.groupby(["model", "profile", "domain"]).passes.agg(passing="sum", tasks="size")
-            .unstack("domain").rename_axis(columns=[None, "domain"]))
+    counts = measured.groupby(["model", "profile", "domain"]).passes.agg(passing="sum", tasks="size")
+    shares = (counts.passing.astype(str) + " of " + counts.tasks.astype(str)).unstack("domain")
+    shares = shares[[d for d in DOMAINS if d in shares]].rename_axis(columns=None)
+    display(tables.for_reading(shares, right=shares.columns,
+                               note="Tasks passing the 60% filter, of the tasks of the domain. " + tables.DOMAIN_NOTE))
     # a task stopped early (it could no longer reach the filter) gets "*": its accuracy is an underestimate
     measured["shown"] = (measured.both_correct_accuracy.map("{:.2f}".format)
                          + measured.stopped_early.map({True: "*", False: ""}))
-    per_task = measured.pivot_table(index=["domain", "task"], columns=["model", "profile"],
-                                    values="shown", aggfunc="first")
-    display(per_task)
-    print(f"* stopped early: {int(measured.stopped_early.sum())} of {len(measured)} (task, run) evaluations; "
-          "their decision is exact, their accuracy an underestimate")
+    measured["run"] = measured.model + " (" + measured.profile + ")"
+    per_task = measured.pivot_table(index=["domain", "task"], columns="run", values="shown", aggfunc="first",
+                                    sort=False)
+    per_task = per_task.reindex(sorted(per_task.index, key=lambda row: DOMAINS.index(row[0])))  # the study's order
+    stopped = f"{int(measured.stopped_early.sum())} of {len(measured)} (task, run) evaluations"
+    per_task_table = tables.for_reading(per_task.rename_axis(columns=None), font_size=0.9, right=per_task.columns,
+                                        note=f"Both-correct accuracy; * stopped early ({stopped}): the decision is "
+                                             "exact, the accuracy an underestimate.")
+    display(tables.folded(per_task_table, "Per task: the both-correct accuracy of every run"))
 else:
     print("no evaluation results committed yet: run `modularity run params/<model>.yaml`")
 
@@ -187,7 +205,8 @@ if len(target_runs):
     target = target_runs.groupby("domain").passes.agg(passing="sum", tasks="size")
     target["needed"] = (target.tasks + 1) // 2  # at least half
     target["met"] = target.passing >= target.needed
-    display(target)
+    display(tables.for_reading(target.reindex([d for d in DOMAINS if d in target.index]), note=(
+        "needed: half the domain's tasks, rounded up. " + tables.DOMAIN_NOTE)))
 else:
     print("no small-profile run of smollm2-135m-instruct committed yet")
 
@@ -210,9 +229,12 @@ if design_files:
     designs["both_correct"] = designs.both_correct_accuracy.map("{:.2f}".format) + " ± " + designs.both_correct_se.map("{:.2f}".format)
     table = designs.pivot_table(index=["kind", "meant_for", "design"], columns="model", values="both_correct",
                                 aggfunc="first", sort=False)
-    display(table)
-    example = designs.drop_duplicates("design").set_index("design")[["query_end", "answers"]]
-    display(example.rename(columns={"query_end": "query (end)", "answers": "correct / foil"}))
+    display(tables.for_reading(table.rename_axis(index=["kind", "meant for", "design"], columns=None),
+                               right=table.columns,
+                               note="Both-correct accuracy ± its standard error, per model."))
+    example = designs.drop_duplicates("design")[["design", "query_end", "answers"]]
+    display(tables.for_reading(example, font_size=0.9,
+                               rename={"query_end": "query (end)", "answers": "correct / foil"}))
 else:
     print("no design record yet: run benchmarks/formal_designs.py")
 
@@ -243,8 +265,10 @@ if (study_run / "task_files_audit.csv").exists():
     source = json.loads((study_run / "manifest.json").read_text())["data_source"]
     excluded = study_audit[(study_audit.n_duplicates > 0) | (study_audit.n_equal_answers > 0)
                            | (study_audit.n_other_invalid > 0)]
-    display(excluded[["domain", "task", "n_items", "n_duplicates", "n_equal_answers", "n_other_invalid"]]
-            .set_index(["domain", "task"]))
+    display(tables.for_reading(excluded[["task", "domain", "n_items", "n_duplicates", "n_equal_answers",
+                                         "n_other_invalid"]],
+                               rename={"n_items": "entries", "n_duplicates": "duplicates",
+                                       "n_equal_answers": "equal answers", "n_other_invalid": "otherwise invalid"}))
     print(f"{len(excluded)} of {len(study_audit)} study files have entries left out: "
           f"{study_audit.n_duplicates.sum()} exact duplicates, {study_audit.n_equal_answers.sum()} items with "
           f"equal answers, {study_audit.n_other_invalid.sum()} otherwise invalid, of {study_audit.n_items.sum():,} entries")
@@ -269,12 +293,13 @@ def audit_by_domain(audit: pd.DataFrame) -> pd.DataFrame:
 audits = {f"generated ({p})": audit_items(generate_suite(p, n_items=n_items, seed=seed)) for p in PROFILES}
 if study_audit is not None:
     audits = {"study's files": study_audit, **audits}
-pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, names=["suite"])
+tables.for_reading(pd.concat({name: audit_by_domain(audit) for name, audit in audits.items()}, names=["suite"]),
+                   rename=lambda column: column.replace("_", " "))
 
 # %% [markdown]
-# `left_out` counts exact duplicates, `equal_answers` items whose two answers are the same,
-# `correct_first` the tasks where most items list the correct option first in both prompts (the
-# option order alone gives the answer away), and `shared_frame` the tasks in the study's shared
+# *Left out* counts exact duplicates, *equal answers* items whose two answers are the same,
+# *correct first* the tasks where most items list the correct option first in both prompts (the
+# option order alone gives the answer away), and *shared frame* the tasks in the study's shared
 # 2-shot frame. The accuracies SmolLM2 reaches on the
 # study's items (40 sampled per task) are in the per-task table of section 6, under the run
 # `smollm2-135m-instruct-study-items`.
@@ -317,9 +342,9 @@ from modularity.science.tasks.schema import DOMAIN_NAMES
 
 localizer_items = SCHEMA["localizer_items"].default
 battery = localizer_suite(localizer_items, seed)
-pd.set_option("display.max_colwidth", 260)
-pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.localized[0]}",
-               "control": f"{CONTRASTS[d][1]}: {s.control[0]}"} for d, s in battery.items()]).set_index("domain")
+tables.for_reading(pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.localized[0]}",
+                                  "control": f"{CONTRASTS[d][1]}: {s.control[0]}"} for d, s in battery.items()]),
+                   font_size=0.9)
 
 # %% [markdown]
 # Per domain and condition: the number of distinct texts and their mean length in words,
@@ -337,7 +362,8 @@ lengths = pd.DataFrame([
     for d, s in battery.items() for i, (condition, texts) in enumerate((("localized", s.localized), ("control", s.control)))
 ])
 assert (lengths.texts == localizer_items).all(), "every condition has distinct texts"
-lengths.set_index(["domain", "condition"]).round(1)
+tables.for_reading(lengths.set_index(["domain", "condition"]), digits=1,
+                   note="Texts: distinct texts; words, characters and tokens: mean per text.")
 
 # %%
 ratio = lengths.pivot(index="domain", columns="condition", values="tokens")

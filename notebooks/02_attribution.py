@@ -69,7 +69,7 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())  # the parameters above, validated
-{k: ctx.params[k] for k in ("model", "profile", "metric", "attribution_items", "verify_tasks", "verify_neurons", "seed")}
+ctx.settings("model", "profile", "metric", "attribution_items", "verify_tasks", "verify_neurons", "seed")
 
 # %%
 import nnsight
@@ -80,7 +80,7 @@ from IPython.display import display
 from myst_nb import glue
 
 from modularity.science import attribution, scoring
-from modularity.showing import charts
+from modularity.showing import charts, tables
 from modularity.base import numerics
 from modularity import stages
 
@@ -94,7 +94,9 @@ passing = ctx.passing()
 glue("n_attributed", len(passing), display=False)
 if passing.empty:
     print("No task passed the filter, so there is nothing to attribute; later stages will say the same.")
-passing[["task", "domain", "n_both_correct", "both_correct_accuracy", "C", "R"]]
+tables.for_reading(passing[["task", "domain", "both_correct_accuracy", "n_both_correct", "C", "R"]], digits=2,
+                   rename={"both_correct_accuracy": "both correct", "n_both_correct": "both-correct items"},
+                   note=tables.DOMAIN_NOTE + " C and R: the baselines of stage 1.")
 
 # %% [markdown]
 # ## 2. Attribution of one item, by hand
@@ -180,11 +182,15 @@ if ctx.params["metric"] == "logit_diff":
 by_hand = (g * (torch.stack(a_clean) - a_corrupted) / (C - R)).float().cpu()  # [L, d_ff]
 fast = attribution.attribute_task(ctx.model, tokens, np.array([i]), C, R, metric=ctx.params["metric"],
                                   heads=False).neurons
-held_to = numerics.tolerance(numerics.largest_magnitude(fast), L, ctx.model.dtype)  # float rounding, forward and back
+# Each score is a product g · Δa / (C − R): its rounding follows the size of the factors, which can be far
+# larger than the score itself (a large gradient on a neuron whose value barely moves), so the
+# tolerance is taken from them.
+factors = numerics.largest_magnitude(g) * numerics.largest_magnitude(torch.stack(a_clean) - a_corrupted) / abs(C - R)
+held_to = numerics.tolerance(factors, L, ctx.model.dtype)  # float rounding, forward and back
 check = numerics.assert_agree(by_hand, fast, held_to, "traced vs library attribution scores")
 print(f"traced and library scores agree: largest difference {check['largest difference']:.1e} "
       f"(largest score {float(fast.abs().max()):.1e}, held to {held_to:.1e})")
-attribution.top_neurons(fast, 5)
+tables.for_reading(attribution.top_neurons(fast, 5), rename={"index": "neuron"})
 
 # %% [markdown]
 # These are the neurons whose clean value would most help this one item. A task's score is the sum
@@ -212,7 +218,7 @@ for task_name, tensors in scores.items():
     assert tensors["heads"].shape == (loaded.n_layers, loaded.n_heads), task_name
     assert torch.isfinite(tensors["neurons"]).all(), task_name
     assert (tensors["neurons"] > 0).any(), task_name
-result.summary
+tables.for_reading(result.summary)
 
 # %% [markdown]
 # ## 4. The strongest neurons of one task
@@ -223,7 +229,7 @@ result.summary
 if scores:
     first = next(iter(scores))
     print(first)
-    display(attribution.top_neurons(scores[first]["neurons"], 10))
+    display(tables.for_reading(attribution.top_neurons(scores[first]["neurons"], 10), rename={"index": "neuron"}))
 
 # %% [markdown]
 # ## 5. Does the first-order estimate hold? A check against exact patching
@@ -234,7 +240,11 @@ if scores:
 # 16 both-correct items.
 
 # %%
-result.agreement
+tables.for_reading(result.agreement.rename_axis("task").reset_index(), int_columns=["n"], digits=3,
+                   percent_columns=["sign_agreement"], rename={"n": "neurons patched", "sign_agreement": "same sign"},
+                   note="Pearson and Spearman: correlations of estimate and exact effect; slope: of the exact effect "
+                        "on the estimate, through the origin; same sign: share of the neurons with a non-negligible "
+                        "effect whose estimate has its sign.")
 
 # %% [markdown]
 # Sanity check: the correlation is a number in [−1, 1] for every checked task; a low value would mean the linear estimate is not trustworthy for this model.

@@ -61,7 +61,7 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())
-{k: ctx.params[k] for k in ("model", "profile", "top_pcts", "main_pct")}
+ctx.settings("model", "profile", "top_pcts", "main_pct")
 
 # %%
 import numpy as np
@@ -69,7 +69,7 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
-from modularity.showing import charts
+from modularity.showing import charts, tables
 from modularity.science.sites import split_flat
 from modularity import stages
 
@@ -124,7 +124,10 @@ result = stages.overlap.run(ctx)
 glue("n_overlap_tasks", len(result.tasks), display=False)
 if not result.enough:
     print(f"{len(result.tasks)} attributed task(s): overlap needs at least two, so this stage stops here.")
-result.set_sizes
+tables.for_reading(result.set_sizes.reset_index(), rename={
+    "pct": "top %", "k": "k", "min": "smallest set", "max": "largest set"},
+    note="k: neurons per set; a set is smaller when the task has fewer than k positive scores.") \
+    if len(result.set_sizes) else None
 
 # %% [markdown]
 # The stage's sets and matrix cell are the ones computed by hand; and since every set has size k,
@@ -148,7 +151,8 @@ summary = result.within_cross or dict.fromkeys(("within", "cross", "ratio"), np.
 for name, form in (("within", ".3f"), ("cross", ".3f"), ("ratio", ".2f")):
     glue(name, format(summary[name], form) if result.enough else "not computed (fewer than two tasks)",
          display=False)
-pd.Series(summary).to_frame(f"top {PCT}%")
+tables.for_reading(pd.Series(summary).rename({"within": "within a domain", "cross": "across domains",
+                                               "ratio": "ratio within / across"}).to_frame(f"top {PCT}%"))
 
 # %% [markdown]
 # At the main threshold, tasks of the same domain share on average {glue:text}`within` of their

@@ -57,16 +57,17 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())
-{k: ctx.params[k] for k in ("model", "profile", "main_pct", "top_pcts", "n_permutations", "knn")}
+ctx.settings("model", "profile", "main_pct", "top_pcts", "n_permutations", "knn")
 
 # %%
 import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity.showing import charts, findings
+from modularity.showing import charts, findings, tables
 from modularity.science import overlap, stats
 from modularity import stages
+from modularity.science.tasks.schema import DOMAINS
 
 N_PERMUTATIONS = ctx.params["n_permutations"]
 
@@ -98,7 +99,8 @@ def within_minus_cross(labels: np.ndarray) -> float:
 if testable:
     rng = np.random.default_rng(42)  # the study's seed
     observed, shuffled = within_minus_cross(domains), rng.permutation(domains)
-    display(pd.DataFrame({"true domain": domains, "one shuffle": shuffled}, index=main.index).T)
+    display(tables.for_reading(pd.DataFrame({"task": [label.split("/", 1)[-1] for label in main.index],
+                                             "true domain": domains, "after one shuffle": shuffled})))
     print(f"Δ observed = {observed:.4f}; Δ after this shuffle = {within_minus_cross(shuffled):.4f}")
     null = np.array([within_minus_cross(shuffled)] + [within_minus_cross(rng.permutation(domains))
                                                       for _ in range(N_PERMUTATIONS - 1)])
@@ -126,19 +128,26 @@ else:  # the same statistic and the same shuffles, summed in another order
                              index=["Δ observed", "p"])
     agreement["|difference|"] = (agreement["by hand"] - agreement["stage"]).abs()
     agreement["held to"] = [tie_tolerance, 1 / (N_PERMUTATIONS + 1)]  # Δ: the tie tolerance; p: one shuffle
-    display(agreement.style.format("{:.3g}"))
+    display(tables.for_reading(agreement))
     assert (agreement["|difference|"] <= agreement["held to"]).all(), agreement
 
 # %% [markdown]
 # ## 3. Within- vs cross-domain, overall and per domain
 #
-# Per domain D: within_D over pairs inside D, cross_D over pairs with exactly one task in D (SI
-# Table 2); `p_holm` corrects the per-domain p-values for testing several domains (Holm).
+# The first row tests all tasks together. Per domain D: within_D over pairs inside D, cross_D over
+# pairs with exactly one task in D (SI Table 2); the Holm p corrects the per-domain p-values for
+# testing several domains.
 
 # %%
-if result.testable:
-    display(pd.Series(result.test).to_frame("overall"))
-result.per_domain
+overall_row = pd.DataFrame([{"domain": "all", **result.test}]) if result.testable else pd.DataFrame()
+by_domain = pd.concat([overall_row, result.per_domain], ignore_index=True)
+notes = [f"{row.domain}: {row.note}" for row in by_domain.itertuples() if isinstance(row.note, str) and row.note]
+tables.for_reading(
+    by_domain[[c for c in ("domain", "n_tasks", "within", "cross", "ratio", "delta", "p", "p_holm") if c in by_domain]],
+    p_columns=["p", "p_holm"], n_permutations=N_PERMUTATIONS, digits={"within": 3, "cross": 3, "delta": 3},
+    rename={"n_tasks": "tasks", "delta": "Δ", "p_holm": "Holm p"},
+    note=" ".join([f"Δ = within − cross; p from {N_PERMUTATIONS:,} label permutations.", tables.DOMAIN_NOTE] + notes)) \
+    if len(by_domain) else None
 
 # %% [markdown]
 # ## 4. Clustering the tasks and its ARI
@@ -157,9 +166,16 @@ ari = result.ari or {}
 glue("ari_verdict", findings.ari_sentence(ari.get("ari"), ari.get("p"), result.n_clusters, N_PERMUTATIONS, reason),
      display=False)
 if result.testable:
-    display(pd.crosstab(result.clusters.domain, result.clusters.cluster))
-    display(pd.Series({**{k: result.ari[k] for k in ("ari", "p", "null_mean", "null_sd", "null_max")},
-                       **result.clustering}).to_frame("clustering"))
+    crosstab = pd.crosstab(result.clusters.domain, result.clusters.cluster)
+    display(tables.for_reading(crosstab.reindex([d for d in DOMAINS if d in crosstab.index]), note=tables.DOMAIN_NOTE))
+    clustering = {"ARI": result.ari["ari"], "p": tables.p_text(result.ari["p"], N_PERMUTATIONS),
+                  "null ARI: mean": result.ari["null_mean"], "null ARI: SD": result.ari["null_sd"],
+                  "null ARI: largest": result.ari["null_max"], "NMI": result.clustering["nmi"],
+                  "AMI": result.clustering["ami"], "V-measure": result.clustering["v_measure"],
+                  "silhouette": result.clustering["silhouette"], "tasks": result.clustering["n_tasks"]}
+    display(tables.for_reading(pd.Series(clustering).to_frame("clustering"), note=(
+        "ARI: adjusted Rand index of the clusters against the domains; null: the ARI with the domain labels "
+        "shuffled; NMI, AMI: normalised and adjusted mutual information; silhouette: of the true domains.")))
 
 # %% [markdown]
 # {glue:text}`overlap_verdict` {glue:text}`ari_verdict` The crosstab above shows which domains end
@@ -176,7 +192,10 @@ if result.testable:
     charts.show(charts.beside_study(result.beside_study),
                 caption="Figure 1. This run's overlap ratio (log scale) and ARI (red) beside the study's six "
                         "models (grey; hover for names).")
-    display(result.tau_vs_study.set_index("study_model"))
+    display(tables.for_reading(result.tau_vs_study[["study_model", "tau", "p", "n_tasks", "n_values"]],
+                               p_columns=["p"], digits={"tau": 3}, rename={
+                                   "study_model": "study model", "tau": "τ", "n_tasks": "common tasks",
+                                   "n_values": "cells"}))
 
 # %% [markdown]
 # ## 5. Threshold sweep
@@ -189,7 +208,18 @@ if result.testable:
     charts.show(charts.threshold_sweep(long),
                 caption="Figure 2. Within/cross overlap ratio, ARI of the clustering and silhouette of the true "
                         "domains, against the top-k% threshold used to select each task's neurons.")
-result.sweep
+    sweep_permutations = min(N_PERMUTATIONS, 2000)  # the stage runs the sweep with at most 2,000 permutations
+    display(tables.folded(
+        tables.for_reading(result.sweep[["pct", "n_tasks", "delta", "nmi", "ami", "v_measure"]],
+                           digits={"delta": 3, "nmi": 3, "ami": 3, "v_measure": 3},
+                           rename={"pct": "top %", "n_tasks": "tasks", "delta": "Δ", "nmi": "NMI", "ami": "AMI",
+                                   "v_measure": "V-measure"}),
+        "Tasks, Δ and the other clustering scores at each threshold",
+        summary=tables.for_reading(
+            result.sweep[["pct", "within", "cross", "ratio", "p", "ari", "silhouette"]], p_columns=["p"],
+            n_permutations=sweep_permutations, digits={"within": 3, "cross": 3, "ari": 3, "silhouette": 3},
+            rename={"pct": "top %", "ari": "ARI"},
+            note=f"p from {sweep_permutations:,} label permutations at each threshold.")))
 
 # %% [markdown]
 # The stage saved:

@@ -62,8 +62,7 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())
-{k: ctx.params[k] for k in ("model", "profile", "main_pct", "ablation_items", "ablation_mode", "n_random_controls",
-                            "ablation_control_cells", "seed", "batch_size", "dtype", "device")}
+ctx.settings("model", "profile", "main_pct", "ablation_items", "ablation_mode", "n_random_controls", "ablation_control_cells", "seed", "batch_size", "dtype", "device")
 
 # %%
 import numpy as np
@@ -72,7 +71,7 @@ import torch
 from myst_nb import glue
 
 from modularity.science import ablation, scoring, sites
-from modularity.showing import charts, findings
+from modularity.showing import charts, findings, tables
 from modularity.base import numerics
 from modularity import stages
 
@@ -151,8 +150,9 @@ if len(tasks) >= 2:
     held_to = numerics.tolerance(numerics.largest_magnitude(by_library.patched), ctx.model.n_layers, ctx.model.dtype)
     check = numerics.assert_agree(by_nnsight, by_library.patched[0, :, 0], held_to, "nnsight vs library patched log-probs")
     print(f"largest difference {check['largest difference']:.1e} nats, held to {held_to:.1e} (float rounding)")
-    display(pd.DataFrame({"clean run": by_library.unablated[:, 0], "patched (nnsight)": by_nnsight,
-                          "patched (library)": by_library.patched[0, :, 0]}, index=["LP(y⁺)", "LP(y⁻)"]))
+    display(tables.for_reading(pd.DataFrame({"clean run": by_library.unablated[:, 0], "patched (nnsight)": by_nnsight,
+                                             "patched (library)": by_library.patched[0, :, 0]},
+                                            index=["LP(y⁺)", "LP(y⁻)"]), digits=3))
     print("answered correctly:", "clean run", bool(by_library.unablated[0, 0] > by_library.unablated[1, 0]),
           "· patched", bool(by_nnsight[0] > by_nnsight[1]))
 
@@ -183,7 +183,8 @@ if not result.enough:
 if result.computed_cells:
     print(f"{result.computed_cells} cells computed in {result.seconds:.0f} s "
           f"({result.seconds / result.computed_cells:.2f} s per cell)")
-result.tasks[["label", "n_both_correct", "C", "R"]]
+tables.for_reading(result.tasks[["label", "n_both_correct", "C", "R"]], digits=2,
+                   rename={"label": "task", "n_both_correct": "both-correct items"})
 
 # %% [markdown]
 # **{glue:text}`n_ablation_tasks` tasks** (of {glue:text}`n_passing` passing the filter) serve as
@@ -191,11 +192,15 @@ result.tasks[["label", "n_both_correct", "C", "R"]]
 # layers it occupies, and the items per target:
 
 # %%
+SET_KINDS = {"selected": "selected (top)", "layer_matched": "random, layer-matched", "uniform": "random, uniform"}
 if result.enough:
     print(f"k = {result.k} neurons out of {result.n_layers} x {result.d_ff}")
-    display(result.all_sets.kind.value_counts().to_frame("sets"))
-    display(pd.Series({label: len(v) for label, v in result.items_per_target.items()}, name="items").to_frame().T)
-result.sets_table
+    kinds = result.all_sets.kind.value_counts().reindex([k for k in SET_KINDS if k in set(result.all_sets.kind)])
+    display(tables.for_reading(kinds.rename(SET_KINDS).rename_axis("kind").to_frame("sets")))
+test_items = pd.Series({label: len(v) for label, v in result.items_per_target.items()}, name="test items", dtype=int)
+tables.for_reading(result.sets_table.join(test_items).rename_axis("task").reset_index(),
+                   note="Each task's set: its size, the number of layers it spans and its deepest layer (from 0); "
+                        "test items: the items on which the task is tested as a target.")
 
 # %% [markdown]
 # Sanity checks: accuracies are fractions and the study's drop is 1 − accuracy. The unablated
@@ -214,7 +219,8 @@ glue("min_unablated", f"{unablated.min():.3f}" if result.enough else "n/a", disp
 
 # %% [markdown]
 # The smallest re-measured unablated accuracy over the targets is {glue:text}`min_unablated`; the
-# column `drop_vs_unablated` measures the drop from that value instead of from 1.
+# *drop from the unablated accuracy* (`drop_vs_unablated` in the saved tables) measures the drop from
+# that value instead of from 1.
 #
 # ## 3. The ablation matrix
 #
@@ -235,7 +241,7 @@ if result.enough:
 #
 # Self is the mean of the diagonal; within and across are means of off-diagonal cells with the two
 # tasks in the same or in different domains (both directions); p shuffles the task → domain labels
-# ({ref}`methods §7 <methods-ablation>`, {ref}`methods §9 <methods-summaries>`). The normalised `metric_change` is negative when ablation hurts.
+# ({ref}`methods §7 <methods-ablation>`, {ref}`methods §9 <methods-summaries>`). The change of the normalised metric (`metric_change`) is negative when ablation hurts.
 
 # %%
 main = result.summary.get("drop", {})
@@ -245,7 +251,15 @@ verdict = findings.ratio_sentence("ablation drop", main.get("within"), main.get(
                                   main.get("p"), ctx.params["n_permutations"],
                                   findings.untested_reason(result.matrix))
 glue("ablation_verdict", verdict, display=False)
-pd.DataFrame(result.summary).T
+summary_table = pd.DataFrame(result.summary).T
+task_counts = summary_table.pop("n_tasks").unique() if "n_tasks" in summary_table else []
+tables.for_reading(
+    summary_table.rename(index={"drop": "drop 1 − acc′", "drop_vs_unablated": "drop from the unablated accuracy",
+                                "metric_change": "change of the normalised metric"}),
+    p_columns=[c for c in ("p",) if c in summary_table], n_permutations=ctx.params["n_permutations"],
+    digits={c: 3 for c in ("self", "within", "across", "delta") if c in summary_table},
+    rename={"delta": "Δ"}, note=(f"Over {int(task_counts[0])} tasks; " if len(task_counts) == 1 else "")
+    + "Δ = within − across; p from label permutations.") if len(summary_table) else None
 
 # %% [markdown]
 # Patching a task's own top neurons costs **{glue:text}`ablation_self`** of its accuracy on average;
@@ -263,7 +277,9 @@ if result.enough:
                 caption="Figure 2. Mean accuracy drop (± SEM over cells) per domain: within the domain, from the "
                         "domain to the others, and from the others to the domain. Bars without cells (a domain "
                         "with one task has no within cells) are absent.")
-result.domain_bars
+tables.for_reading(result.domain_bars, digits={"mean": 3, "sem": 3}, int_columns=["n"],
+                   rename={"kind": "which cells", "mean": "mean drop", "sem": "± SEM", "n": "cells"},
+                   note=tables.DOMAIN_NOTE) if len(result.domain_bars) else None
 
 # %% [markdown]
 # ## 6. Selected neurons vs random neurons
@@ -281,12 +297,20 @@ if not result.controls.empty:
     self_row = result.controls.set_index("relation").loc["self"]
 glue("self_selected", f"{self_row['selected']:.3f}" if not result.controls.empty else "n/a", display=False)
 glue("self_layer_matched", f"{self_row['layer_matched']:.3f}" if not result.controls.empty else "n/a", display=False)
-result.controls
+if not result.controls.empty:  # one row per (relation, kind of set)
+    by_relation = result.controls.set_index("relation")
+    long = pd.DataFrame([{"relation": relation, "neurons patched": SET_KINDS[kind],
+                          "cells": by_relation.at[relation, "n_cells" if kind == "selected" else f"n_cells_{kind}"],
+                          "mean drop": by_relation.at[relation, kind],
+                          "selected hurts more": by_relation.get(f"share_above_{kind}", {}).get(relation)}
+                         for relation in by_relation.index for kind in SET_KINDS if kind in by_relation])
+    display(tables.for_reading(long, int_columns=["cells"], digits={"mean drop": 3},
+                               percent_columns=["selected hurts more"]))
 
 # %% [markdown]
 # On the diagonal the selected sets cost {glue:text}`self_selected` of the accuracy, layer-matched
-# random sets of the same size {glue:text}`self_layer_matched`. The `share_above_*` columns give the
-# fraction of cells in which the selected set hurts more than the mean of its controls.
+# random sets of the same size {glue:text}`self_layer_matched`. *Selected hurts more* is the share of
+# cells in which the selected set costs more accuracy than the mean of its random sets of that kind.
 #
 # The stage saved the matrix in the study's CSV layout, every cell in long format with the controls,
 # and a JSON summary:

@@ -61,13 +61,13 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())
-{k: ctx.params[k] for k in ("model", "profile", "main_pct", "n_permutations", "knn")}
+ctx.settings("model", "profile", "main_pct", "n_permutations", "knn")
 
 # %%
 import pandas as pd
 from myst_nb import glue
 
-from modularity.showing import charts, findings
+from modularity.showing import charts, findings, tables
 from modularity import stages
 
 pd.set_option("display.precision", 3)
@@ -85,8 +85,9 @@ pd.set_option("display.precision", 3)
 result = stages.beside_study.run(ctx)
 if result.overlap.empty:  # stage 3 writes no matrix when fewer than two tasks were attributed
     print("This run has no overlap matrix (fewer than two attributed tasks): only the study's models are placed.")
-pd.Series({"overlap matrix": len(result.overlap),
-           "ablation matrix": 0 if result.ablation is None else len(result.ablation)}, name="tasks")
+tables.for_reading(pd.Series({"overlap matrix": len(result.overlap),
+                              "ablation matrix": 0 if result.ablation is None else len(result.ablation)},
+                             name="tasks").to_frame())
 
 # %%
 charts.show(charts.beside_study(result.placed, title=f"{result.label} beside the study's six models"),
@@ -99,7 +100,9 @@ glue("position_text", "; ".join(
     f"{measure} {row['this run']:.2f} (study {row['study min']:.2f}–{row['study max']:.2f})"
     for measure, row in result.positions.iterrows() if pd.notna(row["this run"]))
     or f"None of the three numbers is computed for this run: {reason}", display=False)
-result.positions
+tables.for_reading(result.positions, p_columns=["p"], n_permutations=ctx.params["n_permutations"],
+                   rename={"study models below this run": "study models below"},
+                   note="Study min and max: the smallest and largest value among the study's six models.")
 
 # %% [markdown]
 # {glue:text}`position_text`.
@@ -115,7 +118,11 @@ glue("tau_text", "; ".join(f"{kind}: mean τ {row.tau_mean:.2f} over the six mod
                            f"({row.tau_min:.2f} to {row.tau_max:.2f}), about {row.common_tasks:.0f} common tasks"
                            for kind, row in result.tau_summary.iterrows() if pd.notna(row.tau_mean))
      or "not computable", display=False)
-result.tau.set_index("study_model", append=True)
+tables.for_reading(result.tau.reset_index().set_index(["matrix", "study_model"])
+                   .rename_axis(["matrix", "study model"])[["tau", "p", "n_tasks", "n_values"]],
+                   p_columns=["p"], digits={"tau": 3},
+                   rename={"tau": "τ", "n_tasks": "common tasks", "n_values": "cells compared"},
+                   note="p: asymptotic p of Kendall's τ-b (scipy).")
 
 # %% [markdown]
 # {glue:text}`tau_text`. For scale: the study's six models agree with each other at τ ≈ 0.7

@@ -66,8 +66,7 @@ localizer_items = 64  # localizer stimuli per condition and domain
 from modularity.stages.context import RunContext
 
 ctx = RunContext.from_notebook(globals())
-{k: ctx.params[k] for k in ("model", "profile", "localizer_items", "main_pct", "ablation_items", "ablation_mode",
-                            "seed", "batch_size", "dtype", "device")}
+ctx.settings("model", "profile", "localizer_items", "main_pct", "ablation_items", "ablation_mode", "seed", "batch_size", "dtype", "device")
 
 # %%
 import nnsight
@@ -77,8 +76,8 @@ import torch
 from IPython.display import display
 from myst_nb import glue
 
-from modularity.showing import charts
-from modularity.science import localizer, stats
+from modularity.showing import charts, findings, tables
+from modularity.science import localizer
 from modularity.base import numerics
 from modularity import stages
 from modularity.science.tasks.localizer import CONTRASTS, localizer_suite
@@ -89,6 +88,16 @@ PCT = ctx.params["main_pct"]
 N_PERM = ctx.params["n_permutations"]
 glue("main_pct", PCT, display=False)
 glue("localizer_items", ctx.params["localizer_items"], display=False)
+SWEEP_PERM = min(N_PERM, 2000)  # the stage repeats the overlap test at every threshold with at most 2,000 permutations
+
+
+def by_domain_table(within: pd.DataFrame, note: str = ""):
+    """A stage's per-domain within/across table (Holm-corrected p) for reading."""
+    return tables.for_reading(within[["domain", "n_tasks", "within", "across", "ratio", "delta", "p", "p_holm"]],
+                              p_columns=["p", "p_holm"], n_permutations=N_PERM,
+                              digits={"within": 3, "across": 3, "delta": 3},
+                              rename={"n_tasks": "tasks", "delta": "Δ", "p_holm": "Holm p"},
+                              note=f"Δ = within − across. {note}{tables.DOMAIN_NOTE}")
 
 # %% [markdown]
 # ## 1. The stimuli: one contrast per domain
@@ -104,8 +113,9 @@ glue("localizer_items", ctx.params["localizer_items"], display=False)
 # %%
 stimuli = localizer_suite(ctx.params["localizer_items"], ctx.params["seed"]) if ctx.params["localizer_items"] else {}
 pd.set_option("display.max_colwidth", 200)
-pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.localized[0]}",
-               "control": f"{CONTRASTS[d][1]}: {s.control[0]}"} for d, s in stimuli.items()])
+tables.for_reading(pd.DataFrame([{"domain": DOMAIN_NAMES[d], "localized": f"{CONTRASTS[d][0]}: {s.localized[0]}",
+                                  "control": f"{CONTRASTS[d][1]}: {s.control[0]}"} for d, s in stimuli.items()]),
+                   font_size=0.9)
 
 # %% [markdown]
 # ## 2. One contrast by hand
@@ -165,8 +175,8 @@ if texts:
     scale = float(((np.abs(a.mean(0)) + np.abs(b.mean(0)))[finite] / se).max()) if finite.any() else 0.0
     numerics.assert_agree(t_hand[finite], t_scipy[finite], numerics.tolerance(scale, 0, "float64"), "Welch t by hand vs scipy")
     top = np.argsort(-t_scipy, kind="stable")[:5]
-    display(pd.DataFrame({"layer": top // D_FF, "neuron": top % D_FF, "mean (sentences)": a.mean(0)[top],
-                          "mean (pseudowords)": b.mean(0)[top], "t": t_scipy[top]}))
+    display(tables.for_reading(pd.DataFrame({"layer": top // D_FF, "neuron": top % D_FF, "mean (sentences)": a.mean(0)[top],
+                                             "mean (pseudowords)": b.mean(0)[top], "t": t_scipy[top]}), digits=3))
 
 # %% [markdown]
 # With {glue:text}`few_texts` texts per condition these t values are noisy; the stage uses all
@@ -188,7 +198,14 @@ if result.seconds.get("activations"):
     print(f"activations computed in {result.seconds['activations']:.0f} s")
 if result.computed.get("ablation_cells"):
     print(f"{result.computed['ablation_cells']} ablation cells computed in {result.seconds['ablation']:.0f} s")
-result.sets_table
+sets = result.sets_table
+tables.folded(
+    tables.for_reading(sets[["domain", "localized", "control", "stimuli per condition", "neurons"]]),
+    "The contrast of each domain, its stimuli and the size of its set", summary=tables.for_reading(
+        sets[["domain", "smallest t", "largest t", "neurons with t > 0", "layers used", "median layer", "deepest layer"]],
+        digits={"smallest t": 1, "largest t": 1}, font_size=0.9,
+        note="Smallest and largest t: of the neurons in the localized set; layers counted from 0. " + tables.DOMAIN_NOTE),
+) if len(sets) else None
 
 # %% [markdown]
 # Where the localized neurons sit, and how far the selected t values stand out from the rest:
@@ -225,23 +242,27 @@ else:
                 caption=f"Figure 3. Overlap |L ∩ A|/k of each domain's localized set (rows) with the attribution set "
                         f"of each task that passed the filter (columns), top {PCT}%. Outlined: the task is of the "
                         f"set's domain. Chance (two random sets): {result.chance:.4f}.")
-    display(result.overlap_within.set_index("domain"))
+    display(by_domain_table(result.overlap_within))
 overall = result.overlap_overall or dict.fromkeys(("within", "across", "ratio", "p"), float("nan"))
 glue("overlap_within", f"{overall['within']:.3f}", display=False)
 glue("overlap_across", f"{overall['across']:.3f}", display=False)
-glue("overlap_p", stats.format_p(overall["p"], N_PERM) if np.isfinite(overall["p"]) else "n/a", display=False)
+glue("overlap_p", findings.format_p(overall["p"], N_PERM), display=False)
 glue("chance", f"{result.chance:.4f}", display=False)
 
 # %% [markdown]
 # Over all domains, a localized set shares on average **{glue:text}`overlap_within`** of its neurons
 # with the attribution sets of its own domain's tasks and **{glue:text}`overlap_across`** with those
-# of other domains' tasks (permutation p = {glue:text}`overlap_p`; two random sets: {glue:text}`chance`).
+# of other domains' tasks (permutation {glue:text}`overlap_p`; two random sets: {glue:text}`chance`).
 # The table gives each domain's numbers and Holm's correction across the four domains. The same
 # comparison at every threshold of `top_pcts` (fewer permutations):
 
 # %%
 if result.enough:
-    display(result.overlap_sweep.set_index("pct"))
+    display(tables.for_reading(result.overlap_sweep[["pct", "k", "within", "across", "ratio", "p", "chance"]],
+                               p_columns=["p"], n_permutations=SWEEP_PERM,
+                               digits={"within": 3, "across": 3},
+                               rename={"pct": "top %", "chance": "two random sets"},
+                               note=f"p from {SWEEP_PERM:,} label permutations at each threshold."))
     bars = localizer.own_other_bars(result.overlap_matrix)
     charts.show(charts.domain_bars(bars, title="Overlap of each domain's localized set with attribution sets",
                                    y_title="overlap |L ∩ A|/k (mean ± SEM)", legend_title="localizer set → task set",
@@ -269,12 +290,12 @@ if result.enough:
                 caption=f"Figure 5. Accuracy drop of each task (columns) when a domain's top-{PCT}% localized neurons "
                         f"(rows) are patched ({ctx.params['ablation_mode']} ablation). Outlined: the task is of the "
                         "set's domain.")
-    display(result.ablation_within.set_index("domain"))
+    display(by_domain_table(result.ablation_within))
 ablated = result.ablation_overall or dict.fromkeys(("within", "across", "p", "control_within", "control_across"),
                                                    float("nan"))
 for key in ("within", "across"):
     glue(f"ablation_{key}", f"{ablated[key]:.3f}", display=False)
-glue("ablation_p", stats.format_p(ablated["p"], N_PERM) if np.isfinite(ablated["p"]) else "n/a", display=False)
+glue("ablation_p", findings.format_p(ablated["p"], N_PERM), display=False)
 control_text = (f"{ablated['control_within']:.3f} on the tasks of their own domain"
                 if np.isfinite(ablated["control_within"]) else "nothing measured (no controls ran)")
 if np.isfinite(ablated["control_across"]):
@@ -284,7 +305,7 @@ glue("ablation_controls", control_text, display=False)
 # %% [markdown]
 # Ablating a domain's localized neurons costs its own tasks **{glue:text}`ablation_within`** of their
 # accuracy on average and the other domains' tasks **{glue:text}`ablation_across`** (permutation
-# p = {glue:text}`ablation_p`). Layer-matched random sets of the same size cost
+# {glue:text}`ablation_p`). Layer-matched random sets of the same size cost
 # {glue:text}`ablation_controls`. In the form of Fig 2C:
 
 # %%
@@ -301,7 +322,9 @@ if result.enough:
                         "the same size are ablated, on the tasks of the set's own domain (within) and of other "
                         "domains (across; random sets only where ablation_control_cells is 'all'); mean ± SEM "
                         "over cells.")
-    display(result.control_within.set_index("domain").add_prefix("random: "))
+    display(tables.for_reading(result.control_within[["domain", "n_tasks", "within", "across"]], digits=3,
+                               rename={"n_tasks": "tasks", "within": "random sets: within",
+                                       "across": "random sets: across"}, note=tables.DOMAIN_NOTE))
 
 # %% [markdown]
 # ## 6. Where the two selections agree
@@ -316,7 +339,15 @@ if result.enough:
 # %%
 if result.enough:
     agreement = result.agreement.assign(domain=result.agreement.domain.map(DOMAIN_NAMES))
-    display(agreement.set_index(["measure", "domain"]))
+    agreement = agreement.set_index(["measure", "domain"])
+    display(tables.folded(
+        tables.for_reading(agreement[["localizer_within", "localizer_across", "attribution_within", "attribution_cross"]],
+                           digits=3, font_size=0.9, rename=lambda c: c.replace("_", ": ")),
+        "The means behind each verdict", summary=tables.for_reading(
+            agreement[["localizer_p", "localizer", "attribution_p", "attribution", "agree"]],
+            p_columns=["localizer_p", "attribution_p"], n_permutations=N_PERM, font_size=0.9, rename={
+                "localizer_p": "localizer: p", "localizer": "localizer shows", "attribution_p": "attribution: p",
+                "attribution": "attribution shows", "agree": "agree"})))
     counted = result.agreement.dropna(subset=["agree"])
     glue("n_agree", int(counted.agree.astype(bool).sum()), display=False)
     glue("n_compared", len(counted), display=False)

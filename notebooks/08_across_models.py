@@ -37,11 +37,12 @@ import numpy as np
 import pandas as pd
 from myst_nb import glue
 
-from modularity.showing import charts
+from modularity.showing import charts, tables
 from modularity.science import stats, study
 from modularity.base import files
 from modularity.records import store
 from modularity.science.matrix_csv import read_matrix_csv
+from modularity.science.tasks.schema import DOMAINS
 
 pd.set_option("display.precision", 3)
 assert isinstance(runs_to_compare, list) and all(isinstance(r, str) for r in runs_to_compare)
@@ -68,8 +69,12 @@ charts.show(charts.accuracy_heatmap(accuracy.rename(columns={"both_correct_accur
                     "items), task by task (SI Fig 1 layout); hover a cell for the item counts. A task whose "
                     "evaluation stopped early, once it could no longer reach the filter, shows the accuracy of "
                     "the items scored before the stop: its decision is exact, its accuracy an underestimate.")
-accuracy.pivot_table(index="domain", columns="model", values="passes", aggfunc="sum", sort=False)\
-    .rename_axis(index="tasks passing, per domain")
+passing = accuracy.pivot_table(index="model", columns="domain", values="passes", aggfunc="sum", sort=False)
+passing = passing[[d for d in DOMAINS if d in passing]].assign(
+    all=passing.sum(axis=1), of=accuracy.groupby("model", sort=False).size())
+tables.for_reading(passing.rename_axis(index="model or run", columns=None),
+                   note="Tasks passing the 60% filter, per domain; all: in every domain, of: the tasks evaluated. "
+                        + tables.DOMAIN_NOTE)
 
 
 # %% [markdown]
@@ -94,7 +99,7 @@ for run in runs_to_compare:
                                   for kind, m in found.items()}})
 for matrix in [*ablation_matrices.values(), *overlap_matrices.values()]:
     assert list(matrix.index) == list(matrix.columns), "square, same labels on both axes"
-pd.DataFrame(status)
+tables.for_reading(pd.DataFrame(status))
 
 # %% [markdown]
 # ## 2. Common tasks
@@ -136,7 +141,12 @@ for kind in ("ablation", "overlap"):
             + f" over {s['pairs']} pair(s), range {s['tau_min']:.3f} to {s['tau_max']:.3f}, "
             f"largest p = {s['p_max']:.2g}, {s['n_tasks']} tasks") if s else "not computed (see above)"
     glue(f"{kind}_tau", text, display=False)
-pd.concat({kind: table for kind, table in tau_tables.items()}, names=["matrix"]) if tau_tables else \
+tables.for_reading(
+    pd.concat([table.assign(matrix=kind, models=table.model_a + " and " + table.model_b)
+               for kind, table in tau_tables.items()])[["matrix", "models", "tau", "p", "n_tasks", "n_values"]],
+    p_columns=["p"], digits={"tau": 3},
+    rename={"tau": "τ", "n_tasks": "common tasks", "n_values": "cells"},
+    note="p: asymptotic p of Kendall's τ-b (scipy).") if tau_tables else \
     "τ needs two models: add a second run to runs_to_compare once its stages 3 and 5 have run."
 
 # %% [markdown]
@@ -180,7 +190,22 @@ si_table = pd.DataFrame(table_rows).set_index("run") if table_rows else pd.DataF
 tested = si_table[si_table["not computed"] == ""] if len(si_table) else si_table
 if len(tested) >= 2:
     si_table = pd.concat([si_table, stats.summarise_models(tested.drop(columns="not computed"))])
-si_table.style.format(precision=3, na_rep="—") if len(si_table) else "no run has an overlap matrix yet"
+
+# %%
+MEASURES = {"n_tasks_{}": "tasks", "{}_within": "within", "{}_cross": "cross", "{}_ratio": "ratio", "{}_p": "p"}
+kinds = [kind for kind in ("overlap", "ablation") if f"{kind}_p" in si_table]
+long = pd.concat({kind: si_table[[c.format(kind) for c in MEASURES]].set_axis(list(MEASURES.values()), axis=1)
+                  for kind in kinds}, names=["matrix", "run"]).swaplevel() if kinds else pd.DataFrame()
+if len(long):
+    long = long.reindex(pd.MultiIndex.from_product([si_table.index, kinds], names=["run", "matrix"]))
+reasons = [f"{run}: {why}." for run, why in si_table.get("not computed", pd.Series(dtype=str)).items()
+           if isinstance(why, str) and why]
+tables.for_reading(long, p_columns=["p"], n_permutations=int(n_permutations), digits={"within": 3, "cross": 3},
+                   note=" ".join((["mean and sd: across the runs above; p-values are not averaged."]
+                                  if "mean" in si_table.index else []) + ["Not computed for"] * bool(reasons) + reasons)
+                   or None) \
+    if len(long) else (tables.for_reading(si_table.reset_index()) if len(si_table)
+                       else "no run has an overlap matrix yet")
 
 # %% [markdown]
 # ## 6. The runs beside the study
@@ -197,7 +222,9 @@ if placed_runs:
                 caption="Figure 2. Overlap ratio and ablation ratio (within / across, log scale) and ARI of each "
                         "run (red, one row each) and of the study's six models (grey; hover for names). A run with "
                         "too few tasks for the tests keeps its row without a point (table of section 5).")
-    display(placed.pivot_table(index="model", columns="measure", values="value", sort=False))
+    display(tables.for_reading(placed.pivot_table(index="model", columns="measure", values="value", sort=False,
+                                                  dropna=False)
+                               .rename_axis(index="model or run", columns=None)))
 else:
     print("no run has an overlap matrix yet")
 
@@ -206,8 +233,12 @@ tau_vs_study = pd.concat(
     {(run, kind): study.tau_against_study(matrices[run], kind, name=run).set_index("study_model")
      for kind, matrices in (("overlap", overlap_matrices), ("ablation", ablation_matrices))
      for run in runs_to_compare if run in matrices}, names=["run", "matrix"]) if placed_runs else pd.DataFrame()
-tau_vs_study.groupby(["run", "matrix"]).agg(tau_mean=("tau", "mean"), tau_min=("tau", "min"),
-                                            tau_max=("tau", "max"), common_tasks=("n_tasks", "median")) \
+tau_summary = tau_vs_study.groupby(["run", "matrix"], sort=False).agg(
+    tau_mean=("tau", "mean"), tau_min=("tau", "min"), tau_max=("tau", "max"), common_tasks=("n_tasks", "median")) \
+    if len(tau_vs_study) else pd.DataFrame()
+tables.for_reading(tau_summary.reindex([row for run in runs_to_compare for row in tau_summary.index if row[0] == run]),
+    digits={"tau_mean": 3, "tau_min": 3, "tau_max": 3},
+    rename={"tau_mean": "mean τ", "tau_min": "lowest τ", "tau_max": "highest τ", "common_tasks": "common tasks"}) \
     if len(tau_vs_study) else "nothing to compare"
 
 # %% [markdown]

@@ -551,3 +551,13 @@ def test_a_stage_knows_whether_the_code_that_made_it_is_still_here(tmp_path):
     manifest["stages"]["03_overlap"]["code"] = "0" * 16
     assert stage_states(manifest, notebooks) == {"03_overlap": "code changed since"}
     assert stage_states({"stages": {"03_overlap": {"finished": "…"}}}, notebooks) == {"03_overlap": "not recorded"}
+
+
+def test_a_stage_page_shows_its_parameters_as_a_line_not_a_dict():
+    from modularity.stages.context import Settings
+
+    shown = Settings({"model": "m", "top_pcts": [0.05, 0.1, 1.0], "data_dir": None, "n_permutations": 10_000,
+                      "stop_early": True})
+    assert shown._repr_markdown_() == ("**Parameters:** `model` m · `top_pcts` 0.05, 0.1, 1 · `data_dir` — · "
+                                       "`n_permutations` 10,000 · `stop_early` yes")
+    assert "{" not in repr(shown) and "None" not in repr(shown)

@@ -54,6 +54,11 @@ class RunContext:
         """``run_name (profile)``, how pages and charts name the run."""
         return f"{self.params['run_name']} ({self.params['profile']})"
 
+    def settings(self, *keys: str) -> "Settings":
+        """The run's parameters ``keys`` as a page shows them: one line, ``key`` value, lists
+        joined, a missing value as a dash (what a stage page prints under its parameters)."""
+        return Settings({key: self.params[key] for key in keys})
+
     @cached_property
     def model(self):
         """The :class:`~modularity.science.models.LoadedModel` of the run, seeded and threaded as the params say
@@ -108,3 +113,25 @@ class RunContext:
         has_tensor = passing.task.map(lambda task: self.paths.tensor("attribution", task).exists())
         tasks = passing[has_tensor.astype(bool)]
         return tasks.set_index("label").loc[overlap.order_labels(list(tasks.label))].reset_index()
+
+
+class Settings(dict):
+    """Some of a run's parameters, shown in a notebook as one readable line (not a dict repr)."""
+
+    @staticmethod
+    def _value(value) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, (list, tuple)):
+            return ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    def _repr_markdown_(self) -> str:
+        return "**Parameters:** " + " · ".join(f"`{key}` {self._value(value)}" for key, value in self.items())
+
+    def __repr__(self) -> str:
+        return "Parameters: " + " · ".join(f"{key} {self._value(value)}" for key, value in self.items())
