@@ -367,8 +367,9 @@ tables.for_reading(lengths.set_index(["domain", "condition"]), digits=1,
 
 # %%
 ratio = lengths.pivot(index="domain", columns="condition", values="tokens")
-ratio = (ratio["control"] / ratio["localized"]).round(2)
-print("tokens of a control text per token of its localized text:", ratio.to_dict())
+ratio = ratio["control"] / ratio["localized"]
+print("Tokens of a control text per token of its localized text: "
+      + "; ".join(f"{domain} {value:.2f}" for domain, value in ratio.items()) + ".")
 
 # %% [markdown]
 # What is matched and what is not: the Language pairs have the same words and letters, but
