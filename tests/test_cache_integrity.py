@@ -260,12 +260,16 @@ def test_the_code_version_follows_the_code_of_the_computing_modules(tmp_path, mo
         batches = package / "science" / "batches.py"  # imported by scoring, which computes stage 1's frames
         batches.write_text(batches.read_text().replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")
         (package / "science" / "stats.py").write_text((package / "science" / "stats.py").read_text() + "\nUNUSED_HERE = 1\n")
-        uncached = store.code_version.__wrapped__
+        def uncached(computation: str) -> str:  # both caches: code_version's and the closure hash's
+            store.closure_version.cache_clear()
+            return store.code_version.__wrapped__(computation)
+
         assert uncached("eval") == before, "docstrings, comments and stats do not count"
         batches.write_text(batches.read_text() + "\nPADDING_SIDE = 'left'\n")
         assert uncached("eval") != before
     finally:
         store.code_version.cache_clear()
+        store.closure_version.cache_clear()
 
 
 # --------------------------------------------------------------------------- permissions
