@@ -87,8 +87,9 @@ CROSS_COLOR = "#b0b0b0"
 BUNDLE_PATH = "_static/vendor/modularity-vega.min.js"
 
 _FONT = "Helvetica Neue, Helvetica, Arial, sans-serif"
-#: The book's text column (a notebook output at a 1,280 px window): a chart no wider is never shrunk.
-COLUMN_PX = 688
+#: The width a chart may take at its own size without being shrunk: a notebook output at a 1,280 px
+#: window (688 px) less the interactive chart's menu button beside it.
+COLUMN_PX = 640
 #: The smallest text a chart draws, in px at its own size (so on screen, for a chart that fits).
 MIN_TEXT_PX = 9
 
@@ -168,7 +169,7 @@ def accuracy_heatmap(
     threshold: float = 60.0,
     title: str = "Both-correct accuracy per task and model",
     model_order: Sequence[str] | None = None,
-    cell: int = 18,
+    cell: int = 16,
 ) -> alt.VConcatChart:
     """SI Fig 1: both-correct accuracy (%) with tasks as columns and models as rows.
 
@@ -216,7 +217,7 @@ def accuracy_heatmap(
         x = alt.X("task_key:N", sort=tasks, title=None, scale=alt.Scale(domain=tasks),
                   axis=alt.Axis(labelAngle=-60, labelFontSize=MIN_TEXT_PX, labelLimit=160))
         y = alt.Y("model:N", sort=models, title=None, scale=alt.Scale(domain=models),
-                  axis=alt.Axis(labelFontSize=10) if first_in_row else None)
+                  axis=alt.Axis(labelFontSize=10, labelLimit=140) if first_in_row else None)
         base = alt.Chart().encode(x=x, y=y)
         rect = base.mark_rect().encode(
             color=alt.Color("accuracy:Q", title="accuracy (%)",
@@ -317,10 +318,10 @@ def overlap_heatmap(
     # explicit scale domains: layers with different data would otherwise drop the custom sort
     label_color = _label_color_by_domain(tasks, dom_seq)
     x = alt.X("b:N", title=None, scale=alt.Scale(domain=tasks),
-              axis=alt.Axis(orient="top", labelAngle=-90, labelFontSize=MIN_TEXT_PX, labelLimit=120, ticks=False,
+              axis=alt.Axis(orient="top", labelAngle=-90, labelFontSize=MIN_TEXT_PX, labelLimit=110, ticks=False,
                             labelColor=label_color, domain=False))
     y = alt.Y("a:N", title=None, scale=alt.Scale(domain=tasks),
-              axis=alt.Axis(labelFontSize=MIN_TEXT_PX, labelLimit=120, ticks=False, labelColor=label_color,
+              axis=alt.Axis(labelFontSize=MIN_TEXT_PX, labelLimit=110, ticks=False, labelColor=label_color,
                             domain=False))
     color = alt.Color("value:Q", title=value_label,
                       scale=alt.Scale(scheme="blues", domain=[vmin, vmax], clamp=True),
@@ -401,7 +402,7 @@ def chord_diagram(
     cutoff: float = 0.05,
     *,
     title: str | None = None,
-    size: int = 560,
+    size: int = 480,
     domain_order: Sequence[str] = DOMAINS_OVERLAP_ORDER,
     value_format: str = ".3f",
 ) -> alt.LayerChart:
@@ -680,7 +681,7 @@ def accuracy_bars(
     )
     rule = alt.Chart().mark_rule(color="#d62728", strokeDash=[4, 3]).encode(
         y=alt.datum(threshold))
-    layered = alt.layer(bars, rule, data=d).properties(width=alt.Step(13), height=180)
+    layered = alt.layer(bars, rule, data=d).properties(width=alt.Step(12), height=180)
     sub = f"Dashed line: the {threshold:g}% inclusion filter; faded bars fall below it."
     if "model" in d.columns and d["model"].nunique() > 1:
         models = list(dict.fromkeys(d["model"]))
