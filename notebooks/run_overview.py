@@ -18,7 +18,7 @@
 # %% tags=["parameters"]
 run = "smollm2-135m-instruct/small"  # a folder under book/results/: <run_name>/<profile>
 
-# %%
+# %% tags=["remove-input"]
 import json
 
 import pandas as pd
@@ -43,7 +43,7 @@ display(Markdown(f"**Model** `{params['model']}` ({params['dtype']}, {params['de
 # %% [markdown]
 # ## What it found
 
-# %%
+# %% tags=["remove-input"]
 display(Markdown(" ".join(findings.run_sentences(numbers))))
 
 # %% [markdown]
@@ -52,12 +52,12 @@ display(Markdown(" ".join(findings.run_sentences(numbers))))
 # Tasks passing the 60% both-correct filter, per domain, and the three measures the study places its
 # models by, each with its permutation p-value (shuffles of the task → domain labels).
 
-# %%
+# %% tags=["remove-input"]
 pd.DataFrame([{"domain": DOMAIN_NAMES.get(d, d), "tasks passing": passed, "tasks": total}
               for d, (passed, total) in numbers["passing"].items()]).style.hide(axis="index")
 
 
-# %%
+# %% tags=["remove-input"]
 def shown(measure: str) -> dict:
     m = numbers["measures"][measure]
     if pd.isna(m["value"]):
@@ -75,7 +75,7 @@ pd.DataFrame([shown(m) for m in findings.MEASURES]).style.hide(axis="index").for
 # Each stage's page, when it finished, the commit of this project that ran it, and whether the
 # code and page template that made it are still those of this build.
 
-# %%
+# %% tags=["remove-input"]
 states = stage_states(manifest)
 titles = {s.notebook: s.title for s in registry.STAGES}
 display(Markdown(findings.currency_sentence(states, titles)))
