@@ -402,7 +402,7 @@ def chord_diagram(
     cutoff: float = 0.05,
     *,
     title: str | None = None,
-    size: int = 480,
+    size: int = 440,
     domain_order: Sequence[str] = DOMAINS_OVERLAP_ORDER,
     value_format: str = ".3f",
 ) -> alt.LayerChart:
