@@ -113,9 +113,10 @@ def finished_stage_pages(root: Path | None = None) -> list[tuple[str, str]]:
 def _run_sections(root: Path) -> list[dict]:
     """The Results chapter's sections: per run its landing page, with its stage pages under it;
     a run whose landing page has not been made yet lists its stage pages directly."""
+    pages = finished_stage_pages(root)  # every run's, read once
     sections = []
     for run_dir in runs_present(root):
-        stages = [{"file": page, "title": title} for page, title in finished_stage_pages(root)
+        stages = [{"file": page, "title": title} for page, title in pages
                   if page.startswith(run_dir.relative_to(root).as_posix() + "/")]
         landing = run_dir / RUN_PAGE[1]
         if landing.exists():

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..running.runner import CODE_CHANGED, CURRENT, NOT_RECORDED, TEMPLATE_CHANGED
 from ..science.localizer import ALPHA
 from ..science.matrix_csv import read_matrix_csv
 from ..science.overlap import resolve_domains
@@ -237,9 +238,8 @@ def across_runs(numbers: dict[str, dict]) -> list[str]:
 
 #: A stage's state (:func:`modularity.running.runner.stage_states`) as a table cell answering
 #: "made by this build's code?".
-STATE_ANSWERS = {"current": "yes", "code changed since": "no: the code of its tables changed",
-                 "page template changed since": "its tables' code yes, its page template no",
-                 "not recorded": "not recorded"}
+STATE_ANSWERS = {CURRENT: "yes", CODE_CHANGED: "no: the code of its tables changed",
+                 TEMPLATE_CHANGED: "its tables' code yes, its page template no", NOT_RECORDED: "not recorded"}
 
 
 def currency_sentence(states: dict[str, str], titles: dict[str, str]) -> str:
@@ -251,25 +251,25 @@ def currency_sentence(states: dict[str, str], titles: dict[str, str]) -> str:
     by_state: dict[str, list[str]] = {}
     for stage, state in states.items():
         by_state.setdefault(state, []).append(titles.get(stage, stage))
-    if set(by_state) == {"current"}:
+    if set(by_state) == {CURRENT}:
         return ("Every stage of this run was made by the code and page templates of this build: its tables "
                 "and pages are what rerunning it would give, up to float rounding.")
     sentences = []
-    if by_state.get("current"):
+    if by_state.get(CURRENT):
         sentences.append(f"{join(by_state['current']).capitalize()} {_be(by_state['current'])} made by the code "
                          "and page templates of this build.")
-    if by_state.get("code changed since"):
-        stages = by_state["code changed since"]
+    if by_state.get(CODE_CHANGED):
+        stages = by_state[CODE_CHANGED]
         sentences.append(f"The code behind the tables of {join(stages)} has changed since {_pronoun(stages)} ran: "
                          f"rerun {_pronoun(stages, 'them')} to check that {_pronoun(stages, 'their')} tables still "
                          "hold.")
-    if by_state.get("page template changed since"):
-        stages = by_state["page template changed since"]
+    if by_state.get(TEMPLATE_CHANGED):
+        stages = by_state[TEMPLATE_CHANGED]
         sentences.append(f"The tables of {join(stages)} are those of the current code, but "
                          f"{_pronoun(stages, 'their')} page {'template has' if len(stages) == 1 else 'templates have'} "
                          "changed since: the words and displays may differ from a rerun's.")
-    if by_state.get("not recorded"):
-        stages = by_state["not recorded"]
+    if by_state.get(NOT_RECORDED):
+        stages = by_state[NOT_RECORDED]
         sentences.append(f"{join(stages).capitalize()} ran before runs recorded the code that made them, so "
                          f"whether {_pronoun(stages, 'their')} tables still hold is not known without a rerun.")
     return " ".join(sentences)
