@@ -68,3 +68,4 @@ def tiny_models(tiny_model_dirs):
     from modularity.science.models import load_model
 
     return {family: load_model(str(path)) for family, path in tiny_model_dirs.items()}
+

@@ -69,48 +69,54 @@ def one_line_error(capsys, argv) -> str:
 # --------------------------------------------------------------------------- A: before anything loads
 
 
-def test_unsupported_family_is_refused_before_any_stage(tmp_path, root, capsys):
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
-    params = write_params(tmp_path / "p.yaml", model=str(bert))
-    with pytest.raises(PreflightError, match=r"p.yaml: model: .*bert: unsupported architecture model_type='bert'"):
+def test_unsupported_architecture_is_refused_before_any_stage(tmp_path, root, capsys):
+    mamba = tmp_path / "mamba"
+    mamba.mkdir()  # a state-space model: no attention, so no head site
+    (mamba / "config.json").write_text(json.dumps({"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 2}))
+    params = write_params(tmp_path / "p.yaml", model=str(mamba))
+    with pytest.raises(PreflightError, match=r"p.yaml: model: .*mamba: cannot find the neuron and head sites of "
+                                             r"model_type='mamba' .*no MLP down projection and no attention"):
         runner.run(params, root=root)
     assert not root.exists()  # no stage started
-    assert "To add a family" in one_line_error(capsys, ["run", str(params)])
+    assert "OVERRIDES['mamba']" in one_line_error(capsys, ["run", str(params)])
 
 
-def unsupported_gguf(path: Path) -> Path:
-    """A GGUF header of architecture ``phi3`` (no tensors), a string and an array before the architecture."""
+def unsupported_gguf(path: Path, architecture: str = "mamba") -> Path:
+    """A GGUF header of ``architecture`` (no tensors), a string and an array before the architecture."""
     def text(value: str) -> bytes:
         return struct.pack("<Q", len(value)) + value.encode()
 
     kv = (text("general.name") + struct.pack("<I", 8) + text("tiny")
           + text("general.tags") + struct.pack("<IIQ", 9, 8, 2) + text("a") + text("bc")
-          + text("general.architecture") + struct.pack("<I", 8) + text("phi3"))
+          + text("general.architecture") + struct.pack("<I", 8) + text(architecture))
     path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 3) + kv)
     return path
 
 
 def test_the_architecture_of_a_gguf_file_is_read_from_its_header(tmp_path):
-    gguf = unsupported_gguf(tmp_path / "phi.gguf")
-    assert gguf_architecture(gguf) == "phi3"
-    with pytest.raises(PreflightError, match=r"p.yaml: model: .*phi.gguf: unsupported architecture model_type='phi3'"):
+    gguf = unsupported_gguf(tmp_path / "mamba.gguf")
+    assert gguf_architecture(gguf) == "mamba"
+    with pytest.raises(PreflightError, match=r"p.yaml: model: .*mamba.gguf: cannot find the neuron and head sites "
+                                             r"of model_type='mamba'"):
         check_model(dict(PARAMS, model=str(gguf)), "p.yaml")
+    check_model(dict(PARAMS, model=str(unsupported_gguf(tmp_path / "phi.gguf", "phi3"))), "p.yaml")  # found by structure
     (tmp_path / "short.gguf").write_bytes(gguf.read_bytes()[:30])
     with pytest.raises(ValueError, match="cannot be read"):
         gguf_architecture(tmp_path / "short.gguf")
 
 
-def test_every_embedded_model_is_a_supported_family():
-    from modularity.science.models import EMBEDDED_MODELS, family_for
+def test_every_embedded_model_resolves_before_its_weights_load():
+    from transformers import AutoConfig
+
+    from modularity.science.models import EMBEDDED_MODELS, check_supported
 
     for alias, embedded in EMBEDDED_MODELS.items():
         try:
             path = embedded.locate()
         except (FileNotFoundError, ModuleNotFoundError):
             continue  # not installed here
-        assert family_for(gguf_architecture(path)).name in ("llama", "gemma3"), alias
+        family = check_supported(AutoConfig.from_pretrained(path.parent, gguf_file=path.name))
+        assert (family.mlp_down, family.attn_out, family.is_moe) == ("mlp.down_proj", "self_attn.o_proj", False), alias
 
 
 def test_cuda_without_a_gpu_is_refused_before_any_stage(tmp_path, root, monkeypatch):

@@ -150,3 +150,20 @@ def test_a_run_says_whether_its_stages_still_hold_at_this_code():
     assert "page template has changed" in findings.currency_sentence({"05_ablation": "page template changed since"},
                                                                       titles)
     assert findings.currency_sentence({}, titles) == "No stage of this run has finished."
+
+
+def test_families_sentences_follow_the_table():
+    import pandas as pd
+
+    from modularity.showing.findings import families_sentences
+
+    table = pd.DataFrame({"model_type": ["llama", "qwen3_moe", "mamba"], "error": ["", "", "UnsupportedModelError: x"],
+                          "attribution_r": [0.9999, 0.9944, float("nan")], "nnsight_gap": [0.0, 0.0, float("nan")],
+                          "offload_gap": [0.0, 2e-5, float("nan")]})
+    words = families_sentences(table, allowed_gap=1e-5, r_floor=0.99)
+    assert words[0] == "2 of 3 architectures loaded with their sites found by structure; mamba failed (the table says why)."
+    assert words[1] == ("Attribution predicted exact single-neuron patching with r ≥ 0.994 (lowest: qwen3_moe), "
+                        "at or above 0.99 for every one.")
+    assert words[2].endswith("for every architecture but qwen3_moe.")
+    strict = families_sentences(table, allowed_gap=1e-4, r_floor=0.995)
+    assert "below 0.995 for qwen3_moe." in strict[1] and strict[2].endswith("to float rounding for every architecture.")

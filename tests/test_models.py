@@ -8,7 +8,9 @@ import torch
 
 from conftest import FAMILY_NAMES, TINY
 from modularity.science import models
-from modularity.science.models import FAMILIES, UnsupportedModelError, describe_model, family_for, format_prompt, load_model, resolve_model_source
+from modularity.science import architecture
+from modularity.science.architecture import Family
+from modularity.science.models import UnsupportedModelError, describe_model, format_prompt, load_model, resolve_model_source
 from modularity.science.sites import hooks, record_at, replace_neurons
 
 
@@ -46,8 +48,7 @@ def _full_inputs(modules, run):
 @pytest.mark.parametrize("family", FAMILY_NAMES)
 def test_family_geometry_matches_config(tiny_models, family):
     loaded = tiny_models[family]
-    assert loaded.family.name == family
-    assert family_for(loaded.model.config.model_type) is FAMILIES[family]
+    assert loaded.family.name == loaded.model.config.model_type and loaded.family.resolved_by == "structure"
     n_layers, d_ff, n_heads, head_dim = _config_geometry(loaded.model.config)
     assert (loaded.n_layers, loaded.d_ff, loaded.n_heads, loaded.head_dim) == (n_layers, d_ff, n_heads, head_dim)
     assert loaded.n_neurons == n_layers * d_ff
@@ -135,20 +136,19 @@ def _fake_model(model_type: str, attr: str = "nothing"):
     return Fake()
 
 
-def test_unknown_architecture_names_supported_families_and_how_to_add():
+def test_unknown_architecture_names_what_was_found_and_the_override_to_write():
     with pytest.raises(UnsupportedModelError) as info:
         describe_model("fake", _fake_model("nonexistent"), None)
     message = str(info.value)
-    assert "nonexistent" in message
-    for name, family in FAMILIES.items():
-        assert name in message
-        for model_type in family.model_types:
-            assert model_type in message
-    assert "FAMILIES" in message and "Family(" in message and "mlp_down" in message
+    assert "model_type='nonexistent'" in message and "module list" in message
+    assert "OVERRIDES['nonexistent'] = Family(" in message and "mlp_down=" in message and "attn_out=" in message
     assert isinstance(info.value, ValueError)
 
 
-def test_known_family_without_its_block_list_is_a_clear_error():
+def test_an_override_wins_and_a_wrong_block_path_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(architecture.OVERRIDES, "llama", Family("llama", layers=("model.blocks",),
+                                                                mlp_down="mlp.down_proj", attn_out="self_attn.o_proj",
+                                                                resolved_by="override"))
     with pytest.raises(UnsupportedModelError, match="block paths"):
         describe_model("fake", _fake_model("llama"), None)
 

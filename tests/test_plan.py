@@ -102,8 +102,10 @@ def test_parameter_count_equals_the_built_model(label, config):
 def test_unsupported_family_is_refused():
     from modularity.science.models import UnsupportedModelError
 
-    with pytest.raises(UnsupportedModelError, match="unsupported architecture"):
-        planning.model_geometry({"model_type": "bert", "hidden_size": 8})
+    with pytest.raises(UnsupportedModelError, match="no MLP down projection and no attention"):
+        planning.model_geometry({"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 2})
+    with pytest.raises(UnsupportedModelError, match="does not know model_type='no_such_type'"):
+        planning.model_geometry({"model_type": "no_such_type"})
 
 
 def test_embedded_model_config_matches_the_calibration_constant():
@@ -280,10 +282,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     bad.write_text(yaml.safe_dump({**PARAMS, "model": "x", "modle": "typo"}))
     assert "unknown parameter" in one_line_error(capsys, [str(bad)])
     assert "model path not found" in one_line_error(capsys, [str(write_params(tmp_path, "./no/such/model"))])
-    bert = tmp_path / "bert"
-    bert.mkdir()
-    (bert / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 8}))
-    assert "unsupported architecture" in one_line_error(capsys, [str(write_params(tmp_path, bert))])
+    mamba = tmp_path / "mamba"
+    mamba.mkdir()  # no attention: refused by plan as by run
+    (mamba / "config.json").write_text(json.dumps({"model_type": "mamba", "hidden_size": 8, "num_hidden_layers": 2}))
+    assert "cannot find the neuron and head sites" in one_line_error(capsys, [str(write_params(tmp_path, mamba))])
     assert "config file not found" in one_line_error(capsys, [str(write_params(tmp_path, "a/b")), "--config",
                                                               str(tmp_path / "none.json")])
 
@@ -347,3 +349,17 @@ def test_cli_notes_the_items_a_data_dir_leaves_out(tmp_path, capsys, tiny_llama_
     assert code == 0, err
     notes = [line for line in out.splitlines() if "left out" in line]
     assert notes == [f"Note: {layout}: wug (data/Lan/wug.json): 2 of 5 entries left out: 2 equal answers"]
+
+
+def test_processes_sharing_a_run_divide_the_model_stages_by_their_units():
+    from modularity.science.tasks.catalog import describe_tasks
+
+    w = workload(n_passing=4, tasks=[task["task"] for task in describe_tasks()][:10])
+    assert w.n_tasks == 10
+    plan = planning.plan_run(planning.model_geometry(planning.SMOLLM2_CONFIG), w, planning.gpu_device(4, 80))
+    seconds = plan.stages.set_index("stage").seconds
+    assert plan.seconds_with_processes(1) == pytest.approx(plan.total_seconds)
+    # 10 tasks over 4 processes: the busiest evaluates 3; 4 passing tasks: one each
+    expected = seconds["evaluation"] * 3 / 10 + seconds["attribution"] / 4 + seconds["ablation"] / 4
+    assert plan.seconds_with_processes(4) == pytest.approx(expected)
+    assert "with 4 processes sharing the run" in planning.format_plan(plan)

@@ -33,31 +33,37 @@ def check_device(params: dict, source: str) -> None:
 
 
 def check_model(params: dict, source: str) -> None:
-    """Refuse a model that cannot be found or whose family :data:`modularity.science.models.FAMILIES` lacks.
+    """Refuse a model that cannot be found or whose neuron and head sites cannot be found.
 
-    Reads only what names the architecture: a local folder's ``config.json``, a GGUF file's header,
-    or a Hugging Face id's ``config.json`` when the local Hugging Face cache holds it (the hub is
-    never asked; a model not cached is checked when the first stage loads it). Embedded models
-    are supported by construction (a test checks their GGUF headers).
+    Reads only the config: a local folder's ``config.json``, a GGUF file's header, or a Hugging
+    Face id's ``config.json`` when the local Hugging Face cache holds it (the hub is never asked;
+    a model not cached is checked when the first stage loads it), and finds the sites on a
+    weightless copy (:func:`modularity.science.models.check_supported`, as loading does). Embedded
+    models are supported by construction (a test loads them).
     """
-    from ..science.models import EMBEDDED_MODELS, family_for, resolve_model_source
+    from ..science.models import EMBEDDED_MODELS, check_supported, resolve_model_source
 
     model = params["model"]
     try:
         location, kwargs = resolve_model_source(model)
         if model in EMBEDDED_MODELS:
             return
-        model_type = _model_type(location, kwargs)
-        if model_type is not None:
-            family_for(model_type)
+        config = _model_config(location, kwargs)
+        if config is not None:
+            check_supported(config)
     except (FileNotFoundError, ValueError) as error:
         raise PreflightError(f"{source}: model: {model}: {error}") from None
 
 
-def _model_type(location: str, kwargs: dict) -> str | None:
-    """The architecture of a resolved model source, or None when it cannot be read without the hub."""
+def _model_config(location: str, kwargs: dict):
+    """The config of a resolved model source, or None when it cannot be read without the hub."""
+    from ..science.architecture import config_from_dict
+
     if "gguf_file" in kwargs:
-        return gguf_architecture(Path(location) / kwargs["gguf_file"])
+        from transformers import AutoConfig
+
+        gguf_architecture(Path(location) / kwargs["gguf_file"])  # a clear error for a file that is no GGUF
+        return AutoConfig.from_pretrained(location, gguf_file=kwargs["gguf_file"])
     config = Path(location) / "config.json"
     if not config.is_file():
         from huggingface_hub import try_to_load_from_cache
@@ -67,7 +73,7 @@ def _model_type(location: str, kwargs: dict) -> str | None:
             return None
         config = Path(cached)
     try:
-        return json.loads(config.read_text()).get("model_type") or ""
+        return config_from_dict(json.loads(config.read_text()))
     except json.JSONDecodeError as error:
         raise ValueError(f"{config}: not valid JSON ({error})") from None
 

