@@ -140,14 +140,9 @@ def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Pa
     params = load_params(params_path)
     if overrides:
         params = validate_params({**params, **overrides}, source=f"{params_path} with overrides")
-    try:  # a stage may be named by its notebook (02_attribution) or its name (attribution)
-        chosen = tuple(registry.stage(s).notebook for s in stages) if stages else STAGES
-    except KeyError as unknown:
-        raise ValueError(unknown.args[0]) from None
+    chosen = chosen_stages(stages)
     label = f"[{params['run_name']}/{params['profile']}]"
-    check_device(params, str(params_path))
-    check_model(params, str(params_path))
-    check_stage_inputs(chosen, params, RunPaths.results_of(params, root), str(params_path))
+    preflight(params, chosen, str(params_path), root)
     if params["data_dir"]:
         from ..science.tasks import excluded_items_lines, load_suite
 
@@ -165,6 +160,21 @@ def run(params_path: str | Path, stages: tuple[str, ...] | None = None, root: Pa
           f"{label} build the book: make book (or jupyter-book build . -W -n), then open _build/html/index.html",
           flush=True)
     return outputs
+
+
+def chosen_stages(stages: tuple[str, ...] | None) -> tuple[str, ...]:
+    """The notebooks of ``stages`` (names or notebooks; default: every stage), in the order given."""
+    try:  # a stage may be named by its notebook (02_attribution) or its name (attribution)
+        return tuple(registry.stage(s).notebook for s in stages) if stages else STAGES
+    except KeyError as unknown:
+        raise ValueError(unknown.args[0]) from None
+
+
+def preflight(params: dict, chosen: tuple[str, ...], source: str, root: Path | None = None) -> None:
+    """The checks made before the first stage: device, model, the inputs of each chosen stage."""
+    check_device(params, source)
+    check_model(params, source)
+    check_stage_inputs(chosen, params, RunPaths.results_of(params, root), source)
 
 
 def finished_stages(results: Path) -> set[str]:

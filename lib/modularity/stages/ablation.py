@@ -117,6 +117,9 @@ def run(ctx: RunContext) -> AblationResult:
     plan = {label: {name: all_sets[name] for name in _sets_for_target(set_table, label, params["ablation_control_cells"])}
             for label in tasks.label}
     folder = cache_folder(ctx, "ablation", tasks, params["n_random_controls"], params["ablation_control_cells"])
+    if ctx.shard is not None:  # this process's targets only; the tables below run once, after every shard
+        ablate_cells(ctx, ctx.share(tasks), plan, folder, desc="ablating (set, target)")
+        ctx.stop_if_sharded()
     ablated = ablate_cells(ctx, tasks, plan, folder, desc="ablating (set, target)")
     cells, computed, seconds = ablated.cells.merge(set_table, on="set"), ablated.computed, ablated.seconds
     selected = cells[cells.kind == "selected"]

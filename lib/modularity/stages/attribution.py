@@ -63,9 +63,11 @@ def run(ctx: RunContext, progress: bool = True) -> AttributionResult:
     """
     params, paths = ctx.params, ctx.paths
     passing = ctx.passing()
+    mine = ctx.share(passing)
     scores = {row.task: task_scores(ctx, row.task, passing)
-              for row in bar(passing.itertuples(), total=len(passing), desc="attributing", unit="tasks",
+              for row in bar(mine.itertuples(), total=len(mine), desc="attributing", unit="tasks",
                              disable=not progress)}
+    ctx.stop_if_sharded()
     summary = pd.DataFrame([
         {"task": task, "positive neurons": int((s["neurons"] > 0).sum()),
          "max score": float(s["neurons"].max()), "sum of scores": float(s["neurons"].sum())}

@@ -19,6 +19,10 @@ from ..records.params import configure_torch, notebook_params, validate_params
 from ..records.store import RunPaths, check_task_fingerprints
 
 
+class ShardDone(Exception):
+    """Raised by :meth:`RunContext.stop_if_sharded`: this shard's units of the stage are cached."""
+
+
 @dataclass
 class RunContext:
     """One run of the pipeline, shared by its stages.
@@ -27,17 +31,25 @@ class RunContext:
     results (committed) and caches (ignored) go; ``suite`` is the run's tasks
     ``{name: TaskData}`` (:func:`modularity.science.tasks.load_suite`); :attr:`model` is loaded on
     first use, so a stage that does not need it (overlap, statistics) loads nothing.
+
+    ``shard = (i, n)`` makes this process one of ``n`` sharing the run's work
+    (:mod:`modularity.running.shards`): a stage computes only its share of the units (tasks,
+    targets, domains) through :meth:`share`, caches them, and stops at :meth:`stop_if_sharded`;
+    the rest of the stage (tables, tests) runs once after every shard, reading the cache.
     """
 
     params: dict
     paths: RunPaths = field(repr=False)
     suite: dict = field(repr=False)
+    shard: tuple[int, int] | None = None
     _items_read: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
-    def of(cls, params: dict, root: str | Path | None = None) -> "RunContext":
+    def of(cls, params: dict, root: str | Path | None = None, shard: tuple[int, int] | None = None) -> "RunContext":
         """The context of ``params`` (validated here), results under ``root`` (default: this repo)."""
-        return cls._of(validate_params(params), root)
+        context = cls._of(validate_params(params), root)
+        context.shard = shard
+        return context
 
     @classmethod
     def from_notebook(cls, namespace: dict) -> "RunContext":
@@ -58,6 +70,20 @@ class RunContext:
         """The run's parameters ``keys`` as a page shows them: one line, ``key`` value, lists
         joined, a missing value as a dash (what a stage page prints under its parameters)."""
         return Settings({key: self.params[key] for key in keys})
+
+    def share(self, units):
+        """The units (a list, or a DataFrame's rows) this process computes, in their order: all of
+        them, or in a sharded run ``(i, n)`` the i-th, (i+n)-th, … of them."""
+        if self.shard is None:
+            return units
+        i, n = self.shard
+        return units.iloc[i::n] if isinstance(units, pd.DataFrame) else list(units)[i::n]
+
+    def stop_if_sharded(self) -> None:
+        """End the stage here in a sharded run (raises :class:`ShardDone`): its share of the units is
+        cached; what follows in the stage reads every unit and runs once, after all shards."""
+        if self.shard is not None:
+            raise ShardDone(self.shard)
 
     @cached_property
     def model(self):

@@ -60,7 +60,8 @@ def run(ctx: RunContext, progress: bool = True) -> EvaluationResult:
         return scoring.evaluate_task(ctx.model, suite[name], params["batch_size"], params["bos"],
                                      stop_below=stop_below)
 
-    frames = cached_evaluation(paths, params, suite, evaluate, desc="evaluating", progress=progress)
+    frames = cached_evaluation(paths, params, ctx.share(list(suite)), evaluate, desc="evaluating", progress=progress)
+    ctx.stop_if_sharded()
     domains = {name: task.domain for name, task in suite.items()}
     summary = scoring.summarize_suite(frames, domains, params["threshold"])
     summary["fingerprint"] = summary.task.map(paths.fingerprints)  # later stages check the items are unchanged

@@ -139,6 +139,9 @@ def run(ctx: RunContext) -> LocalizerResult:
         written = [save_json({"skipped": note}, ctx.paths.table("localizer_summary.json"))]
         return LocalizerResult(pct, {}, notes=[note], written=written)
     stimuli = localizer_suite(params["localizer_items"], params["seed"])
+    if ctx.shard is not None:  # this process's domains only; the sets and their cells run once, after every shard
+        _activations(ctx, dict(ctx.share(list(stimuli.items()))))
+        ctx.stop_if_sharded()
     activations, activation_seconds = _activations(ctx, stimuli)
     t = {domain: localizer.welch_t(a["localized"], a["control"]) for domain, a in activations.items()}
     n_neurons = next(iter(t.values())).size

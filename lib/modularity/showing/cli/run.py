@@ -27,6 +27,12 @@ Examples:
   modularity run params/smollm2-135m-instruct.yaml
   modularity run params/gemma3-270m.yaml --stages 01_eval 02_attribution
   modularity run params/my-model.yaml --profile paper      # override one parameter
+
+Several processes (one GPU each) share a run's per-task and per-cell work; each
+stage's tables are made once, after every share is cached, and equal a
+one-process run's:
+  accelerate launch --num_processes 4 -m modularity run params/my-model.yaml
+  modularity run params/my-model.yaml --shard $SLURM_ARRAY_TASK_ID/4   # a job array
 """.format(stages=names("\n  "))
 
 
@@ -40,15 +46,26 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--profile", choices=("small", "paper"), help="override the params file's task profile")
     parser.add_argument("--threads", type=int, help="override the CPU threads of torch (1 is faster on a busy machine)")
     parser.add_argument("--log", action="store_true", help="stream the notebooks' output to the terminal")
+    parser.add_argument("--shard", metavar="I/N", help="be shard I of N processes sharing the run (counted from 0; "
+                        "set by itself under accelerate launch or torchrun)")
     parser.set_defaults(func=main)
 
 
 def main(args) -> int:
     from ...running.runner import NotebookFailed, run
+    from ...running.shards import ShardFailed, parse_shard, run_shard, shard_from_environment
+
     overrides = {k: v for k, v in (("profile", args.profile), ("threads", args.threads)) if v is not None}
+    shard = parse_shard(args.shard) if args.shard else shard_from_environment()
+    stages = tuple(args.stages) if args.stages else None
     try:
-        outputs = run(args.params, stages=tuple(args.stages) if args.stages else None,
-                      log_output=args.log, overrides=overrides or None)
+        if shard is not None:
+            outputs = run_shard(args.params, shard, stages=stages, log_output=args.log, overrides=overrides or None)
+        else:
+            outputs = run(args.params, stages=stages, log_output=args.log, overrides=overrides or None)
+    except ShardFailed as failure:
+        print(f"modularity run: {failure}", file=sys.stderr)
+        return 1
     except NotebookFailed as failure:
         print(f"modularity run: {failure.report()}\n"
               "  stages finished before it are kept; fix the cause and run the same command again",

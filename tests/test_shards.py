@@ -1,0 +1,77 @@
+"""A run spread over processes (``modularity.running.shards``): two shards give the one-process tables."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from modularity.running.shards import device_for, parse_shard, shard_from_environment
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ["01_eval", "02_attribution", "05_ablation"]
+#: Timings differ from run to run; everything else in a stage's tables must not.
+TIMING_KEYS = ("seconds_per_cell",)
+
+
+def test_shard_argument_and_launcher_environment():
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "1", "a/b"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    assert shard_from_environment({}) is None and shard_from_environment({"WORLD_SIZE": "1"}) is None
+    assert shard_from_environment({"WORLD_SIZE": "3", "RANK": "2", "LOCAL_RANK": "0"}) == (2, 3)
+    assert device_for("cuda", {"LOCAL_RANK": "1"}) == "cuda:1" == device_for("auto", {"LOCAL_RANK": "1"})
+    assert device_for("cpu", {"LOCAL_RANK": "1"}) == "cpu" and device_for("cuda", {}) == "cuda"
+
+
+def _run(root: Path, params: Path, *extra: str) -> subprocess.Popen:
+    env = dict(os.environ, MODULARITY_ROOT=str(root))
+    return subprocess.Popen([sys.executable, "-m", "modularity", "run", str(params), "--stages", *STAGES, *extra],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _tables(results: Path) -> dict:
+    tables = {}
+    for path in sorted(results.rglob("*")):
+        if path.suffix == ".csv":
+            tables[path.name] = pd.read_csv(path)
+        elif path.suffix == ".json" and path.name != "manifest.json":
+            tables[path.name] = {k: v for k, v in json.loads(path.read_text()).items() if k not in TIMING_KEYS}
+    return tables
+
+
+def test_two_shards_give_the_one_process_tables(tiny_model_dirs, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(dict(
+        model=str(tiny_model_dirs["llama"]), run_name="tiny", profile="small", n_items=12, seed=0, dtype="float32",
+        device="cpu", batch_size=8, threshold=0.01, threads=1, verify_tasks=1, verify_neurons=3,
+        attribution_items=6, ablation_items=4, n_random_controls=1, n_permutations=50,
+        tasks=["code_list", "number_sorting", "desires_goals", "agent", "subject_verb_agreement",
+               "anaphor_gender_agreement"])))
+    shards = [_run(tmp_path / "sharded", params, "--shard", f"{i}/2") for i in range(2)]
+    single = _run(tmp_path / "single", params)
+    outputs = []
+    for process in (*shards, single):
+        output, _ = process.communicate(timeout=600)
+        assert process.returncode == 0, output
+        outputs.append(output)
+    results = Path("book/results/tiny/small")
+    sharded, alone = _tables(tmp_path / "sharded" / results), _tables(tmp_path / "single" / results)
+    assert set(sharded) == set(alone) >= {"eval_summary.csv", "eval_items.csv", "attribution_summary.csv",
+                                          "attribution_check.csv", "ablation_cells.csv", "ablation_summary.json"}
+    for name, table in alone.items():
+        if isinstance(table, pd.DataFrame):
+            pd.testing.assert_frame_equal(sharded[name], table, check_exact=True, obj=name)
+        else:
+            assert sharded[name] == table, name
+    passing = alone["eval_summary.csv"].passes.sum()
+    assert passing >= 2, "the comparison covers attribution and ablation of several tasks"
+    for i, output in enumerate(outputs[:2]):  # each computed its share of the three stages
+        assert output.count(f"shard {i}/2] ") >= 3 and output.count("computing this shard's share") == 3, output
+    assert "waiting for shard 0" in outputs[1] and "making the stage's tables once" in outputs[0]
