@@ -30,9 +30,10 @@ def test_shard_argument_and_launcher_environment():
     assert device_for("cpu", {"LOCAL_RANK": "1"}) == "cpu" and device_for("cuda", {}) == "cuda"
 
 
-def _run(root: Path, params: Path, *extra: str) -> subprocess.Popen:
+def _run(root: Path, params: Path, *extra: str, launcher: tuple[str, ...] = (sys.executable,),
+         stages=STAGES) -> subprocess.Popen:
     env = dict(os.environ, MODULARITY_ROOT=str(root))
-    return subprocess.Popen([sys.executable, "-m", "modularity", "run", str(params), "--stages", *STAGES, *extra],
+    return subprocess.Popen([*launcher, "-m", "modularity", "run", str(params), "--stages", *stages, *extra],
                             env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -75,3 +76,15 @@ def test_two_shards_give_the_one_process_tables(tiny_model_dirs, tmp_path):
     for i, output in enumerate(outputs[:2]):  # each computed its share of the three stages
         assert output.count(f"shard {i}/2] ") >= 3 and output.count("computing this shard's share") == 3, output
     assert "waiting for shard 0" in outputs[1] and "making the stage's tables once" in outputs[0]
+
+    # The same split under a launcher (what `accelerate launch --multi_gpu --num_processes N` runs on a
+    # node): each process reads its rank from the environment.
+    launcher = (str(Path(sys.executable).with_name("accelerate")), "launch", "--multi_gpu", "--num_processes", "2",
+                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no")
+    launched = _run(tmp_path / "launched", params, launcher=launcher, stages=["01_eval"])
+    output, _ = launched.communicate(timeout=600)
+    assert launched.returncode == 0, output
+    assert "shard 0/2]" in output and "shard 1/2]" in output
+    tables = _tables(tmp_path / "launched" / results)
+    for name in ("eval_summary.csv", "eval_items.csv"):
+        pd.testing.assert_frame_equal(tables[name], alone[name], check_exact=True, obj=name)

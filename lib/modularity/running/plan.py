@@ -667,8 +667,9 @@ def format_plan(plan: Plan, source: str = "") -> str:
         "",
         _stage_table(plan),
         "  overlap, statistics: CPU only, seconds to minutes; they grow with neurons × tasks, not with FLOPs",
-        *([f"  with {d.count} processes sharing the run, one GPU each (accelerate launch --num_processes {d.count}, "
-           f"or --shard i/{d.count}): about {format_duration(plan.seconds_with_processes(d.count))} in all"]
+        *([f"  with {d.count} processes sharing the run, one GPU each (accelerate launch --multi_gpu "
+           f"--num_processes {d.count}, or --shard i/{d.count}): about "
+           f"{format_duration(plan.seconds_with_processes(d.count))} in all"]
           if d.kind == "cuda" and d.count > 1 and plan.weights_gb <= d.memory_gb * USABLE_FRACTION else []),
         "",
         f"Weights: {plan.weights_gb:.1f} GB in {w.dtype}: " + _fit_sentence(plan),

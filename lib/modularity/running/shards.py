@@ -3,7 +3,8 @@ per-cell work, and each stage's tables are made once, after all shares are in th
 
 Two ways to start the processes (they must see the same results and cache folders):
 
-* on one node, ``accelerate launch --num_processes N -m modularity run params.yaml``: each process
+* on one node, ``accelerate launch --multi_gpu --num_processes N -m modularity run params.yaml`` (or
+  ``torchrun --nproc_per_node N -m modularity run params.yaml``): each process
   reads its rank from the environment accelerate (or ``torchrun``) sets (``RANK``, ``WORLD_SIZE``,
   ``LOCAL_RANK``, :func:`shard_from_environment`) and, with ``device: cuda`` or ``auto``, uses GPU
   ``LOCAL_RANK`` (:func:`device_for`);

@@ -263,7 +263,8 @@ def _head_site(writers: dict, n_heads: int | None, head_dim: int | None, found: 
         return f"no attention output projection ({found})"
     mixers = {attention_module(name) for name in attention}
     if len(mixers) > 1:
-        return f"{len(mixers)} attention modules write the stream ({', '.join(sorted(mixers))}: self- and cross-attention?)"
+        return (f"{len(mixers)} attention modules write the stream ({', '.join(sorted(mixers))}: "
+                "self- and cross-attention?)")
     attn_out = attention[-1]
     attn_in = writers[attn_out][0]
     if not n_heads:

@@ -404,8 +404,10 @@ def verify_sites(loaded: LoadedModel, tokens: int = 6) -> None:
                 shape = tuple(recorded[layer].shape)
                 if shape != (1, tokens, width):
                     raise UnsupportedModelError(f"{loaded.name}: the {kind} site of layer {layer} "
-                                                f"({loaded.site_path(kind, layer)}) reads {shape}, not (1, {tokens}, {width})")
-            mask = {layer: torch.ones(1, width, dtype=torch.bool, device=loaded.device) for layer in range(len(modules))}
+                                                f"({loaded.site_path(kind, layer)}) reads {shape}, "
+                                                f"not (1, {tokens}, {width})")
+            mask = {layer: torch.ones(1, width, dtype=torch.bool, device=loaded.device)
+                    for layer in range(len(modules))}
             zero = {layer: torch.zeros(1, 1, width, device=loaded.device) for layer in range(len(modules))}
             with sites.replace_neurons(modules, mask, zero):
                 patched = model(**batch).logits.float()

@@ -31,7 +31,8 @@ Examples:
 Several processes (one GPU each) share a run's per-task and per-cell work; each
 stage's tables are made once, after every share is cached, and equal a
 one-process run's:
-  accelerate launch --num_processes 4 -m modularity run params/my-model.yaml
+  accelerate launch --multi_gpu --num_processes 4 -m modularity run params/my-model.yaml
+  torchrun --nproc_per_node 4 -m modularity run params/my-model.yaml    # the same
   modularity run params/my-model.yaml --shard $SLURM_ARRAY_TASK_ID/4   # a job array
 """.format(stages=names("\n  "))
 
@@ -47,7 +48,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--threads", type=int, help="override the CPU threads of torch (1 is faster on a busy machine)")
     parser.add_argument("--log", action="store_true", help="stream the notebooks' output to the terminal")
     parser.add_argument("--shard", metavar="I/N", help="be shard I of N processes sharing the run (counted from 0; "
-                        "set by itself under accelerate launch or torchrun)")
+                        "taken from the environment under accelerate launch or torchrun)")
     parser.set_defaults(func=main)
 
 
