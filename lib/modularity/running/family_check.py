@@ -200,14 +200,15 @@ def _gap(got, want) -> float:
 
 
 def check_family(model_type: str, tokenizer, folder: Path, seed: int = 0, n_items: int = 4,
-                 n_neurons: int = 20) -> dict:
+                 n_neurons: int = 20, scale: float = 1.0) -> dict:
     """Measure one architecture on a tiny random model (see the module docstring).
 
     Returns ``model_type, model_class, resolved_by, neurons, heads, units`` (per layer), ``experts``,
     ``attribution_r`` (Pearson r of attribution scores and exact single-neuron patching effects over
     the top 8 and 12 random neurons), ``nnsight_gap`` and ``offload_gap`` (largest difference of the
     stage outputs from the hooks' single-device ones, relative to the largest value) and ``error``
-    (empty, or why it failed).
+    (empty, or why it failed). ``scale`` multiplies the random weights (:func:`tiny_model_dir`):
+    smaller weights make smaller, more linear effects.
     """
     from accelerate import dispatch_model
 
@@ -217,7 +218,7 @@ def check_family(model_type: str, tokenizer, folder: Path, seed: int = 0, n_item
     row = dict(model_type=model_type, model_class="", resolved_by="", neurons="", heads="", units=0, experts=0,
                attribution_r=np.nan, nnsight_gap=np.nan, offload_gap=np.nan, error="")
     try:
-        path = tiny_model_dir(model_type, tokenizer, folder, seed)
+        path = tiny_model_dir(model_type, tokenizer, folder, seed, scale)
         loaded = load_model(str(path))
         row.update(model_class=type(loaded.model).__name__, resolved_by=loaded.family.resolved_by,
                    neurons=loaded.family.mlp_down, heads=loaded.family.attn_out, units=loaded.d_ff,

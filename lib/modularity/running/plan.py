@@ -112,15 +112,15 @@ def model_geometry(config) -> ModelGeometry:
     tables = {id(m.weight): m.weight.numel() for m in model.modules()
               if isinstance(m, torch.nn.Embedding) and id(m.weight) not in inside}
     embeddings = sum(tables.values()) + (0 if tied or outputs is None else outputs.weight.numel())
-    n_heads = head_count(config)
-    attn_width = projection_widths(blocks[0].get_submodule(family.attn_out))[0]
+    n_heads = head_count(config) or 0
+    attn_width = projection_widths(blocks[0].get_submodule(family.attn_out))[0] if family.has_heads else 0
     d_ff = (family.n_experts * family.d_expert if family.is_moe
             else projection_widths(blocks[0].get_submodule(family.mlp_down))[0])
     text = text_config(config)
     return ModelGeometry(
         family=family.name, model_type=family.name, n_layers=len(blocks), d_model=inputs.embedding_dim, d_ff=d_ff,
         n_heads=n_heads, n_kv_heads=getattr(text, "num_key_value_heads", None) or n_heads,
-        head_dim=attn_width // n_heads, vocab=inputs.num_embeddings, tied=tied,
+        head_dim=attn_width // n_heads if attn_width and n_heads else 0, vocab=inputs.num_embeddings, tied=tied,
         n_params=sum(p.numel() for p in model.parameters()), n_embedding_params=embeddings,
         n_experts=family.n_experts, d_expert=family.d_expert,
     )
@@ -656,8 +656,9 @@ def format_plan(plan: Plan, source: str = "") -> str:
     where = "detected here" if d.detected else "from the flags"
     lines = [
         f"Plan for {plan.model}" + (f" ({source})" if source else ""),
-        f"Model:   {kind}, {g.n_layers} layers, d_model {g.d_model}, d_ff {g.d_ff} "
-        f"({g.n_neurons:,} neurons), {g.n_heads} heads ({g.n_kv_heads} KV, head_dim {g.head_dim}), "
+        f"Model:   {kind}, {g.n_layers} layers, d_model {g.d_model}, "
+        + (f"{g.n_experts} experts × {g.d_expert} neurons per layer (" if g.n_experts else f"d_ff {g.d_ff} (")
+        + f"{g.n_neurons:,} units), {g.n_heads} heads ({g.n_kv_heads} KV, head_dim {g.head_dim}), "
         f"vocab {g.vocab:,}, {head}",
         f"Params:  {format_count(g.n_params)} computed from the config "
         f"({format_count(g.n_flop_params)} outside embeddings)",
