@@ -204,3 +204,12 @@ def test_the_families_table_of_the_book_is_what_check_families_measures(base_tok
     table = family_check.check_families(base_tokenizer, model_types=("llama", "olmoe"))
     assert list(table.model_type) == ["llama", "olmoe"] and (table.error == "").all()
     assert json.loads(table.to_json(orient="records"))[1]["experts"] == 4
+
+
+def test_a_hosted_mixture_of_experts_is_refused_before_anything_loads(base_tokenizer, model_folder):
+    from modularity.records.preflight import PreflightError, check_model
+
+    folder = str(family_check.tiny_model_dir("olmoe", base_tokenizer, model_folder))
+    check_model({"model": folder, "remote": False}, "p.yaml")
+    with pytest.raises(PreflightError, match="p.yaml: model: .*hosted model does not run: run it locally"):
+        check_model({"model": folder, "remote": True}, "p.yaml")

@@ -49,8 +49,10 @@ def check_model(params: dict, source: str) -> None:
         if model in EMBEDDED_MODELS:
             return
         config = _model_config(location, kwargs)
-        if config is not None:
-            check_supported(config)
+        family = check_supported(config) if config is not None else None
+        if family is not None and family.is_moe and params.get("remote"):
+            raise ValueError("a mixture of experts' units are read through a module this package adds to the "
+                             "experts, which a hosted model does not run: run it locally (remote: false)")
     except (FileNotFoundError, ValueError) as error:
         raise PreflightError(f"{source}: model: {model}: {error}") from None
 
