@@ -128,12 +128,24 @@ def run_shard(params_path: str | Path, shard: tuple[int, int], stages: tuple[str
             except Exception as error:
                 _marker(folder, round_, i, n, "failed").write_text(f"{type(error).__name__}: {error}")
                 raise
+            _release_memory()  # shard 0's notebook loads the model again on the same GPU
         _marker(folder, round_, i, n, "done").write_text(str(time.time()))
         if i == 0:
             outputs.append(_assemble(params, notebook, folder, round_, n, label, root, log_output, poll))
         else:
             _await_assembly(paths, notebook, folder, round_, label, poll)
     return outputs
+
+
+def _release_memory() -> None:
+    """Free this process's copy of the model and, on a GPU, the memory torch keeps cached for it."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _assemble(params, notebook, folder, round_, n, label, root, log_output, poll) -> Path:
