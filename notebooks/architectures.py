@@ -47,7 +47,8 @@ torch.set_num_threads(1)
 # whose output is as wide as the embeddings. The package builds the model from its config on
 # PyTorch's *meta* device (shapes, no weights), finds the list of blocks (the module list as long as
 # the config's layer count), and in every block the one such projection inside the attention
-# module and the one outside it. Every block must give the same answer. After the weights load, a
+# module and the one outside it. Every block must have the same neuron site; a hybrid whose blocks
+# differ in attention (Qwen 3.5, Gemma 4) is read for its neurons only. After the weights load, a
 # probe forward checks that each site reads `[batch, tokens, width]` and that overwriting it changes
 # the logits.
 #
@@ -79,10 +80,8 @@ allowed = family_check.largest_allowed_gap()
 R_FLOOR = 0.99
 shown = checked.assign(units=checked.units.astype(int), experts=checked.experts.replace(0, pd.NA))
 display(tables.for_reading(
-    shown[["model_type", "model_class", "resolved_by", "neurons", "heads", "units", "experts"]]
-    .assign(heads=shown.heads.replace("", pd.NA)),
-    rename={"model_type": "model type", "model_class": "class", "resolved_by": "sites found by",
-            "neurons": "neuron site", "heads": "head site", "units": "units per layer"},
+    shown[["model_type", "neurons", "heads", "units", "experts"]].assign(heads=shown.heads.replace("", pd.NA)),
+    rename={"model_type": "model type", "neurons": "neuron site", "heads": "head site", "units": "units per layer"},
     note="Sites are module paths inside a block: the neuron site's input holds the units, the head site's the "
          "heads' outputs. Qwen 3.5 and Gemma 4 are read for their neurons only: their blocks differ in attention."))
 
@@ -96,6 +95,10 @@ display(tables.for_reading(
     rename={"model_type": "model type", "attribution_r": "r, attribution vs exact patching",
             "nnsight_gap": "nnsight vs hooks", "offload_gap": "half on disk vs one device"},
     note=f"Tolerance of a difference: {allowed:.1e}; 0 means the same numbers to the last bit."))
+found_by = checked.resolved_by[checked.error == ""].value_counts()
+display(Markdown("Sites found " + ", ".join(f"by {how} for {n}" for how, n in found_by.items()) + " of the "
+                 f"{len(checked)} families; their classes: "
+                 + ", ".join(f"`{c}`" for c in checked.model_class[checked.error == ""]) + "."))
 if (checked.error != "").any():
     display(tables.for_reading(checked.loc[checked.error != "", ["model_type", "error"]]))
 
@@ -151,10 +154,11 @@ display(Markdown(
 
 # %%
 display(tables.folded(
-    tables.for_reading(resolved[["model_type", "model_class", "neurons", "heads", "experts"]]
-                       .assign(experts=resolved.experts.replace(0, pd.NA)),
-                       rename={"model_type": "model type", "model_class": "class", "neurons": "neuron site",
-                               "heads": "head site"}, font_size=0.85),
+    tables.for_reading(resolved[["model_type", "neurons", "heads", "experts"]]
+                       .assign(experts=resolved.experts.replace(0, pd.NA), heads=resolved.heads.replace("", pd.NA)),
+                       rename={"model_type": "model type", "neurons": "neuron site", "heads": "head site"},
+                       note="No head site: a hybrid, or a decoder with cross-attention, read for its neurons only.",
+                       font_size=0.85),
     f"The {len(resolved)} model types that resolve, with their sites"))
 
 # %%

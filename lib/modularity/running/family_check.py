@@ -157,6 +157,8 @@ def _meta_of(model_type: str):
 def _reason(message: str) -> str:
     """The part of a refusal that says why (without the override advice)."""
     reason = message.split(": ", 1)[-1] if message.startswith("cannot find") else message
+    for lists in ("no module list", "several module lists"):  # the config names no layer count
+        reason = reason.replace(f"{lists} of None blocks", f"no layer count in the config, and {lists} of blocks")
     return reason.split(". If the model is")[0].split(" (one flat neuron index")[0]
 
 
