@@ -20,6 +20,7 @@ from modularity.science import ablation, attribution, scoring
 from modularity.base import numerics
 from modularity.science.models import describe_model, load_model
 from modularity.science.tasks import generate_task
+from modularity.running.family_check import half_on_disk
 
 from conftest import FAMILY_NAMES
 
@@ -41,22 +42,6 @@ def stage_outputs(loaded, task):
     scores = attribution.attribute_task(loaded, tokens, ITEMS, C=1.0, R=-1.0).neurons.float()
     ablated = np.asarray(ablation.ablation_logprobs(loaded, tokens, ITEMS, SETS).patched, dtype=float)
     return lp, scores, ablated
-
-
-def half_on_disk(loaded) -> dict[str, str]:
-    """A device map with every module on the CPU except the second half of the blocks, on disk."""
-    model, blocks = loaded.model, loaded.block_path()
-    device_map, path = {}, blocks
-    while path:  # everything beside the block container, up to the root, stays on the CPU
-        parent, _, _ = path.rpartition(".")
-        for name, _ in (model.get_submodule(parent) if parent else model).named_children():
-            full = f"{parent}.{name}" if parent else name
-            if full != path:
-                device_map[full] = "cpu"
-        path = parent
-    half = loaded.n_layers // 2
-    device_map.update({f"{blocks}.{i}": "disk" if i >= half else "cpu" for i in range(loaded.n_layers)})
-    return device_map
 
 
 @pytest.mark.parametrize("family", FAMILY_NAMES)
