@@ -378,8 +378,34 @@ print("Tokens of a control text per token of its localized text: "
 # well as in physics. Stage 7 averages each neuron over a text's tokens, so a longer text does not
 # weigh more, but what differs between two conditions besides the intended property can also drive
 # a neuron's t. The localizer page of every run shows the result of each contrast.
+
+# %% [markdown]
+# (tasks-frames)=
+# ## 9. Frames: the same items, written another way
 #
-# ## 9. How to add a task
+# A task's *frame* is how its items become a prompt: an instruction before the problem, a closing
+# after it, the chat template or raw text. The study's tasks of one domain tend to share a frame (the
+# chapter *Domain or surface?* measures how much that explains). To test it causally, a task key may
+# name a frame, `task~frame`: the task's own items, field for field, written in that frame. The frames
+# are `raw` (raw text, as the Language tasks), `chat` (the problem alone in the chat template, as the
+# Social-reasoning tasks), `instruction` (the chat template after "You will be given a question." and
+# before "Reply with only the answer, no other words.", as the code and logic tasks), and two raw-text
+# frames with an instruction opening, `given` and `complete`, for models that only continue raw text.
+# One item of `desires_goals` in each frame:
+
+# %%
+from modularity.science.tasks import FRAMES, reframe
+
+goals = generate_task("desires_goals", profile, n_items=1, seed=seed)
+tables.for_reading(pd.DataFrame([
+    {"task": framed.name, "chat template": not framed.config.force_base_evaluation,
+     "user message (clean)": assemble_message(framed.config, framed.items[0], "clean")}
+    for framed in (reframe(goals, frame) for frame in FRAMES)]),
+    note="The same item in every frame; only the prompt config differs. A params file lists framed keys "
+         "under tasks:, e.g. [desires_goals~raw, desires_goals~given].")
+
+# %% [markdown]
+# ## 10. How to add a task
 #
 # 1. Write a builder `build(rng, profile) -> MinimalPair` in the domain's module
 #    (`modularity/tasks/formal.py`, `language.py`, `physical.py` or `social.py`); put sentences and

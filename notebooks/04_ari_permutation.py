@@ -65,7 +65,8 @@ import pandas as pd
 from myst_nb import glue
 
 from modularity.showing import charts, findings, tables
-from modularity.science import overlap, stats
+from modularity.science import overlap, stats, surface
+from IPython.display import Markdown
 from modularity import stages
 from modularity.science.tasks.schema import DOMAINS
 
@@ -220,6 +221,43 @@ if result.testable:
             n_permutations=sweep_permutations, digits={"within": 3, "cross": 3, "ari": 3, "silhouette": 3},
             rename={"pct": "top %", "ari": "ARI"},
             note=f"p from {sweep_permutations:,} label permutations at each threshold.")))
+
+# %% [markdown]
+# ## 6. Domain or surface?
+#
+# Tasks of one domain may also share how they are written: a frame, a kind of answer, a template.
+# The stage describes each task's surface and models the pair overlap on same domain plus the
+# surface terms, with p-values from permuting tasks (QAP; {ref}`methods §12 <methods-surface>`); a
+# term the same for every pair of this run's tasks cannot be estimated and says so. For framed
+# variants (`task~frame`) it also asks whether the overlap follows the content or the frame.
+
+# %%
+if len(result.surface):
+    display(tables.for_reading(result.surface.reset_index()[["task", "frame", "answer_form", "family", "prompt_words"]],
+                               digits={"prompt_words": 0},
+                               rename={"answer_form": "answer", "prompt_words": "words per prompt"},
+                               note="The surface of the attributed tasks."))
+if len(result.surface_model):
+    beside_surface = result.surface_model.assign(term=result.surface_model.term.map(surface.TERM_NAMES))
+    display(tables.for_reading(beside_surface[["model", "term", "coef", "t", "p", "r2", "note"]], p_columns=["p"],
+                               n_permutations=N_PERMUTATIONS, digits={"coef": 4, "t": 2, "r2": 2},
+                               rename={"r2": "R²"},
+                               note="Pair overlap on same domain, alone and beside the surface terms; two-sided QAP p."))
+    display(Markdown(findings.surface_sentence("This run", surface.domain_effect(result.surface_model), N_PERMUTATIONS)))
+    display(tables.for_reading(result.surface_ratios[["subset", "within_pairs", "cross_pairs", "ratio", "p"]],
+                               p_columns=["p"], n_permutations=N_PERMUTATIONS, digits={"ratio": 2},
+                               rename={"within_pairs": "same-domain pairs", "cross_pairs": "cross-domain pairs"},
+                               note="The within/cross test on the pairs that differ in the named surface."))
+    display(Markdown(" ".join(findings.restricted_ratio_sentence(row, N_PERMUTATIONS)
+                              for _, row in result.surface_ratios.iterrows() if row.subset != "all pairs")))
+if result.surface_note:
+    print(f"The surface model is {result.surface_note}.")
+if len(result.frame_swap):
+    display(tables.for_reading(result.frame_swap_cells, digits={"mean": 3},
+                               rename={"n_pairs": "pairs", "mean": "mean overlap"},
+                               note="Mean overlap per kind of variant pair (content~frame)."))
+    display(Markdown(findings.frame_swap_sentence("Overlap", result.frame_swap, result.frame_swap_cells,
+                                                  N_PERMUTATIONS)))
 
 # %% [markdown]
 # The stage saved:

@@ -103,3 +103,41 @@ for measure in findings.MEASURES:
 display(Markdown("The study's released data, recomputed here: " + "; ".join(lines) + "."))
 
 display(Markdown(" ".join(findings.across_runs(numbers))))
+
+# %% [markdown]
+# ## 5. Domain or surface?
+#
+# Tasks of one domain also share how they are written (chapter *Domain or surface?*). The pair
+# overlap and the ablation drop of the study's six models, modelled on same domain beside eight
+# surface terms (frame, answer form, task family, length), with p-values from permuting tasks:
+
+# %%
+from modularity.science import study as study_data
+from modularity.science import surface
+
+SURFACE_PERMUTATIONS = 10_000
+study_surface = study_data.task_surface()
+surface_lines = []
+for what, matrices, directed in (("overlap", study_data.overlap_matrices(0.1), False),
+                                 ("ablation drop", study_data.ablation_matrices(), True)):
+    effects = {name: surface.domain_effect(surface.confound_model(matrix, study_surface, directed=directed,
+                                                                  n_permutations=SURFACE_PERMUTATIONS))
+               for name, matrix in matrices.items()}
+    surface_lines.append(findings.study_surface_sentence(effects, what, SURFACE_PERMUTATIONS))
+display(Markdown(" ".join(surface_lines)))
+
+# %% [markdown]
+# The same items written in other frames (the frame-swap run, one task per domain in three frames)
+# ask it causally:
+
+# %%
+from modularity.science.matrix_csv import read_matrix_csv
+
+swap_dir = files.results_root() / "smollm2-135m-instruct-frame-swap" / "small"
+swap_lines = []
+for what, table, directed in (("Overlap", "overlap_0.1.csv", False), ("The ablation drop", "ablation_drop_0.1.csv", True)):
+    if (swap_dir / table).exists():
+        fit, cells = surface.frame_swap_test(read_matrix_csv(swap_dir / table), directed=directed,
+                                             n_permutations=SURFACE_PERMUTATIONS)
+        swap_lines.append(findings.frame_swap_sentence(what, fit, cells, SURFACE_PERMUTATIONS))
+display(Markdown(" ".join(swap_lines) if swap_lines else "The frame-swap run has not been run in this build."))

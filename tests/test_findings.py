@@ -167,3 +167,66 @@ def test_families_sentences_follow_the_table():
     assert words[2].endswith("for every architecture but qwen3_moe.")
     strict = families_sentences(table, allowed_gap=1e-4, r_floor=0.995)
     assert "below 0.995 for qwen3_moe." in strict[1] and strict[2].endswith("to float rounding for every architecture.")
+
+
+# --------------------------------------------------------------------------- domain or surface
+
+
+@pytest.mark.parametrize("effect, words", [
+    ({"coef_alone": 0.10, "p_alone": 0.0001, "coef_with_surface": 0.05, "p_with_surface": 0.002},
+     "survives the surface terms: the same-domain coefficient goes from 0.1 to 0.05 (50% of it kept), still beyond"),
+    ({"coef_alone": 0.10, "p_alone": 0.0001, "coef_with_surface": 0.02, "p_with_surface": 0.30},
+     "the surface terms account for the domain effect"),
+    ({"coef_alone": 0.10, "p_alone": 0.0001, "coef_with_surface": -0.01, "p_with_surface": 0.01},
+     "the surface terms account for the domain effect"),  # a significant negative coefficient is no domain effect
+    ({"coef_alone": 0.01, "p_alone": 0.40, "coef_with_surface": 0.0, "p_with_surface": 0.9},
+     "do not overlap more than other pairs beyond chance even before"),
+    ({"coef_alone": NAN, "p_alone": NAN, "coef_with_surface": NAN, "p_with_surface": NAN}, "not computed"),
+])
+def test_surface_sentence_follows_the_coefficients(effect, words):
+    assert words in findings.surface_sentence("Model", effect, 10_000)
+
+
+def test_restricted_ratio_sentence_names_missing_pairs():
+    row = {"subset": "different frame", "within_pairs": 0, "cross_pairs": 12, "ratio": NAN, "p": NAN}
+    assert findings.restricted_ratio_sentence(row) == ("Among pairs written in different frames there is no "
+                                                       "same-domain pair, so the ratio is not computed there.")
+    row = {"subset": "different family", "within_pairs": 20, "cross_pairs": 90, "ratio": 2.5, "p": 0.001}
+    assert findings.restricted_ratio_sentence(row, 10_000).endswith("2.5 times cross-domain (p = 0.001): beyond chance.")
+    row["p"] = 0.2
+    assert "not distinguishable" in findings.restricted_ratio_sentence(row, 10_000)
+
+
+@pytest.mark.parametrize("p_content, p_frame, verdict", [
+    (0.001, 0.5, "follows the content, not the frame"), (0.5, 0.001, "follows the frame, not the content"),
+    (0.001, 0.001, "follows both the content and the frame"), (0.5, 0.5, "follows neither")])
+def test_frame_swap_sentence_follows_the_p_values(p_content, p_frame, verdict):
+    fit = pd.DataFrame({"term": ["same_domain", "same_content", "same_frame"], "coef": [0.2, NAN, 0.1],
+                        "p": [p_content, NAN, p_frame]})
+    cells = pd.DataFrame({"pairs": ["same content, other frame", "other content, same frame"], "mean": [0.3, 0.1]})
+    sentence = findings.frame_swap_sentence("Overlap", fit, cells, 10_000)
+    assert sentence.startswith(f"Overlap {verdict}")
+    assert "same content in another frame 0.3, another content in the same frame 0.1" in sentence
+
+
+def test_study_surface_sentence_counts_the_matrices_that_keep_the_effect():
+    effects = {"A": {"coef_with_surface": 0.02, "p_with_surface": 0.01, "share_kept": 0.2},
+               "B": {"coef_with_surface": 0.003, "p_with_surface": 0.6, "share_kept": 0.04},
+               "C": {"coef_with_surface": 0.03, "p_with_surface": 0.001, "share_kept": 0.3}}
+    assert findings.study_surface_sentence(effects) == (
+        "Beside the surface terms, the same-domain coefficient of the study's overlap keeps 4%–30% of its size, "
+        "and stays beyond chance for 2 of the 3 matrices (not for B).")
+    assert findings.study_surface_sentence({"A": effects["A"]}, "ablation drop").endswith("for 1 of the 1 matrices.")
+
+
+def test_a_run_states_its_surface_result(tmp_path):
+    labels = [f"{d}/{d}_{i}" for d in ("MD", "ToM", "Lan") for i in range(3)]
+    run_dir = planted_results(tmp_path / "m" / "small", {"MD": (3, 20), "ToM": (3, 9), "Lan": (3, 8)},
+                              {"overlap ratio": (6.2, 1e-4), "ablation ratio": (14.4, 1e-4), "ARI": (0.66, 1e-4)},
+                              labels)
+    assert findings.run_numbers(run_dir)["surface"] is None  # before stage 4 wrote the model
+    pd.DataFrame({"model": ["domain only", "domain + surface"], "term": ["same_domain"] * 2, "coef": [0.1, 0.01],
+                  "p": [0.0001, 0.4]}).to_csv(run_dir / "surface_model.csv", index=False)
+    sentences = findings.run_sentences(findings.run_numbers(run_dir))
+    assert any(s.startswith("Against how its tasks are written: the surface terms account for the domain effect")
+               for s in sentences)

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from modularity.science import ablation, overlap, scoring, sites
+from modularity.science import ablation, overlap, scoring, sites, surface
 from modularity.science.matrix_csv import read_matrix_csv, write_matrix_csv
 from modularity.records.params import validate_params
 from modularity.stages import ablation as ablation_stage
@@ -130,6 +130,15 @@ def test_statistics_and_beside_study_stages_on_planted_overlap(tmp_path):
     same, off = codes[:, None] == codes[None, :], ~np.eye(len(labels), dtype=bool)
     values = main.to_numpy()
     assert result.test["delta"] == pytest.approx(values[same & off].mean() - values[~same].mean())
+    # The surface of the run's tasks and the domain effect beside it (book methods §12).
+    assert list(result.surface.index) == labels and result.surface_note == ""
+    assert pd.read_csv(ctx.paths.table("surface_tasks.csv")).task.tolist() == labels
+    saved_model = pd.read_csv(ctx.paths.table("surface_model.csv"))
+    assert list(saved_model.model.unique()) == ["domain only", "domain + surface"]
+    alone = saved_model[(saved_model.model == "domain only") & (saved_model.term == "same_domain")].iloc[0]
+    assert alone.coef == pytest.approx(result.test["delta"])  # the domain term alone is within − cross
+    assert pd.read_csv(ctx.paths.table("surface_ratios.csv")).subset.tolist() == list(surface.SUBSETS)
+    assert ctx.paths.table("frame_swap.csv").read_text().strip() == ""  # no framed variants here
 
     placed = beside_stage.run(ctx)
     assert placed.ablation is None and len(placed.overlap) == len(TASKS)

@@ -18,6 +18,7 @@ BOOK_PAGES: dict[str, tuple[str, str, dict, str, str | None]] = {
     "findings": ("findings", "book/findings.ipynb", {}, ".", None),
     "tasks": ("00_task_suite", "book/tasks.ipynb", {"profile": "small", "n_items": 64, "seed": 0}, "notebooks", None),
     "study_results": ("study_results", "book/study_results.ipynb", {}, ".", None),
+    "surface": ("surface", "book/surface.ipynb", {}, ".", None),
     "across_models": ("08_across_models", "book/across_models.ipynb",
                       {"runs_to_compare": ["smollm2-135m-instruct/small", "gemma3-270m/small"]}, ".",
                       "Across models (small profile)"),
@@ -142,8 +143,8 @@ def write_toc(root: Path | None = None) -> Path:
         "parts": [
             {"caption": "Findings", "chapters": [_page_entry("findings")]},
             {"caption": "The study", "chapters": [_page_entry("tasks"), {"file": "book/methods"}]},
-            {"caption": "Results", "chapters": [_page_entry("study_results"), results, _page_entry("across_models"),
-                                                 _page_entry("across_models_paper")]},
+            {"caption": "Results", "chapters": [_page_entry("study_results"), _page_entry("surface"), results,
+                                                 _page_entry("across_models"), _page_entry("across_models_paper")]},
             {"caption": "Using this book", "chapters": [{"file": "book/rerun"}, _page_entry("architectures"),
                                                         _page_entry("scale"), {"file": "book/teaching"},
                                                         {"file": "book/limitations"}, _page_entry("provenance")]},

@@ -140,6 +140,17 @@ def average_ablation(root: Path | None = None) -> pd.DataFrame:
     return average_matrices(list(ablation_matrices(keep_legacy=False, root=root).values()))
 
 
+def task_surface(root: Path | None = None) -> pd.DataFrame:
+    """The surface of the study's 46 tasks (:func:`modularity.science.surface.describe_tasks` of its
+    items), one row per ``domain/task`` label, as ``scripts/derive_study_surface.py`` derived it from
+    the study's files (the items themselves are not redistributed)."""
+    path = (root or STUDY_ROOT) / "surface" / "task_surface.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the study's task surface is missing; derive it with "
+                                "`python scripts/derive_study_surface.py PATH/TO/LLM_Modularity`")
+    return pd.read_csv(path, index_col="task", keep_default_na=False)
+
+
 def baselines(root: Path | None = None, include_control: bool = False) -> pd.DataFrame:
     """Every ``baselines.json`` as one table: one row per (model, task).
 

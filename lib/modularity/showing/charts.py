@@ -1051,3 +1051,34 @@ def t_distribution(df: pd.DataFrame, *, title: str = "Welch t of every neuron, p
     return alt.layer(base, rule, data=d).properties(width=220, height=150).facet(
         facet=alt.Facet("domain_name:N", sort=order, title=None), columns=2).properties(
         title=alt.Title(title, subtitle="Dashed: the smallest t in the domain's selected set."))
+
+
+def domain_coefficients(df: pd.DataFrame, *, title: str = "The same-domain coefficient, alone and beside surface",
+                        x_title: str = "same-domain coefficient (overlap units, ± 2 SE)") -> alt.LayerChart:
+    """One row per model: the same-domain coefficient of the model without and with the surface terms
+    (book methods §12), as points with ± 2 SE bars; a rule at zero.
+
+    ``df`` columns: ``source`` (model name), ``model`` (``domain only`` / ``domain + surface``), ``coef``,
+    ``se``, ``p_text`` (the QAP p as the tooltip shows it).
+    """
+    _require(df, ["source", "model", "coef", "se", "p_text"], "domain_coefficients")
+    d = df.copy()
+    d["lo"], d["hi"] = d["coef"] - 2 * d["se"], d["coef"] + 2 * d["se"]
+    order = list(dict.fromkeys(d["source"]))
+    kinds = ["domain only", "domain + surface"]
+    y = alt.Y("source:N", sort=order, title=None, axis=alt.Axis(labelLimit=160))
+    yo = alt.YOffset("model:N", sort=kinds)
+    color = alt.Color("model:N", sort=kinds, title="model of the pair overlap", legend=alt.Legend(orient="bottom"),
+                      scale=alt.Scale(domain=kinds, range=["#bab0ac", "#4e79a7"]))
+    tooltip = [alt.Tooltip("source:N", title="matrix"), alt.Tooltip("model:N"),
+               alt.Tooltip("coef:Q", title="coefficient", format=".4f"), alt.Tooltip("se:Q", title="SE", format=".4f"),
+               alt.Tooltip("p_text:N", title="QAP p")]
+    points = alt.Chart(d).mark_point(filled=True, size=60).encode(
+        x=alt.X("coef:Q", title=x_title), y=y, yOffset=yo, color=color, tooltip=tooltip)
+    bars = alt.Chart(d).mark_rule(strokeWidth=2).encode(x="lo:Q", x2="hi:Q", y=y, yOffset=yo, color=color,
+                                                       tooltip=tooltip)
+    zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#333", strokeDash=[3, 3]).encode(x="x:Q")
+    return alt.layer(bars, points, zero).properties(
+        width=380, height=alt.Step(14),
+        title=alt.Title(title, subtitle="How much more two tasks of one domain overlap than two of different "
+                                        "domains, before and after the surface terms."))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 
@@ -28,6 +29,7 @@ from ..science.localizer import ALPHA
 from ..science.matrix_csv import read_matrix_csv
 from ..science.overlap import resolve_domains
 from ..science.stats import untestable_reason
+from ..science.surface import domain_effect
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
 __all__ = ["ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
@@ -127,7 +129,9 @@ def run_numbers(run_dir: Path) -> dict:
     ``overlap`` / ``ablation``: within, cross (stage 4's summary; stage 5's ``across``);
     ``n_domains``: domains among the attributed tasks; ``reason``: why the tests were not
     computed (None when they were); ``localizer``: the localizer sets' overall overlap and
-    ablation tests (within, across, p), when stage 7 ran; ``n_permutations``.
+    ablation tests (within, across, p), when stage 7 ran; ``surface``: the same-domain coefficient
+    without and with the surface terms (stage 4's ``surface_model.csv``,
+    :func:`modularity.science.surface.domain_effect`), None before stage 4 wrote it; ``n_permutations``.
     """
     run_dir = Path(run_dir)
     manifest = _json(run_dir / "manifest.json")
@@ -148,6 +152,8 @@ def run_numbers(run_dir: Path) -> dict:
     stats_summary = _json(run_dir / "stats_summary.json").get("overlap") or {}
     ablation = _json(run_dir / "ablation_summary.json").get("summary", {}).get("drop", {})
     localizer = _json(run_dir / "localizer_summary.json")
+    surface_model = run_dir / "surface_model.csv"
+    model_table = pd.read_csv(surface_model) if surface_model.exists() and surface_model.stat().st_size > 1 else None
     return {
         "run": f"{run_dir.parent.name} ({run_dir.name})", "model": params.get("model", run_dir.parent.name),
         "profile": run_dir.name, "n_permutations": params.get("n_permutations"),
@@ -158,6 +164,7 @@ def run_numbers(run_dir: Path) -> dict:
         "n_domains": 0 if matrix is None else len(set(resolve_domains(matrix))),
         "reason": reason,
         "localizer": {kind: (localizer.get(kind) or {}).get("overall") for kind in ("overlap", "ablation")},
+        "surface": domain_effect(model_table) if model_table is not None and len(model_table) else None,
     }
 
 
@@ -182,6 +189,8 @@ def run_sentences(numbers: dict) -> list[str]:
     sentences.append(ratio_sentence("ablation drop", numbers["ablation"]["within"], numbers["ablation"]["cross"],
                                     measures["ablation ratio"]["value"], measures["ablation ratio"]["p"], n, reason))
     sentences.append(ari_sentence(measures["ARI"]["value"], measures["ARI"]["p"], numbers["n_domains"], n, reason))
+    if numbers.get("surface"):
+        sentences.append(surface_sentence("Against how its tasks are written", numbers["surface"], n))
     return sentences + _localizer_sentences(numbers)
 
 
@@ -307,3 +316,79 @@ def families_sentences(checked: pd.DataFrame, allowed_gap: float, r_floor: float
                      + (f"to float rounding for every architecture but {join(list(far.model_type))}." if len(far) else
                         "to float rounding for every architecture."))
     return words
+
+
+# --------------------------------------------------------------------------- domain or surface (methods §12)
+
+
+def surface_sentence(name: str, effect: Mapping, n_permutations: int | None = None) -> str:
+    """One sentence on how much of a matrix's domain effect survives the surface terms, from
+    :func:`modularity.science.surface.domain_effect` (``name``: whose matrix)."""
+    alone, beside = effect.get("coef_alone"), effect.get("coef_with_surface")
+    p_alone, p_beside = effect.get("p_alone"), effect.get("p_with_surface")
+    if not _finite(p_alone) or not _finite(alone):
+        return f"{name}: the same-domain coefficient is not computed."
+    if not beyond_chance(p_alone) or alone <= 0:
+        return (f"{name}: same-domain pairs do not overlap more than other pairs beyond chance even before the "
+                f"surface is considered (coefficient {alone:.3g}, {format_p(p_alone, n_permutations)}).")
+    change = f"the same-domain coefficient goes from {alone:.3g} to {beside:.3g} ({beside / alone:.0%} of it kept)"
+    if _finite(p_beside) and beyond_chance(p_beside) and beside > 0:
+        return (f"{name}: the domain effect survives the surface terms: {change}, still beyond chance "
+                f"({format_p(p_beside, n_permutations)}).")
+    return (f"{name}: the surface terms account for the domain effect: {change} and is no longer beyond chance "
+            f"({format_p(p_beside, n_permutations)}).")
+
+
+def restricted_ratio_sentence(row: Mapping, n_permutations: int | None = None) -> str:
+    """One sentence on the within/cross ratio among the pairs of one subset of
+    :func:`modularity.science.surface.restricted_ratios` (a row of its table)."""
+    subset = {"different frame": "pairs written in different frames",
+              "different answer form": "pairs with different answer forms",
+              "different family": "pairs from different task families",
+              "different in all three": "pairs that differ in frame, answer form and family"}.get(
+        row["subset"], row["subset"])
+    if not _finite(row.get("p")) or not _finite(row.get("ratio")):
+        kinds = [what for what, n in (("same-domain", row.get("within_pairs")), ("cross-domain", row.get("cross_pairs")))
+                 if not n]
+        return (f"Among {subset} there is no {' and no '.join(kinds) or 'usable'} pair, so the ratio is not "
+                "computed there.")
+    verdict = "beyond chance" if beyond_chance(row["p"]) else "not distinguishable from shuffled domain labels"
+    return (f"Among {subset} ({row['within_pairs']} same-domain, {row['cross_pairs']} cross-domain), within-domain "
+            f"overlap is {row['ratio']:.3g} times cross-domain ({format_p(row['p'], n_permutations)}): {verdict}.")
+
+
+def frame_swap_sentence(what: str, fit: pd.DataFrame, cells: pd.DataFrame, n_permutations: int | None = None) -> str:
+    """One sentence on whether ``what`` (e.g. "Overlap") follows the content or the frame, from
+    :func:`modularity.science.surface.frame_swap_test`'s ``(fit, cells)``."""
+    terms = fit.set_index("term")
+    content = "same_domain" if _finite(terms.p.get("same_domain")) else "same_content"
+    p_content, p_frame = terms.p.get(content), terms.p.get("same_frame")
+    coef_content, coef_frame = terms.coef.get(content), terms.coef.get("same_frame")
+    follows_content = beyond_chance(p_content) and coef_content > 0
+    follows_frame = beyond_chance(p_frame) and coef_frame > 0
+    verdict = ("follows both the content and the frame" if follows_content and follows_frame else
+               "follows the content, not the frame" if follows_content else
+               "follows the frame, not the content" if follows_frame else
+               "follows neither the content nor the frame beyond chance")
+    means = cells.set_index("pairs")["mean"]
+    return (f"{what} {verdict}: same content in another frame {means.get('same content, other frame', math.nan):.3g}, "
+            f"another content in the same frame {means.get('other content, same frame', math.nan):.3g} "
+            f"(content coefficient {coef_content:.3g}, {format_p(p_content, n_permutations)}; frame coefficient "
+            f"{coef_frame:.3g}, {format_p(p_frame, n_permutations)}).")
+
+
+def study_surface_sentence(effects: Mapping[str, Mapping], what: str = "overlap",
+                           n_permutations: int | None = None) -> str:
+    """One sentence on the study's models together: for how many the domain effect on ``what`` stays
+    beyond chance beside the surface terms, and the share of the coefficient kept (``effects``:
+    ``{model: surface.domain_effect(...)}``)."""
+    kept = [e["share_kept"] for e in effects.values() if _finite(e.get("share_kept"))]
+    survive = [name for name, e in effects.items() if beyond_chance(e.get("p_with_surface"))
+               and _finite(e.get("coef_with_surface")) and e["coef_with_surface"] > 0]
+    lost = [name for name in effects if name not in survive]
+    if not kept:
+        return f"The same-domain coefficient of the study's {what} is not computed."
+    share = f"{min(kept):.0%}" if min(kept) == max(kept) else f"{min(kept):.0%}–{max(kept):.0%}"
+    sentence = (f"Beside the surface terms, the same-domain coefficient of the study's {what} keeps {share} of its "
+                f"size, and stays beyond chance for {len(survive)} of the {len(effects)} matrices")
+    return sentence + (f" (not for {join(lost)})." if lost and survive else ".")

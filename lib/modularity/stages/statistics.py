@@ -5,7 +5,11 @@ the within − cross label-permutation test (book methods §6), the per-domain t
 correction), the study's clustering (kNN graph, average linkage, one cluster per domain present)
 and its ARI against a permutation null (book methods §6); places the run's overlap ratio and ARI beside the
 study's six models, with Kendall's τ against each; and repeats the tests at every threshold
-(§9). Writes ``stats_summary.json``, ``per_domain_overlap.csv`` and ``threshold_sweep.csv``.
+(§9); asks how much of the domain effect the tasks' surface explains (book methods §12,
+:mod:`modularity.science.surface`: the tasks' frames and answers, the overlap modelled on same
+domain plus surface with QAP p-values, the ratio among pairs that differ in surface, the clustering
+against frames; for framed variants, the frame-swap test). Writes ``stats_summary.json``,
+``per_domain_overlap.csv``, ``threshold_sweep.csv`` and the ``surface_*.csv`` tables.
 With fewer than 4 tasks, or fewer than two domains holding two tasks each, the tests are
 skipped and the tables written empty.
 """
@@ -15,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from ..science import overlap, stats, study
+from ..science import overlap, stats, study, surface
 from ..science.stats import STUDY_SEED
 from ..science.matrix_csv import read_matrix_csv
 from ..records.store import save_json, save_table
@@ -36,7 +40,11 @@ class StatisticsResult:
     null_max, clusters), ``clustering`` (ari, nmi, ami, v_measure, silhouette, n_tasks),
     ``clusters`` (task, domain, cluster), ``beside_study`` (overlap ratio and ARI of this run and
     the study's models, long format), ``tau_vs_study`` (τ against each study model),
-    ``sweep`` (one row per pct), ``summary`` (the content of ``stats_summary.json``).
+    ``sweep`` (one row per pct), ``summary`` (the content of ``stats_summary.json``);
+    ``surface`` (the tasks' descriptors, always), ``surface_model`` (:func:`surface.confound_model`),
+    ``surface_ratios``, ``surface_ari`` and, for framed variants, ``frame_swap`` / ``frame_swap_cells``
+    (:func:`surface.frame_swap_test`); ``surface_note``: why the surface model was not computed
+    (tasks of the matrix that the run's tasks do not describe).
     """
 
     matrices: dict
@@ -55,6 +63,13 @@ class StatisticsResult:
     tau_vs_study: pd.DataFrame | None = None
     sweep: pd.DataFrame = field(default_factory=pd.DataFrame)
     summary: dict = field(default_factory=dict)
+    surface: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surface_model: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surface_ratios: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surface_ari: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frame_swap: pd.DataFrame = field(default_factory=pd.DataFrame)
+    frame_swap_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
+    surface_note: str = ""
     written: list = field(default_factory=list)
 
 
@@ -75,10 +90,12 @@ def run(ctx: RunContext) -> StatisticsResult:
     testable = main is not None and stats.testable(main)
     # One cluster per domain present: the study's 4 clusters are this rule for its 4 domains.
     n_clusters, knn = int(len(domain_counts)), min(params["knn"], max(len(labels) - 1, 1))
+    described = surface.describe_tasks([task for task in ctx.suite.values() if task.label in set(labels)])
     base = dict(matrices=matrices, labels=labels, domain_counts=domain_counts, testable=bool(testable),
-                n_clusters=n_clusters, knn=knn, n_permutations=n_permutations)
+                n_clusters=n_clusters, knn=knn, n_permutations=n_permutations, surface=described)
     if not testable:
-        return StatisticsResult(**base, written=_save(ctx, labels, {}, None, pd.DataFrame(), pd.DataFrame()))
+        written = _save(ctx, labels, {}, None, pd.DataFrame(), pd.DataFrame())
+        return StatisticsResult(**base, written=written + _save_surface(ctx, described, {}))
 
     test = stats.within_cross_permutation(main, n_permutations=n_permutations, seed=STUDY_SEED)
     per_domain = stats.per_domain_modularity(main, n_permutations=n_permutations, seed=STUDY_SEED)
@@ -93,12 +110,44 @@ def run(ctx: RunContext) -> StatisticsResult:
     sweep = stats.threshold_sweep(matrices, n_permutations=min(n_permutations, 2000), seed=STUDY_SEED,
                                   knn=knn, n_clusters=n_clusters)
     summary_row = stats.within_cross_columns("overlap", test)  # SI Table 1's row: stats.model_summary, without a second run
-    written = _save(ctx, labels, summary_row, ari, per_domain, sweep)
+    undescribed = [label for label in labels if label not in described.index]
+    surface_tables = {} if undescribed else surface_analysis(main, described, n_permutations=n_permutations, knn=knn)
+    written = _save(ctx, labels, summary_row, ari, per_domain, sweep) + _save_surface(ctx, described, surface_tables)
     return StatisticsResult(
         **base, test=test, per_domain=per_domain, ari=ari, clustering=clustering, clusters=clusters,
         beside_study=placed[placed.measure != "ablation ratio"].reset_index(drop=True), tau_vs_study=tau,
-        sweep=sweep, summary=_summary(ctx, labels, summary_row, ari), written=written,
+        sweep=sweep, summary=_summary(ctx, labels, summary_row, ari), written=written, **surface_tables,
+        surface_note=(f"not computed: {len(undescribed)} task(s) of the overlap matrix are not among this run's "
+                      f"tasks ({', '.join(undescribed[:3])}…)" if undescribed else ""),
     )
+
+
+def surface_analysis(main: pd.DataFrame, described: pd.DataFrame, *, n_permutations: int, knn: int) -> dict:
+    """The surface tables of the overlap matrix ``main`` (book methods §12): ``surface_model``,
+    ``surface_ratios``, ``surface_ari`` and, when its tasks are framed variants, ``frame_swap`` and
+    ``frame_swap_cells``."""
+    tables = {
+        "surface_model": surface.confound_model(main, described, n_permutations=n_permutations, seed=STUDY_SEED),
+        "surface_ratios": surface.restricted_ratios(main, described, n_permutations=n_permutations, seed=STUDY_SEED),
+        "surface_ari": surface.domain_vs_frame_ari(main, described, knn=knn, n_permutations=n_permutations,
+                                                   seed=STUDY_SEED),
+    }
+    if surface.is_frame_swap(main.index):
+        tables["frame_swap"], tables["frame_swap_cells"] = surface.frame_swap_test(
+            main, n_permutations=n_permutations, seed=STUDY_SEED)
+    return tables
+
+
+#: The surface tables' files (book methods §12).
+SURFACE_FILES = {"surface": "surface_tasks.csv", "surface_model": "surface_model.csv",
+                 "surface_ratios": "surface_ratios.csv", "surface_ari": "surface_ari.csv",
+                 "frame_swap": "frame_swap.csv", "frame_swap_cells": "frame_swap_cells.csv"}
+
+
+def _save_surface(ctx: RunContext, described: pd.DataFrame, tables: dict) -> list:
+    """Every surface table, empty when not computed (so that no stale one stays)."""
+    frames = {"surface": described.reset_index(), **tables}
+    return [save_table(frames.get(name, pd.DataFrame()), ctx.paths.table(file)) for name, file in SURFACE_FILES.items()]
 
 
 def _summary(ctx: RunContext, labels: list, summary_row: dict, ari: dict | None) -> dict:

@@ -12,6 +12,7 @@ from .schema import CONDITIONS, DOMAIN_NAMES, DOMAINS, REQUIRED_KEYS, ItemSource
 from .study_io import EXCLUSION_REASONS, TaskDataError, audit_items, classify_items, excluded_items_lines, export_study_layout, item_sources, load_study_data, source_table, subsample_suite, validate_items
 from .catalog import SPECS, TASK_DOMAINS, TASK_NAMES, check_task_names, describe_tasks, task_seed
 from .suite import generate_suite, generate_task, load_suite
+from .frames import FRAMES, reframe, split_variant
 
 __all__ = [
     "CONDITIONS", "DOMAIN_NAMES", "DOMAINS", "EXCLUSION_REASONS", "PROFILES", "REQUIRED_KEYS", "SPECS",
@@ -21,5 +22,5 @@ __all__ = [
     "generate_suite", "generate_task", "item_sources", "ItemSource", "label_balance", "load_study_data",
     "load_suite", "MinimalPair", "number_to_words", "option_first_share", "prompt_tail", "PromptConfig",
     "source_table", "subsample_suite", "task_seed", "TaskData", "TaskDataError", "TaskSpec",
-    "validate_items",
+    "validate_items", "FRAMES", "reframe", "split_variant",
 ]

@@ -6,6 +6,7 @@ import zlib
 
 from . import formal, language, physical, social
 from .base import TaskSpec
+from .frames import check_frame, split_variant
 from .schema import DOMAINS
 
 SPECS: dict[str, TaskSpec] = {**formal.SPECS, **social.SPECS, **physical.SPECS, **language.SPECS}
@@ -23,8 +24,11 @@ def task_seed(seed: int, name: str) -> int:
 
 
 def check_task_names(names) -> None:
-    """Raise ValueError naming every unknown task key of ``names``, with the closest known key of each."""
-    unknown = [name for name in names if name not in SPECS]
+    """Raise ValueError naming every unknown task key of ``names``, with the closest known key of each
+    (a key may name a frame, ``task~frame``: :mod:`modularity.science.tasks.frames`)."""
+    for name in names:
+        check_frame(name)
+    unknown = [name for name in (split_variant(name)[0] for name in names) if name not in SPECS]
     if not unknown:
         return
     guesses = {name: difflib.get_close_matches(name, TASK_NAMES, n=1) for name in unknown}

@@ -7,6 +7,7 @@ from pathlib import Path
 from ...base.files import REPO_ROOT
 from .base import PROFILES, TaskSpec, pair_to_item
 from .catalog import SPECS, TASK_NAMES, check_task_names, task_seed
+from .frames import split_variant, with_frames
 from .schema import TaskData
 from .study_io import load_study_data, subsample_suite
 
@@ -81,8 +82,13 @@ def load_suite(params: dict, sample: bool = True) -> dict:
     (:func:`subsample_suite`; ``sample=False`` keeps every usable item).
     ``profile`` plays no part then.
     """
-    tasks = None if params["tasks"] == "all" else list(params["tasks"])
+    keys = None if params["tasks"] == "all" else list(params["tasks"])
+    tasks = None if keys is None else list(dict.fromkeys(split_variant(key)[0] for key in keys))
     if params["data_dir"]:
         suite = load_study_data(REPO_ROOT / Path(params["data_dir"]).expanduser(), tasks=tasks)
-        return subsample_suite(suite, params["n_items"], params["seed"]) if sample else suite
-    return generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
+        suite = subsample_suite(suite, params["n_items"], params["seed"]) if sample else suite
+    else:
+        suite = generate_suite(params["profile"], n_items=params["n_items"], seed=params["seed"], tasks=tasks)
+    if keys is None or all(split_variant(key)[1] is None for key in keys):
+        return suite
+    return with_frames(suite, keys)
