@@ -127,7 +127,7 @@ for what, matrices, directed in (("overlap", study_data.overlap_matrices(0.1), F
 display(Markdown(" ".join(surface_lines)))
 
 # %% [markdown]
-# The same items written in other frames (the frame-swap run, one task per domain in three frames)
+# The same items written in other frames (the frame-swap run, two tasks per domain in three frames)
 # ask it causally:
 
 # %%

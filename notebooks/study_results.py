@@ -211,7 +211,7 @@ sensitivity[["knn", "ari", "nmi", "v_measure"]].set_index("knn")
 # ### Which layers hold each domain's neurons? (Fig 2B)
 #
 # Fig 2B counts, per relative depth, the neurons that belong to one domain's set only and those
-# shared by several ({ref}`methods §10 <methods-composition>`, a selection rule of its own:
+# shared by several ({ref}`methods §12 <methods-composition>`, a selection rule of its own:
 # {ref}`difference 11 <differs-11>`). It is made from the per-neuron attribution scores, which the
 # study did not release, so it cannot be recomputed from its files: below is the study's own figure,
 # unmodified. Each run of this book draws the same composition for its own model on its stage 3 page.

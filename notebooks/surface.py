@@ -245,12 +245,13 @@ tables.for_reading((wide.map(lambda r: f"{r:.2f}") + " (" + p_wide.map(p_text) +
 #
 # The released matrices cannot separate domain from surface where the two go together (the
 # Language tasks). A task generator can: it writes the *same items* in other frames
-# ({ref}`tasks chapter, Frames <tasks-frames>`). The frame-swap run takes one task per domain and
-# renders its items in three frames; every variant goes through evaluation, attribution, overlap and
-# ablation like any task. If the neurons follow the domain, two variants with the same content in
-# different frames overlap more than two different contents in the same frame; if they follow the
-# frame, the reverse. The model is the same as above with three terms: same domain (here the same
-# content: one task per domain), same content, same frame.
+# ({ref}`tasks chapter, Frames <tasks-frames>`). The frame-swap run takes two tasks per domain and
+# renders their items in three frames; every variant goes through evaluation, attribution, overlap
+# and ablation like any task. If the neurons follow what the task is about, two variants with the
+# same content in different frames overlap more than two different contents in the same frame; if
+# they follow the frame, the reverse. The pair model has three terms: same frame, same content (the
+# same task's items) and same domain (two different tasks of one domain), so that the domain's part
+# is measured beyond a task's own items.
 
 # %%
 run_dir = REPO_ROOT / "book" / "results" / frame_swap_run
@@ -296,6 +297,11 @@ if ran and (run_dir / "ablation_drop_0.1.csv").exists():
 #   cannot split them. That is what the frame-swap run is for.
 # * The frame-swap run uses a 135M model on the small profile's continuation items, so its frames
 #   are the ones such a model can answer in (raw text, or raw text after an instruction opening); the
-#   chat frames fail its 60% filter on these items. Four contents in three frames give few pairs of
-#   each kind, so its p-values are coarse. A larger model can run the same design in the chat frames
-#   (`tasks: [desires_goals~chat, desires_goals~instruction, …]`).
+#   chat frames fail its 60% filter on these items. Its frame change is an opening line, a milder
+#   change than the study's frames (chat template, few-shot format, answer form), and the "same
+#   content" pairs share every item, answers included: a large same-content overlap says the top
+#   neurons follow the items rather than the opening, not yet that they follow the domain; the
+#   same-domain term, across two different tasks of a domain, is the part that speaks to the domain.
+#   Eight contents in three frames give few pairs of each kind, so its p-values are coarse. A larger
+#   model can run the same design in the chat frames (`tasks: [desires_goals~chat,
+#   desires_goals~instruction, …]`).

@@ -207,6 +207,19 @@ def test_frame_swap_sentence_follows_the_p_values(p_content, p_frame, verdict):
     sentence = findings.frame_swap_sentence("Overlap", fit, cells, 10_000)
     assert sentence.startswith(f"Overlap {verdict}")
     assert "same content in another frame 0.3, another content in the same frame 0.1" in sentence
+    assert "Beyond a task's own items" not in sentence  # one task per domain: the domain is the content
+
+
+@pytest.mark.parametrize("p_domain, words", [(0.001, "two different tasks of one domain share more than two of "
+                                                        "different domains (same-domain coefficient 0.05"),
+                                              (0.4, "do not share more than two of different domains beyond chance")])
+def test_frame_swap_sentence_says_what_the_domain_adds_beyond_the_items(p_domain, words):
+    fit = pd.DataFrame({"term": ["same_domain", "same_content", "same_frame"], "coef": [0.05, 0.5, 0.0],
+                        "p": [p_domain, 0.0001, 0.8]})
+    cells = pd.DataFrame({"pairs": ["same content, other frame", "other content, same frame"], "mean": [0.5, 0.02]})
+    sentence = findings.frame_swap_sentence("Overlap", fit, cells, 10_000)
+    assert sentence.startswith("Overlap follows the content, not the frame: same content in another frame 0.5")
+    assert words in sentence
 
 
 def test_study_surface_sentence_counts_the_matrices_that_keep_the_effect():

@@ -358,10 +358,13 @@ def restricted_ratio_sentence(row: Mapping, n_permutations: int | None = None) -
 
 
 def frame_swap_sentence(what: str, fit: pd.DataFrame, cells: pd.DataFrame, n_permutations: int | None = None) -> str:
-    """One sentence on whether ``what`` (e.g. "Overlap") follows the content or the frame, from
-    :func:`modularity.science.surface.frame_swap_test`'s ``(fit, cells)``."""
+    """Sentences on whether ``what`` (e.g. "Overlap") follows the content or the frame, from
+    :func:`modularity.science.surface.frame_swap_test`'s ``(fit, cells)``: the content is a task's items
+    (the same-content term, or same domain where each domain has one task), and when both are
+    estimable a second sentence says what the domain adds beyond a task's own items."""
     terms = fit.set_index("term")
-    content = "same_domain" if _finite(terms.p.get("same_domain")) else "same_content"
+    both = _finite(terms.p.get("same_content")) and _finite(terms.p.get("same_domain"))
+    content = "same_content" if _finite(terms.p.get("same_content")) else "same_domain"
     p_content, p_frame = terms.p.get(content), terms.p.get("same_frame")
     coef_content, coef_frame = terms.coef.get(content), terms.coef.get("same_frame")
     follows_content = beyond_chance(p_content) and coef_content > 0
@@ -371,10 +374,19 @@ def frame_swap_sentence(what: str, fit: pd.DataFrame, cells: pd.DataFrame, n_per
                "follows the frame, not the content" if follows_frame else
                "follows neither the content nor the frame beyond chance")
     means = cells.set_index("pairs")["mean"]
-    return (f"{what} {verdict}: same content in another frame {means.get('same content, other frame', math.nan):.3g}, "
-            f"another content in the same frame {means.get('other content, same frame', math.nan):.3g} "
-            f"(content coefficient {coef_content:.3g}, {format_p(p_content, n_permutations)}; frame coefficient "
-            f"{coef_frame:.3g}, {format_p(p_frame, n_permutations)}).")
+    sentence = (f"{what} {verdict}: same content in another frame "
+                f"{means.get('same content, other frame', math.nan):.3g}, another content in the same frame "
+                f"{means.get('other content, same frame', math.nan):.3g} (content coefficient {coef_content:.3g}, "
+                f"{format_p(p_content, n_permutations)}; frame coefficient {coef_frame:.3g}, "
+                f"{format_p(p_frame, n_permutations)}).")
+    if both:
+        coef_domain, p_domain = terms.coef.get("same_domain"), terms.p.get("same_domain")
+        shares = beyond_chance(p_domain) and coef_domain > 0
+        sentence += (f" Beyond a task's own items, two different tasks of one domain "
+                     f"{'share more' if shares else 'do not share more'} than two of different domains"
+                     f"{'' if shares else ' beyond chance'} (same-domain coefficient {coef_domain:.3g}, "
+                     f"{format_p(p_domain, n_permutations)}).")
+    return sentence
 
 
 def study_surface_sentence(effects: Mapping[str, Mapping], what: str = "overlap",
