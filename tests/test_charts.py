@@ -76,6 +76,7 @@ CASES = {
                                                          title="Localized vs attributed", value_label="|L ∩ A|/k"),
                          "Localized vs attributed"),
     "t_distribution": (lambda: charts.t_distribution(_t_values()), "Welch t of every neuron"),
+    "domain_coefficients": (lambda: charts.domain_coefficients(_coefficients()), "The same-domain coefficient"),
     "domain_bars_kind_titles": (lambda: charts.domain_bars(_bars(), title="Localizer bars",
                                                            kind_titles={"within": "D's set on D's tasks"},
                                                            legend_title="set → task"), "Localizer bars"),
@@ -208,6 +209,13 @@ def test_t_distribution_carries_counts_not_neurons():
     assert len(values) <= 4 * 40 and sum(v["count"] for v in values) == len(_t_values())
 
 
+def _coefficients():
+    models = ["Mistral-Small-24B", "Qwen2.5-32B", "OLMo-2-32B", "Llama-3.1-70B", "Qwen2.5-72B",
+              "Mistral-Large-123B", "six-model average"]
+    return pd.DataFrame([{"source": m, "model": kind, "coef": c, "se": 0.005, "p_text": "p < 0.0001"}
+                         for m in models for kind, c in (("domain only", 0.1), ("domain + surface", 0.02))])
+
+
 def _study_sized():
     """Charts at the sizes the book draws them: the study's 46 tasks, its six models and two runs."""
     from modularity.science import study
@@ -231,6 +239,7 @@ def _study_sized():
         "set_task_heatmap": charts.set_task_heatmap(full.iloc[[0, 20, 30, 40], :18].set_axis(list(DOMS), axis=0),
                                                     title="Localized vs attributed", value_label="|L ∩ A|/k"),
         "t_distribution": charts.t_distribution(_t_values()),
+        "domain_coefficients": charts.domain_coefficients(_coefficients()),
     }
 
 
