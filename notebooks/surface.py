@@ -268,7 +268,7 @@ else:
 # %%
 if ran:
     swap_overlap = read_matrix_csv(run_dir / "overlap_0.1.csv")
-    charts.show(charts.overlap_heatmap(swap_overlap, title="Frame-swap variants: overlap, top 0.1%", cell=22),
+    charts.show(charts.overlap_heatmap(swap_overlap, title="Frame-swap variants: overlap, top 0.1%", cell=13),
                 caption="Figure 2. Overlap of the top 0.1% neurons between the passing variants (content~frame).")
     swap_fit, swap_cells = surface.frame_swap_test(swap_overlap, n_permutations=n_permutations)
     display(tables.for_reading(swap_cells, digits={"mean": 3}, rename={"n_pairs": "pairs", "mean": "mean overlap"},
