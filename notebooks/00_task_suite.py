@@ -171,9 +171,12 @@ tables.for_reading(alignment.sort_values("aligned_share").head(12), percent_colu
 # %%
 from modularity.records.store import committed_eval_summaries
 from modularity.base.files import results_root
+from modularity.science.tasks import split_variant
 from modularity.science.tasks.schema import DOMAINS
 
 measured = committed_eval_summaries()
+if len(measured):  # the study's tasks only: framed variants (task~frame) are the frame-swap design's (§9)
+    measured = measured[[split_variant(task)[1] is None for task in measured.task]]
 if len(measured):
     counts = measured.groupby(["model", "profile", "domain"]).passes.agg(passing="sum", tasks="size")
     shares = (counts.passing.astype(str) + " of " + counts.tasks.astype(str)).unstack("domain")

@@ -42,6 +42,7 @@ from modularity.science import stats, study
 from modularity.base import files
 from modularity.records import store
 from modularity.science.matrix_csv import read_matrix_csv
+from modularity.science.tasks import split_variant
 from modularity.science.tasks.schema import DOMAINS
 
 pd.set_option("display.precision", 3)
@@ -57,6 +58,8 @@ results_root = files.results_root()
 # %%
 columns = ["task", "domain", "model", "both_correct_accuracy", "n_aligned", "n_both_correct", "n_scored", "passes"]
 ours = store.committed_eval_summaries(results_root)  # every committed run, both profiles
+# The study's tasks only: framed variants (task~frame) belong to the frame-swap design (chapter Domain or surface?).
+ours = ours[[split_variant(task)[1] is None for task in ours.task]] if len(ours) else ours
 ours = ours.assign(model=ours.run)[columns] if len(ours) else pd.DataFrame(columns=columns)
 theirs = study.baselines().assign(n_scored=lambda t: t.n_aligned)[columns]  # the six study models
 accuracy = pd.concat([theirs, ours], ignore_index=True)

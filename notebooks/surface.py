@@ -296,8 +296,9 @@ if ran and (run_dir / "ablation_drop_0.1.csv").exists():
 #   *holding the others fixed*, and where two terms go together (Language and raw text) the data
 #   cannot split them. That is what the frame-swap run is for.
 # * The frame-swap run uses a 135M model on the small profile's continuation items, so its frames
-#   are the ones such a model can answer in (raw text, or raw text after an instruction opening); the
-#   chat frames fail its 60% filter on these items. Its frame change is an opening line, a milder
+#   are the ones such a model can answer in (raw text, or raw text after an instruction opening): in
+#   a trial outside this book's runs, the chat-template frames passed the 60% filter for one variant
+#   in eight on these items. Its frame change is an opening line, a milder
 #   change than the study's frames (chat template, few-shot format, answer form), and the "same
 #   content" pairs share every item, answers included: a large same-content overlap says the top
 #   neurons follow the items rather than the opening, not yet that they follow the domain; the

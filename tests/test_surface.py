@@ -237,7 +237,7 @@ def test_frame_keys_in_params_and_suite():
 def _swap_matrix(content_effect: float, frame_effect: float, seed: int = 5):
     rng = np.random.default_rng(seed)
     contents = ["MD/mul", "ToM/goals", "phys/temp", "Lan/det"]
-    labels = [f"{c}~{f}" for c in contents for f in FRAMES]
+    labels = [f"{c}~{f}" for c in contents for f in ("raw", "chat", "instruction")]
     content = np.array([label.split("~")[0] for label in labels])
     frame = np.array([label.split("~")[1] for label in labels])
     noise = rng.normal(scale=0.01, size=(len(labels),) * 2)
