@@ -13,9 +13,9 @@
 #
 # **Question.** The study reads shared top neurons as a shared cognitive domain. But the tasks of
 # one domain also share how they are *written*: the eight arithmetic tasks use one template, the
-# code tasks and two physics tasks open with "You will be given …", the Language tasks are the only
-# ones read as raw text, the Social-reasoning answers are sentences and the Language answers single
-# words. Attribution is taken at the last prompt token on the difference between two answers, so
+# code tasks, one logic task and two physics tasks open with "You will be given …", the Language
+# tasks are the only ones read as raw text, most Social-reasoning answers are sentences and the
+# Language answers single words. Attribution is taken at the last prompt token on the difference between two answers, so
 # neurons that read a shared frame or write a shared kind of answer would be shared by tasks of
 # similar surface whatever their domain. How much of the domain effect is surface?
 #
@@ -89,7 +89,7 @@ opening_pairs = pd.DataFrame([
     {"pairs": "every cross-domain pair", "n_pairs": int(cross.sum() // 2), "mean overlap": values[cross].mean()},
     {"pairs": "every same-domain pair", "n_pairs": int(((predictors["same_domain"] > 0) & off_diagonal).sum() // 2),
      "mean overlap": values[(predictors["same_domain"] > 0) & off_diagonal].mean()}])
-tables.for_reading(opening_pairs, digits={"mean overlap": 3},
+tables.for_reading(opening_pairs, digits={"mean overlap": 3}, rename={"pairs": "task pairs", "n_pairs": "how many"},
                    note="Six-model average overlap of the top 0.1% neurons, per kind of task pair.")
 
 # %%
@@ -99,7 +99,8 @@ display(Markdown(
     f"overlap {opening_pairs['mean overlap'][0]:.3f} on average: {times:.1f} times the mean cross-domain overlap "
     f"({opening_pairs['mean overlap'][1]:.3f}), "
     + ("more than" if opening_pairs['mean overlap'][0] > opening_pairs['mean overlap'][2] else "less than")
-    + f" the mean same-domain pair ({opening_pairs['mean overlap'][2]:.3f})."))
+    + f" the mean same-domain pair ({opening_pairs['mean overlap'][2]:.3f}). These pairs are few and come from "
+    "few tasks (the two physics tasks that open this way, with the six formal ones): a description, not a test."))
 
 # %% [markdown]
 # ## 2. Same domain, or same surface? A model of the pair overlap
@@ -113,7 +114,21 @@ display(Markdown(
 # of the term's part not explained by the other terms, refitting, and counting how often |t| reaches
 # the observed one (multiple-regression QAP with double semi-partialling, Dekker, Krackhardt &
 # Snijders 2007). Without the surface terms the domain coefficient is the within − cross difference
-# of the study's test.
+# of the study's test; "share kept" is the coefficient beside the surface terms over the one alone.
+#
+# Some surface features never cross domains (the table below: the share of the pairs sharing a
+# feature that lie within one domain). Such a term can only be estimated from within-domain pairs
+# and can absorb part of a genuine domain effect, so the share kept is a lower bound on the domain's
+# part, not an estimate of it.
+
+# %%
+within_share = pd.DataFrame([
+    {"surface term": surface.TERM_NAMES[term], "pairs sharing it": int(((predictors[term] > 0) & off_diagonal).sum() // 2),
+     "within one domain": ((predictors[term] > 0) & off_diagonal & (predictors["same_domain"] > 0)).sum()
+     / max(((predictors[term] > 0) & off_diagonal).sum(), 1)}
+    for term in ("same_template", "same_opening", "same_closing", "both_fewshot", "same_answer_form", "same_family")])
+tables.for_reading(within_share, percent_columns=["within one domain"],
+                   note="The study's 46 tasks: task pairs that share each feature, and the share of them within one domain.")
 
 # %%
 models = {name: surface.confound_model(matrix, SURFACE, n_permutations=n_permutations)
@@ -135,9 +150,9 @@ tables.for_reading(
 # %%
 long = pd.concat([table[table.term == surface.DOMAIN_TERM].assign(source=name) for name, table in models.items()])
 long["p_text"] = long.p.map(p_text)
-charts.show(charts.domain_coefficients(long[["source", "model", "coef", "se", "p_text"]]),
+charts.show(charts.domain_coefficients(long[["source", "model", "coef", "p_text"]]),
             caption="Figure 1. The same-domain coefficient of each study model's overlap, alone (grey) and beside "
-                    "the surface terms (blue); bars ± 2 OLS standard errors (the QAP p is in the tooltip).")
+                    "the surface terms (blue); hover a point for its QAP p.")
 
 # %%
 display(Markdown("\n".join(f"* {findings.surface_sentence(name, surface.domain_effect(table), n_permutations)}"
@@ -155,11 +170,14 @@ tables.for_reading(beside[["term", "coef", "se", "t", "p", "note"]], p_columns=[
                    note=f"Six-model average, all terms together (R² = {beside.r2.iloc[0]:.2f}); QAP p, two-sided.")
 
 # %% [markdown]
-# ## 3. The ratio where surface cannot help
+# ## 3. The ratio with fewer surface cues
 #
 # The within/cross ratio of the study's test, computed only on the pairs that differ in frame, in
 # answer form, in task family, or in all three: the other cells are left out of both means and of
-# every permutation, and the domain labels are shuffled while each task keeps its surface.
+# every permutation, and the domain labels are shuffled while each task keeps its surface. Every
+# Language task is raw text, so once pairs sharing a frame are left out no Language pair is within a
+# domain, while Language × other pairs, which differ in template too, stay on the cross side; the
+# last subset keeps chat-template pairs only.
 
 # %%
 ratios = pd.concat([surface.restricted_ratios(matrix, SURFACE, n_permutations=n_permutations).assign(matrix=name)
@@ -197,13 +215,19 @@ ari = pd.concat([surface.domain_vs_frame_ari(matrix, SURFACE, n_permutations=n_p
                  for name, matrix in OVERLAPS.items()])
 ari_wide = ari.pivot(index="matrix", columns="labels", values="ari")[["domain", "frame", "task family"]].loc[list(OVERLAPS)]
 ari_p = ari.pivot(index="matrix", columns="labels", values="p")[["domain", "frame", "task family"]].loc[list(OVERLAPS)]
+reference = ari.drop_duplicates("labels").set_index("labels").ari_of_domains
 display(tables.for_reading((ari_wide.map(lambda a: f"{a:.2f}") + " (" + ari_p.map(p_text) + ")").reset_index(),
                            note="ARI of the four clusters against each labelling (4 domains, "
                                 f"{SURFACE.frame.nunique()} frames, {SURFACE.family.nunique()} families), with the "
-                                "labels' permutation p."))
-closer = (ari_wide["domain"] > ari_wide["frame"]).sum()
-display(Markdown(f"The clusters agree more with the domains than with the frames for {closer} of the "
-                 f"{len(ari_wide)} matrices."))
+                                "labels' permutation p. Four clusters cannot match nine frames: the domains themselves "
+                                f"score {reference['frame']:.2f} against the frames and {reference['task family']:.2f} "
+                                "against the families."))
+beyond = int((ari_wide["frame"] > reference["frame"]).sum())
+display(Markdown(
+    f"Against the frames, the clusters score more than the domains themselves do ({reference['frame']:.2f}) for "
+    f"{beyond} of the {len(ari_wide)} matrices: "
+    + ("for those, the clusters follow the frames beyond what following the domains exactly would give."
+       if beyond else "none of the clusterings follows the frames beyond what following the domains would give.")))
 
 # %% [markdown]
 # ## 5. The ablation matrices
@@ -223,7 +247,8 @@ display(tables.for_reading(
     rename={"coef_alone": "coef. alone", "p_alone": "p alone", "coef_with_surface": "coef. with surface",
             "p_with_surface": "p with surface", "share_kept": "share kept"},
     note="Same-domain coefficient of the ablation drop (source → target, top 0.1%) without and with the surface "
-         "terms; the six-model average is regenerated as the study averaged."))
+         "terms; share kept: with over without. The six-model average is computed here as the study computed it "
+         "(it did not ship that matrix)."))
 display(Markdown("\n".join(f"* {findings.surface_sentence(name + ' (ablation)', surface.domain_effect(table), n_permutations)}"
                            for name, table in ablation_models.items())))
 
@@ -246,7 +271,11 @@ tables.for_reading((wide.map(lambda r: f"{r:.2f}") + " (" + p_wide.map(p_text) +
 # The released matrices cannot separate domain from surface where the two go together (the
 # Language tasks). A task generator can: it writes the *same items* in other frames
 # ({ref}`tasks chapter, Frames <tasks-frames>`). The frame-swap run takes two tasks per domain and
-# renders their items in three frames; every variant goes through evaluation, attribution, overlap
+# renders their items in three frames: `raw` (the items as raw text), `given` (after the line "You
+# will be given some text. Continue it.") and `complete` (after "Complete the last line of the text
+# below."). All three are raw text: the embedded model answers these continuation items only
+# without the chat template, so the frame change here is an opening line, milder than the study's
+# chat, few-shot and answer-form differences, and it does not separate Language from raw text; every variant goes through evaluation, attribution, overlap
 # and ablation like any task. If the neurons follow what the task is about, two variants with the
 # same content in different frames overlap more than two different contents in the same frame; if
 # they follow the frame, the reverse. The pair model has three terms: same frame, same content (the
@@ -261,7 +290,9 @@ if ran:
     display(tables.for_reading(
         evaluation[["task", "domain", "clean_accuracy", "corrupted_accuracy", "both_correct_accuracy", "passes"]],
         digits={"clean_accuracy": 2, "corrupted_accuracy": 2, "both_correct_accuracy": 2},
-        note=f"The frame-swap variants of run {frame_swap_run}: task~frame; a variant passes with ≥ 60% both-correct."))
+        rename={"task": "variant (task~frame)", "clean_accuracy": "clean", "corrupted_accuracy": "corrupted",
+                "both_correct_accuracy": "both correct", "passes": "passes"},
+        note=f"Accuracy of the frame-swap variants (run {frame_swap_run}); a variant passes with ≥ 60% both correct."))
 else:
     display(Markdown(f"The frame-swap run `{frame_swap_run}` has not been run in this build of the book."))
 
@@ -271,18 +302,40 @@ if ran:
     charts.show(charts.overlap_heatmap(swap_overlap, title="Frame-swap variants: overlap, top 0.1%", cell=13),
                 caption="Figure 2. Overlap of the top 0.1% neurons between the passing variants (content~frame).")
     swap_fit, swap_cells = surface.frame_swap_test(swap_overlap, n_permutations=n_permutations)
-    display(tables.for_reading(swap_cells, digits={"mean": 3}, rename={"n_pairs": "pairs", "mean": "mean overlap"},
+    display(tables.for_reading(swap_cells, digits={"mean": 3},
+                               rename={"pairs": "variant pairs", "n_pairs": "how many", "mean": "mean overlap"},
                                note="Mean overlap per kind of variant pair."))
-    display(tables.for_reading(swap_fit[["term", "coef", "se", "t", "p", "note"]], p_columns=["p"],
-                               n_permutations=n_permutations, digits={"coef": 4, "se": 4, "t": 2},
-                               note="Overlap on same domain (content) and same frame; two-sided QAP p."))
+    display(tables.for_reading(swap_fit.assign(term=swap_fit.term.map(surface.TERM_NAMES))[["term", "coef", "t", "p", "note"]],
+                               p_columns=["p"], n_permutations=n_permutations, digits={"coef": 4, "t": 2},
+                               note="Overlap on same domain, same content and same frame, together. The content and "
+                                    "frame p are two-sided QAP over the variants; the domain p permutes the domain "
+                                    "labels over the eight contents (one-sided, as the study's test)."))
+    different = swap_overlap.where(~np.eye(len(swap_overlap), dtype=bool))
+    content_of = np.array([label.split("~")[0] for label in swap_overlap.index])
+    domain_rows = []
+    for domain in ("MD", "ToM", "phys", "Lan"):
+        own = np.array([overlap.domain_of(c) == domain for c in content_of])
+        pair = own[:, None] & own[None, :] & (content_of[:, None] != content_of[None, :])
+        names = sorted(set(content_of[own]))
+        domain_rows.append({"domain": domain, "contents": " · ".join(n.split("/")[1] for n in names),
+                            "same family": len({surface.FAMILIES.get(n.split("/")[1], n) for n in names}) == 1,
+                            "mean overlap": float(np.nanmean(different.to_numpy()[pair])) if pair.any() else np.nan})
+    display(tables.for_reading(pd.DataFrame(domain_rows), digits={"mean overlap": 3},
+                               note="Per domain: overlap between the variants of its two different tasks (every "
+                                    "frame), and whether the two tasks are of one family."))
     display(Markdown(findings.frame_swap_sentence("Overlap", swap_fit, swap_cells, n_permutations)))
+    if (run_dir / "surface_model.csv").stat().st_size > 1:
+        display(Markdown(findings.surface_sentence(
+            "The run's statistics page fits §2's model to the same overlap, whose same-family and shared-answer "
+            "terms also mark the pairs of one content and the families above",
+            surface.domain_effect(pd.read_csv(run_dir / "surface_model.csv")), n_permutations)))
 
 # %%
 if ran and (run_dir / "ablation_drop_0.1.csv").exists():
     swap_ablation = read_matrix_csv(run_dir / "ablation_drop_0.1.csv")
     ablation_fit, ablation_cells = surface.frame_swap_test(swap_ablation, directed=True, n_permutations=n_permutations)
-    display(tables.for_reading(ablation_cells, digits={"mean": 3}, rename={"n_pairs": "pairs", "mean": "mean drop"},
+    display(tables.for_reading(ablation_cells, digits={"mean": 3},
+                               rename={"pairs": "variant pairs", "n_pairs": "how many", "mean": "mean drop"},
                                note="Mean accuracy drop per kind of (source, target) variant pair."))
     display(Markdown(findings.frame_swap_sentence("The ablation drop", ablation_fit, ablation_cells, n_permutations)))
 
@@ -296,9 +349,8 @@ if ran and (run_dir / "ablation_drop_0.1.csv").exists():
 #   *holding the others fixed*, and where two terms go together (Language and raw text) the data
 #   cannot split them. That is what the frame-swap run is for.
 # * The frame-swap run uses a 135M model on the small profile's continuation items, so its frames
-#   are the ones such a model can answer in (raw text, or raw text after an instruction opening): in
-#   a trial outside this book's runs, the chat-template frames passed the 60% filter for one variant
-#   in eight on these items. Its frame change is an opening line, a milder
+#   are the ones such a model can answer in (raw text, or raw text after an instruction opening). Its
+#   frame change is an opening line, a milder
 #   change than the study's frames (chat template, few-shot format, answer form), and the "same
 #   content" pairs share every item, answers included: a large same-content overlap says the top
 #   neurons follow the items rather than the opening, not yet that they follow the domain; the

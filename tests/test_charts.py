@@ -212,7 +212,7 @@ def test_t_distribution_carries_counts_not_neurons():
 def _coefficients():
     models = ["Mistral-Small-24B", "Qwen2.5-32B", "OLMo-2-32B", "Llama-3.1-70B", "Qwen2.5-72B",
               "Mistral-Large-123B", "six-model average"]
-    return pd.DataFrame([{"source": m, "model": kind, "coef": c, "se": 0.005, "p_text": "p < 0.0001"}
+    return pd.DataFrame([{"source": m, "model": kind, "coef": c, "p_text": "p < 0.0001"}
                          for m in models for kind, c in (("domain only", 0.1), ("domain + surface", 0.02))])
 
 

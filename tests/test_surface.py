@@ -267,3 +267,21 @@ def test_frame_swap_test_tells_content_from_frame(content_effect, frame_effect, 
 def test_no_tasks_describe_to_an_empty_table_with_the_columns():
     empty = surface.describe_tasks([])
     assert empty.empty and empty.index.name == "task" and "frame" in empty.columns
+
+
+def test_frame_swap_domain_p_permutes_contents_not_variants():
+    """Two contents per domain: the same-domain p comes from permuting domain labels over the contents
+    (8 contents in 4 domains of 2: 105 pairings, so p ≥ 1/105 however many variants)."""
+    rng = np.random.default_rng(3)
+    contents = [f"{d}/t{i}" for d in ("MD", "ToM", "phys", "Lan") for i in range(2)]
+    labels = [f"{c}~{f}" for c in contents for f in ("raw", "given", "complete")]
+    content = np.array([label.split("~")[0] for label in labels])
+    domain = np.array([label.split("/")[0] for label in labels])
+    noise = rng.normal(scale=0.005, size=(len(labels),) * 2)
+    values = 0.02 + 0.6 * (content[:, None] == content[None, :]) + 0.1 * (domain[:, None] == domain[None, :]) + noise
+    fit, cells = surface.frame_swap_test(pd.DataFrame(values, index=labels, columns=labels), n_permutations=2000)
+    fit = fit.set_index("term")
+    assert fit.loc["same_domain", "note"].startswith("p: domain labels permuted over the contents")
+    assert 1 / 106 <= fit.loc["same_domain", "p"] < 0.05
+    assert fit.loc["same_content", "p"] < 0.01 and fit.loc["same_frame", "p"] > 0.05
+    assert cells.set_index("pairs").loc["other content, other frame (same domain)", "n_pairs"] == 4 * 6

@@ -15,7 +15,7 @@ pick neurons that read such a frame or write such answers. This module
   p-values that respect the dependence between pairs sharing a task (:func:`qap_regression`:
   Dekker's double semi-partialling, a multiple-regression QAP), and compares the domain coefficient
   with and without the surface terms (:func:`confound_model`);
-* restricts the within/cross ratio to pairs that share no surface feature
+* restricts the within/cross ratio to pairs that differ in frame, answer form and/or family
   (:func:`restricted_ratios`) and scores the study's clustering against frame labels as well as
   domains (:func:`domain_vs_frame_ari`).
 
@@ -29,6 +29,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import adjusted_rand_score
 
 from . import stats
 from .overlap import domain_of
@@ -44,10 +45,10 @@ FAMILIES: dict[str, str] = {
     **{name: "code" for name in ("code_A", "code_B", "code_conditional", "code_list", "code_loop")},
     "logic_propositional_1": "propositional logic", "logic_propositional_symbolic": "propositional logic",
     "logic_syllogism_1": "syllogism", "logic_syllogism_symbolic": "syllogism",
-    **{name: "physical outcome (few-shot)" for name in (
+    **{name: "physical outcome" for name in (
         "physics_brightness", "physics_buoyancy", "physics_elasticity", "physics_solubility", "physics_speed",
         "physics_stability", "physics_temperature")},
-    **{name: "judgement (few-shot)" for name in ("emotion_fewshot", "norm_appropriate", "norm_moral")},
+    **{name: "social judgement" for name in ("emotion_fewshot", "norm_appropriate", "norm_moral")},
     "primary_emotions": "how does X feel", "secondary_emotions": "how does X feel",
     **{name: "do you think that" for name in ("agent", "social_interactions", "social_relations")},
     **{name: "determiner–noun agreement" for name in (
@@ -78,6 +79,8 @@ TERM_NAMES: dict[str, str] = {
     "answer_overlap": "shared answer words (Jaccard)",
     "same_family": "same task family",
     "length_similarity": "similar prompt length",
+    "same_content": "same content (the task's items)",
+    "same_frame": "same frame",
 }
 
 _NUMBER_WORDS = set(
@@ -176,7 +179,7 @@ def pair_predictors(descriptors: pd.DataFrame, labels: Iterable[str]) -> dict[st
 
     Same domain / template / answer form / family, and both few-shot: 1 or 0. Same opening (closing):
     1 when both tasks have a fixed opening (closing) and it is the same. ``answer_overlap``: the
-    Jaccard index of two closed answer vocabularies (0 when either is open). ``length_similarity``:
+    Jaccard index of two closed answer vocabularies, case-folded (0 when either is open). ``length_similarity``:
     −|ln(prompt words of i / prompt words of j)| (0 for equal lengths). Diagonals are whatever the
     rule gives; the models never read them.
     """
@@ -191,7 +194,7 @@ def pair_predictors(descriptors: pd.DataFrame, labels: Iterable[str]) -> dict[st
         equal = values[:, None] == values[None, :]
         return (equal & (values != "")[:, None]).astype(float) if fixed_only else equal.astype(float)
 
-    vocabularies = [set(v.split("|")) if v else set() for v in rows["vocabulary"].fillna("").astype(str)]
+    vocabularies = [set(v.casefold().split("|")) if v else set() for v in rows["vocabulary"].fillna("").astype(str)]
     overlap = np.array([[len(a & b) / len(a | b) if a and b else 0.0 for b in vocabularies] for a in vocabularies])
     fewshot = rows["fewshot"].astype(bool).to_numpy()
     length = np.log(rows["prompt_words"].to_numpy(dtype=float))
@@ -347,13 +350,16 @@ def domain_effect(model_table: pd.DataFrame) -> dict:
 
 # --------------------------------------------------------------------------- restricted ratios and ARI
 
-#: Pair subsets of :func:`restricted_ratios`: name → the surface terms two tasks must NOT share.
-SUBSETS: dict[str, tuple[str, ...]] = {
-    "all pairs": (),
-    "different frame": ("same_frame",),
-    "different answer form": ("same_answer_form",),
-    "different family": ("same_family",),
-    "different in all three": ("same_frame", "same_answer_form", "same_family"),
+#: Pair subsets of :func:`restricted_ratios`: name → (the surface features two tasks must NOT share,
+#: those they must share). The last keeps chat-template pairs only, so that raw-text (Language) tasks,
+#: which differ in template from every other task, do not fill the cross-domain side.
+SUBSETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "all pairs": ((), ()),
+    "different frame": (("same_frame",), ()),
+    "different answer form": (("same_answer_form",), ()),
+    "different family": (("same_family",), ()),
+    "different in all three": (("same_frame", "same_answer_form", "same_family"), ()),
+    "different in all three, both chat": (("same_frame", "same_answer_form", "same_family"), ("both_chat",)),
 }
 
 
@@ -361,8 +367,8 @@ def restricted_ratios(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, n_perm
                       seed: int = stats.STUDY_SEED) -> pd.DataFrame:
     """The within/cross test (:func:`stats.within_cross_permutation`) on the pairs of each
     :data:`SUBSETS` entry: the other cells set to NaN, so that both means and every permutation read
-    only pairs that differ in frame, answer form and/or family; the domain labels are permuted, the
-    surface stays with its task.
+    only pairs that differ in frame, answer form and/or family (and, last, that both use the chat
+    template); the domain labels are permuted, the surface stays with its task.
 
     Returns one row per subset: ``subset``, ``within_pairs``, ``cross_pairs`` (unordered pairs of each
     kind in the subset), ``within``, ``cross``, ``ratio``, ``delta``, ``p``, ``note``.
@@ -370,15 +376,19 @@ def restricted_ratios(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, n_perm
     labels = list(matrix.index)
     frames = descriptors.loc[labels, "frame"].astype(str).to_numpy()
     predictors = pair_predictors(descriptors, labels)
+    chat = descriptors.loc[labels, "template"].astype(str).to_numpy() == "chat"
     shared = {"same_frame": frames[:, None] == frames[None, :],
-              "same_answer_form": predictors["same_answer_form"] > 0, "same_family": predictors["same_family"] > 0}
+              "same_answer_form": predictors["same_answer_form"] > 0, "same_family": predictors["same_family"] > 0,
+              "both_chat": chat[:, None] & chat[None, :]}
     same_domain = predictors["same_domain"] > 0
     upper = np.triu(np.ones(same_domain.shape, dtype=bool), k=1)
     rows = []
-    for subset, excluded in SUBSETS.items():
+    for subset, (excluded, required) in SUBSETS.items():
         keep = np.ones(same_domain.shape, dtype=bool)
         for name in excluded:
             keep &= ~shared[name]
+        for name in required:
+            keep &= shared[name]
         restricted = matrix.where(keep)
         defined = keep & upper & np.isfinite(matrix.to_numpy(dtype=float))
         test = stats.within_cross_permutation(restricted, n_permutations=n_permutations, seed=seed)
@@ -394,7 +404,9 @@ def domain_vs_frame_ari(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, knn:
     labels and against the frame labels, and against the task families, each with its permutation p
     (:func:`stats.ari_permutation`: the clustering fixed, the labels shuffled).
 
-    Returns one row per labelling: ``labels``, ``n_groups``, ``ari``, ``p``, ``null_mean``, ``note``
+    Returns one row per labelling: ``labels``, ``n_groups``, ``ari``, ``p``, ``null_mean``,
+    ``ari_of_domains`` (the ARI of the domains themselves against the labelling: what a clustering that
+    recovered the domains exactly would score, since four clusters cannot match nine frames), ``note``
     (why a labelling with one group has no ARI).
     """
     labels = list(matrix.index)
@@ -405,12 +417,14 @@ def domain_vs_frame_ari(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, knn:
         groups = descriptors.loc[labels, column].astype(str)
         if groups.nunique() < 2:  # one group: every clustering agrees with it equally, ARI says nothing
             rows.append({"labels": name, "n_groups": 1, "ari": np.nan, "p": np.nan, "null_mean": np.nan,
-                         "note": f"every task has the same {name}"})
+                         "ari_of_domains": np.nan, "note": f"every task has the same {name}"})
             continue
         test = stats.ari_permutation(matrix, dict(zip(labels, groups)), n_permutations=n_permutations, seed=seed,
                                      knn=knn, n_clusters=n_clusters)
         rows.append({"labels": name, "n_groups": int(groups.nunique()), "ari": test["ari"], "p": test["p"],
-                     "null_mean": test["null_mean"], "note": ""})
+                     "null_mean": test["null_mean"],
+                     "ari_of_domains": float(adjusted_rand_score(descriptors.loc[labels, "domain"], groups)),
+                     "note": ""})
     return pd.DataFrame(rows)
 
 
@@ -429,7 +443,10 @@ def frame_swap_test(matrix: pd.DataFrame, *, directed: bool = False, n_permutati
     Each label ``domain/task~frame`` has a content (``domain/task``: its items) and a frame (a task in
     its own frame is frame ``own``). Returns ``(fit, cells)``: ``fit`` is :func:`qap_regression` on
     ``same_domain``, ``same_content`` and ``same_frame`` (a term the others determine is left out with
-    its reason: with one content per domain, same content is same domain); ``cells`` the mean over the
+    its reason: with one content per domain, same content is same domain); when a domain has several
+    contents, the same-domain p is instead the within/cross permutation test over the contents (the
+    content × content matrix of mean variant-pair values, one-sided as in §6): variants of one content
+    share their items, so permuting them one by one would treat near-copies as independent tasks; ``cells`` the mean over the
     pairs of each kind of the 2 × 2 design: ``same content, other frame``, ``other content, same
     frame``, ``other content, other frame`` (within ``domain``/``cross-domain`` for the last), with
     their pair counts (unordered pairs, or ordered with ``directed``).
@@ -444,6 +461,18 @@ def frame_swap_test(matrix: pd.DataFrame, *, directed: bool = False, n_permutati
     values = matrix.to_numpy(dtype=float)
     if not directed:
         values = (values + values.T) / 2
+    # The variants of one content are near-copies, not independent tasks: the domain term's p permutes
+    # the domain labels over the contents (each cell the mean over their variants' pairs), not over variants.
+    names = list(dict.fromkeys(contents))
+    notes = fit.set_index("term").note
+    if len(names) < len(contents) and notes.get("same_domain") == "" and notes.get("same_content") == "":
+        by_content = pd.DataFrame(
+            [[np.nanmean(values[np.ix_(contents == a, contents == b)]) if a != b else np.nan for b in names]
+             for a in names], index=names, columns=names)
+        test = stats.within_cross_permutation(by_content, n_permutations=n_permutations, seed=seed)
+        row = fit.index[fit.term == "same_domain"][0]
+        fit.loc[row, "p"] = test["p"]
+        fit.loc[row, "note"] = "p: domain labels permuted over the contents, not the variants"
     cells_mask = (~np.eye(len(labels), dtype=bool) if directed else np.triu(np.ones_like(values, dtype=bool), k=1)) \
         & np.isfinite(values)
     content, frame, domain = (predictors[name] > 0 for name in ("same_content", "same_frame", "same_domain"))

@@ -1054,31 +1054,27 @@ def t_distribution(df: pd.DataFrame, *, title: str = "Welch t of every neuron, p
 
 
 def domain_coefficients(df: pd.DataFrame, *, title: str = "The same-domain coefficient, alone and beside surface",
-                        x_title: str = "same-domain coefficient (overlap units, ± 2 SE)") -> alt.LayerChart:
+                        x_title: str = "same-domain coefficient (overlap units)") -> alt.LayerChart:
     """One row per model: the same-domain coefficient of the model without and with the surface terms
-    (book methods §12), as points with ± 2 SE bars; a rule at zero.
+    (book methods §12), as points (no error bars: the pairs are not independent, so OLS standard errors
+    are too small; the QAP p is in the tooltip); a rule at zero.
 
     ``df`` columns: ``source`` (model name), ``model`` (``domain only`` / ``domain + surface``), ``coef``,
-    ``se``, ``p_text`` (the QAP p as the tooltip shows it).
+    ``p_text`` (the QAP p as the tooltip shows it).
     """
-    _require(df, ["source", "model", "coef", "se", "p_text"], "domain_coefficients")
-    d = df.copy()
-    d["lo"], d["hi"] = d["coef"] - 2 * d["se"], d["coef"] + 2 * d["se"]
-    order = list(dict.fromkeys(d["source"]))
+    _require(df, ["source", "model", "coef", "p_text"], "domain_coefficients")
+    order = list(dict.fromkeys(df["source"]))
     kinds = ["domain only", "domain + surface"]
     y = alt.Y("source:N", sort=order, title=None, axis=alt.Axis(labelLimit=160))
-    yo = alt.YOffset("model:N", sort=kinds)
     color = alt.Color("model:N", sort=kinds, title="model of the pair overlap", legend=alt.Legend(orient="bottom"),
                       scale=alt.Scale(domain=kinds, range=["#bab0ac", "#4e79a7"]))
     tooltip = [alt.Tooltip("source:N", title="matrix"), alt.Tooltip("model:N"),
-               alt.Tooltip("coef:Q", title="coefficient", format=".4f"), alt.Tooltip("se:Q", title="SE", format=".4f"),
-               alt.Tooltip("p_text:N", title="QAP p")]
-    points = alt.Chart(d).mark_point(filled=True, size=60).encode(
-        x=alt.X("coef:Q", title=x_title), y=y, yOffset=yo, color=color, tooltip=tooltip)
-    bars = alt.Chart(d).mark_rule(strokeWidth=2).encode(x="lo:Q", x2="hi:Q", y=y, yOffset=yo, color=color,
-                                                       tooltip=tooltip)
+               alt.Tooltip("coef:Q", title="coefficient", format=".4f"), alt.Tooltip("p_text:N", title="QAP p")]
+    links = alt.Chart(df).mark_rule(color="#ccc", strokeWidth=2).encode(
+        x=alt.X("min(coef):Q", title=x_title), x2="max(coef):Q", y=y)
+    points = alt.Chart(df).mark_point(filled=True, size=70).encode(x="coef:Q", y=y, color=color, tooltip=tooltip)
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="#333", strokeDash=[3, 3]).encode(x="x:Q")
-    return alt.layer(bars, points, zero).properties(
-        width=380, height=alt.Step(14),
+    return alt.layer(links, points, zero).properties(
+        width=380, height=alt.Step(18),
         title=alt.Title(title, subtitle="How much more two tasks of one domain overlap than two of different "
                                         "domains, before and after the surface terms."))

@@ -331,12 +331,17 @@ def surface_sentence(name: str, effect: Mapping, n_permutations: int | None = No
     if not beyond_chance(p_alone) or alone <= 0:
         return (f"{name}: same-domain pairs do not overlap more than other pairs beyond chance even before the "
                 f"surface is considered (coefficient {alone:.3g}, {format_p(p_alone, n_permutations)}).")
-    change = f"the same-domain coefficient goes from {alone:.3g} to {beside:.3g} ({beside / alone:.0%} of it kept)"
+    kept = beside / alone
     if _finite(p_beside) and beyond_chance(p_beside) and beside > 0:
-        return (f"{name}: the domain effect survives the surface terms: {change}, still beyond chance "
-                f"({format_p(p_beside, n_permutations)}).")
-    return (f"{name}: the surface terms account for the domain effect: {change} and is no longer beyond chance "
-            f"({format_p(p_beside, n_permutations)}).")
+        if kept >= 0.5:
+            return (f"{name}: the domain effect survives the surface terms: the same-domain coefficient goes from "
+                    f"{alone:.3g} to {beside:.3g} ({kept:.0%} of it kept), still beyond chance "
+                    f"({format_p(p_beside, n_permutations)}).")
+        return (f"{name}: the surface terms absorb most of the same-domain coefficient ({1 - kept:.0%} of it: from "
+                f"{alone:.3g} to {beside:.3g}); the rest is still beyond chance ({format_p(p_beside, n_permutations)}).")
+    return (f"{name}: beside the surface terms the domain effect is no longer distinguishable from chance: the "
+            f"same-domain coefficient goes from {alone:.3g} to {beside:.3g} ({kept:.0%} of it kept, "
+            f"{format_p(p_beside, n_permutations)}).")
 
 
 def restricted_ratio_sentence(row: Mapping, n_permutations: int | None = None) -> str:
