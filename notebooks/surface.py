@@ -311,7 +311,7 @@ if ran:
                                     "frame p are two-sided QAP over the variants; the domain p permutes the domain "
                                     "labels over the eight contents (one-sided, as the study's test)."))
     different = swap_overlap.where(~np.eye(len(swap_overlap), dtype=bool))
-    content_of = np.array([label.split("~")[0] for label in swap_overlap.index])
+    content_of = np.array([surface.content_and_frame(label)[0] for label in swap_overlap.index])
     domain_rows = []
     for domain in ("MD", "ToM", "phys", "Lan"):
         own = np.array([overlap.domain_of(c) == domain for c in content_of])

@@ -191,8 +191,7 @@ def pair_predictors(descriptors: pd.DataFrame, labels: Iterable[str]) -> dict[st
 
     def same(column: str, fixed_only: bool = False) -> np.ndarray:
         values = rows[column].astype(str).to_numpy()
-        equal = values[:, None] == values[None, :]
-        return (equal & (values != "")[:, None]).astype(float) if fixed_only else equal.astype(float)
+        return _shared(values, values != "" if fixed_only else None)
 
     vocabularies = [set(v.casefold().split("|")) if v else set() for v in rows["vocabulary"].fillna("").astype(str)]
     overlap = np.array([[len(a & b) / len(a | b) if a and b else 0.0 for b in vocabularies] for a in vocabularies])
@@ -203,12 +202,21 @@ def pair_predictors(descriptors: pd.DataFrame, labels: Iterable[str]) -> dict[st
         "same_template": same("template"),
         "same_opening": same("opening", fixed_only=True),
         "same_closing": same("closing", fixed_only=True),
-        "both_fewshot": (fewshot[:, None] & fewshot[None, :]).astype(float),
+        "both_fewshot": _shared(np.ones(len(labels)), fewshot),
         "same_answer_form": same("answer_form"),
         "answer_overlap": overlap,
         "same_family": same("family"),
         "length_similarity": -np.abs(length[:, None] - length[None, :]),
     }
+
+
+def _shared(values: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """[n, n] of 1.0 where two tasks have the same value (and, given ``where`` [n] booleans, both have
+    it true), else 0.0."""
+    equal = values[:, None] == values[None, :]
+    if where is not None:
+        equal &= where[:, None] & where[None, :]
+    return equal.astype(float)
 
 
 # --------------------------------------------------------------------------- regression with QAP p-values
@@ -377,9 +385,9 @@ def restricted_ratios(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, n_perm
     frames = descriptors.loc[labels, "frame"].astype(str).to_numpy()
     predictors = pair_predictors(descriptors, labels)
     chat = descriptors.loc[labels, "template"].astype(str).to_numpy() == "chat"
-    shared = {"same_frame": frames[:, None] == frames[None, :],
+    shared = {"same_frame": _shared(frames) > 0,
               "same_answer_form": predictors["same_answer_form"] > 0, "same_family": predictors["same_family"] > 0,
-              "both_chat": chat[:, None] & chat[None, :]}
+              "both_chat": _shared(np.ones(len(labels)), chat) > 0}
     same_domain = predictors["same_domain"] > 0
     upper = np.triu(np.ones(same_domain.shape, dtype=bool), k=1)
     rows = []
@@ -431,9 +439,15 @@ def domain_vs_frame_ari(matrix: pd.DataFrame, descriptors: pd.DataFrame, *, knn:
 # --------------------------------------------------------------------------- the frame-swap design
 
 
+def content_and_frame(label: str) -> tuple[str, str]:
+    """``("domain/task", frame)`` of a ``domain/task~frame`` label; frame ``own`` for a task in its own frame."""
+    task, frame = split_variant(label.split("/", 1)[1])
+    return f"{domain_of(label)}/{task}", frame or "own"
+
+
 def is_frame_swap(labels: Iterable[str]) -> bool:
     """Whether the tasks include framed variants (``domain/task~frame``)."""
-    return any(split_variant(label.split("/", 1)[-1])[1] is not None for label in labels)
+    return any(content_and_frame(label)[1] != "own" for label in labels)
 
 
 def frame_swap_test(matrix: pd.DataFrame, *, directed: bool = False, n_permutations: int = 10_000,
@@ -446,17 +460,15 @@ def frame_swap_test(matrix: pd.DataFrame, *, directed: bool = False, n_permutati
     its reason: with one content per domain, same content is same domain); when a domain has several
     contents, the same-domain p is instead the within/cross permutation test over the contents (the
     content × content matrix of mean variant-pair values, one-sided as in §6): variants of one content
-    share their items, so permuting them one by one would treat near-copies as independent tasks; ``cells`` the mean over the
-    pairs of each kind of the 2 × 2 design: ``same content, other frame``, ``other content, same
+    share their items, so permuting them one by one would treat near-copies as independent tasks;
+    ``cells`` the mean over the pairs of each kind of the 2 × 2 design: ``same content, other frame``, ``other content, same
     frame``, ``other content, other frame`` (within ``domain``/``cross-domain`` for the last), with
     their pair counts (unordered pairs, or ordered with ``directed``).
     """
     labels = list(matrix.index)
-    contents = np.array([f"{domain_of(label)}/{split_variant(label.split('/', 1)[1])[0]}" for label in labels])
-    frames = np.array([split_variant(label.split("/", 1)[1])[1] or "own" for label in labels])
+    contents, frames = (np.array(parts) for parts in zip(*map(content_and_frame, labels)))
     domains = np.array([domain_of(label) for label in labels])
-    same = lambda values: (values[:, None] == values[None, :]).astype(float)  # noqa: E731
-    predictors = {"same_domain": same(domains), "same_content": same(contents), "same_frame": same(frames)}
+    predictors = {"same_domain": _shared(domains), "same_content": _shared(contents), "same_frame": _shared(frames)}
     fit = qap_regression(matrix, predictors, directed=directed, n_permutations=n_permutations, seed=seed)
     values = matrix.to_numpy(dtype=float)
     if not directed:
