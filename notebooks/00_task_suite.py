@@ -408,7 +408,32 @@ tables.for_reading(pd.DataFrame([
          "under tasks:, e.g. [desires_goals~raw, desires_goals~given].")
 
 # %% [markdown]
-# ## 10. How to add a task
+# (tasks-open-prompts)=
+# ## 10. Open prompts for the lesions
+#
+# Stage 9 asks what the model *writes* with one domain's units silenced, so it needs prompts that
+# invite a short free answer rather than a choice between two. This project writes them from templates
+# (`content/open_prompts.json`): sentences to continue whose verb must agree with a subject across an
+# attractor noun of the other number (Language), arithmetic word problems with numbers drawn between
+# 1 and 100 (Formal), physical scenes with one outcome, among them the study's own rubber-band prompt
+# (Physical), and false-belief, true-belief and knowledge-access stories (Social). Names, objects,
+# places and numbers are drawn by the run's `seed`, each domain from a seed of its own; each prompt
+# has a chat message and a raw form for base models that ends where the answer begins. The *key* is
+# checked as a whole word anywhere in the text (digits or words for a number): a text that repeats a
+# story's own places, or names both answers, counts as stating the key, and a singular verb like "is"
+# turns up in most English continuations, so the key says more beside the intact model's text than
+# alone. Eight per domain, as the runs use them:
+
+# %%
+from modularity.science.tasks.open_prompts import open_prompts
+
+open_table = pd.DataFrame([{"domain": DOMAIN_NAMES[p.domain], "prompt": p.name.split("/")[1], "message": p.message,
+                            "key": " / ".join(p.keys) or "(none)"} for p in open_prompts(8, seed)])
+tables.folded(tables.for_reading(open_table, font_size=0.85), "All 32 open prompts",
+              summary=tables.for_reading(open_table.groupby("domain", sort=False).first().reset_index(), font_size=0.85))
+
+# %% [markdown]
+# ## 11. How to add a task
 #
 # 1. Write a builder `build(rng, profile) -> MinimalPair` in the domain's module
 #    (`modularity/tasks/formal.py`, `language.py`, `physical.py` or `social.py`); put sentences and

@@ -11,7 +11,7 @@
 # %% [markdown]
 # # The run at a glance
 #
-# One model, one task profile, seven stages. This page gathers what the run found (the same words,
+# One model, one task profile, up to eight stages. This page gathers what the run found (the same words,
 # chosen by the same rules, as the chapter *What the runs found*), the numbers those words are made
 # of, and which code made each stage, with a link to each stage's page.
 
@@ -85,10 +85,9 @@ def wall(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
-rows = [{"stage": f'<a href="{stage}.html">{number}. {titles[stage].capitalize()}</a>',
+rows = [{"stage": f'<a href="{stage}.html">{int(stage.split("_")[0])}. {titles[stage].capitalize()}</a>',
          "finished (UTC)": entry["finished"][:16].replace("T", " "),
          "commit": entry["git_sha"][:7] + (" (uncommitted changes)" if entry["git_sha"].endswith("+dirty") else ""),
          "wall time": wall(entry["wall_time_s"]), "made by this build's code": findings.STATE_ANSWERS[states[stage]]}
-        for number, stage in enumerate(registry.NOTEBOOKS, start=1)
-        if (entry := manifest["stages"].get(stage))]
+        for stage in registry.NOTEBOOKS if (entry := manifest["stages"].get(stage))]
 display(HTML(pd.DataFrame(rows).to_html(index=False, escape=False, classes="dataframe")))

@@ -315,7 +315,12 @@ def test_localizer_stage_without_attributed_tasks_keeps_the_sets(localizer_run):
     result = stage.run(ctx)
     assert not result.enough and len(result.sets) == 4 and result.cells.empty
     assert "nothing to compare" in result.notes[0]
-    assert sorted(p.name for p in result.written) == ["localizer_sets.csv", "localizer_summary.json"]
+    assert sorted(p.name for p in result.written) == ["localizer_sets.csv", "localizer_summary.json",
+                                                      "localizer_units.csv"]
+    units = pd.read_csv(ctx.paths.table("localizer_units.csv"))
+    assert {domain: set(part.flat) for domain, part in units.groupby("domain")} == {
+        domain: set(chosen.tolist()) for domain, chosen in result.sets.items()}
+    assert (units.flat == units.layer * result.d_ff + units.neuron).all()
 
 
 def test_localizer_notebook_runs_with_data(localizer_run, monkeypatch):

@@ -139,6 +139,11 @@ def save_json(obj: Any, path: Path) -> Path:
     return path
 
 
+def json_records(frame: pd.DataFrame) -> list[dict]:
+    """A table as a JSON summary holds it: one dict per row (NaN as null); [] for an empty table."""
+    return json.loads(frame.to_json(orient="records")) if len(frame) else []
+
+
 def _json_default(value):
     if hasattr(value, "tolist"):  # numpy scalars and arrays, tensors
         return value.tolist()
@@ -152,7 +157,7 @@ def _json_default(value):
 # --------------------------------------------------------------------------
 #: Per computation whose results are cached, the module whose functions compute them.
 COMPUTATIONS = {"eval": "science.scoring", "attribution": "science.attribution", "ablation": "science.ablation",
-                "localizer": "science.localizer"}
+                "localizer": "science.localizer", "generation": "science.generation"}
 #: Modules of the package those import that never compute a cached number (statistical tests and
 #: summaries, task labels, progress bars): editing them recomputes no cache.
 NOT_COMPUTING = ("science.stats", "science.overlap", "base.progress")

@@ -1078,3 +1078,35 @@ def domain_coefficients(df: pd.DataFrame, *, title: str = "The same-domain coeff
         width=380, height=alt.Step(18),
         title=alt.Title(title, subtitle="How much more two tasks of one domain overlap than two of different "
                                         "domains, before and after the surface terms."))
+
+
+# --------------------------------------------------------------------------------------------
+# Lesions (stage 9)
+# --------------------------------------------------------------------------------------------
+
+def lesion_measures(df: pd.DataFrame, *, measure: str, x_title: str, title: str,
+                    intact: float | None = None) -> alt.LayerChart:
+    """One row per silenced domain: a measure of the texts written with the domain's units silenced
+    and with layer-matched random units of the same size, as two linked points; a dashed rule at
+    the intact model's value.
+
+    ``df`` columns: ``domain`` (the name shown), ``set`` (``domain's units`` / ``random units``),
+    ``selection`` (``attribution`` / ``localizer``: one panel each) and ``measure``.
+    """
+    _require(df, ["domain", "set", "selection", measure], "lesion_measures")
+    kinds = ["domain's units", "random units"]
+    order = list(dict.fromkeys(df["domain"]))
+    y = alt.Y("domain:N", sort=order, title=None, axis=alt.Axis(labelLimit=160))
+    color = alt.Color("set:N", sort=kinds, title="silenced", legend=alt.Legend(orient="bottom"),
+                      scale=alt.Scale(domain=kinds, range=["#e15759", "#bab0ac"]))
+    tooltip = [alt.Tooltip("domain:N"), alt.Tooltip("set:N", title="silenced"),
+               alt.Tooltip(f"{measure}:Q", title=x_title, format=".3f")]
+    links = alt.Chart().mark_rule(color="#ccc", strokeWidth=2).encode(
+        x=alt.X(f"min({measure}):Q", title=x_title), x2=f"max({measure}):Q", y=y)
+    points = alt.Chart().mark_point(filled=True, size=70).encode(x=f"{measure}:Q", y=y, color=color, tooltip=tooltip)
+    layers = [links, points]
+    if intact is not None and np.isfinite(intact):
+        layers.append(alt.Chart().mark_rule(color="#333", strokeDash=[3, 3]).encode(x=alt.datum(float(intact))))
+    return alt.layer(*layers, data=df).properties(width=300, height=alt.Step(18)).facet(
+        row=alt.Row("selection:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left"))).properties(
+        title=alt.Title(title, subtitle="Dashed: the intact model."))

@@ -32,7 +32,7 @@ from ..science.stats import untestable_reason
 from ..science.surface import domain_effect
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
-__all__ = ["ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
+__all__ = ["lesion_effect_sentence", "dissociation_sentence", "ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
            "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason",
            "currency_sentence", "STATE_ANSWERS"]
 
@@ -165,7 +165,18 @@ def run_numbers(run_dir: Path) -> dict:
         "reason": reason,
         "localizer": {kind: (localizer.get(kind) or {}).get("overall") for kind in ("overlap", "ablation")},
         "surface": domain_effect(model_table) if model_table is not None and len(model_table) else None,
+        "lesions": _lesions(run_dir),
     }
+
+
+def _lesions(run_dir: Path) -> list[dict] | None:
+    """Stage 9's dissociation tests in the mode its page shows, one per (selection, domain); None
+    before stage 9 ran."""
+    path, summary = run_dir / "lesion_dissociation.csv", _json(run_dir / "lesion_summary.json")
+    if not path.exists() or path.stat().st_size <= 1:
+        return None if not summary else []
+    table = pd.read_csv(path)
+    return table[table["mode"] == summary.get("shown_mode", "mean")].to_dict("records")
 
 
 def run_sentences(numbers: dict) -> list[str]:
@@ -191,7 +202,7 @@ def run_sentences(numbers: dict) -> list[str]:
     sentences.append(ari_sentence(measures["ARI"]["value"], measures["ARI"]["p"], numbers["n_domains"], n, reason))
     if numbers.get("surface"):
         sentences.append(surface_sentence("Against how its tasks are written", numbers["surface"], n))
-    return sentences + _localizer_sentences(numbers)
+    return sentences + _localizer_sentences(numbers) + [dissociation_sentence(row, n) for row in numbers.get("lesions") or []]
 
 
 def _localizer_sentences(numbers: dict) -> list[str]:
@@ -409,3 +420,53 @@ def study_surface_sentence(effects: Mapping[str, Mapping], what: str = "overlap"
     sentence = (f"Beside the surface terms, the same-domain coefficient of the study's {what} keeps {share} of its "
                 f"size, and stays beyond chance for {len(survive)} of the {len(effects)} matrices")
     return sentence + (f" (not for {join(lost)})." if lost and survive else ".")
+
+
+# --------------------------------------------------------------------------- lesions (stage 9)
+
+
+def _compare(a: float, b: float, digits: int = 2) -> str:
+    """"lower than", "higher than" or "the same as", ``a`` against ``b`` as printed to ``digits``."""
+    a, b = round(float(a), digits), round(float(b), digits)
+    return "the same as" if a == b else ("lower than" if a < b else "higher than")
+
+
+def lesion_effect_sentence(domain: str, selected: Mapping, random: Mapping) -> str:
+    """What silencing one domain's units did to the texts, beside random units of the same layers.
+
+    ``selected`` / ``random``: rows of stage 9's measures (``n_neurons``, ``changed``, ``fluency``,
+    ``key_kept``, ``n_keyed``)."""
+    name = DOMAIN_NAMES.get(domain, domain)
+    sentence = (f"Silencing the {int(selected['n_neurons']):,} {name} units changes {selected['changed']:.0%} of the "
+                f"texts (random units of the same layers: {random['changed']:.0%}); under the intact model their "
+                f"fluency is {selected['fluency']:.2f} nats per token, {_compare(selected['fluency'], random['fluency'])} "
+                f"the {random['fluency']:.2f} of the random units' texts")
+    if _finite(selected.get("key_kept")) and selected.get("n_keyed", 0):
+        sentence += (f"; of the {int(selected['n_keyed'])} prompts whose key the intact model states, "
+                     f"{selected['key_kept']:.0%} keep it (random units: {random['key_kept']:.0%})")
+    return sentence + "."
+
+
+def dissociation_sentence(row: Mapping, n_permutations: int | None = None) -> str:
+    """The double-dissociation test of stage 9 between the Language lesion and domain D's
+    (:func:`modularity.science.stats.dissociation_test`), in words chosen by its numbers: a double
+    dissociation only when the combined p is below :data:`ALPHA` and both terms point the predicted
+    way; fluency alone when D's keys cannot be measured."""
+    name = DOMAIN_NAMES.get(row["domain"], row["domain"])
+    head = f"{str(row['selection']).capitalize()} sets, {row['mode']} values, Language against {name}: "
+    p = format_p(row.get("p"), n_permutations)
+    if not _finite(row.get("statistic")):
+        return head + "not tested (no prompt measured both lesions)."
+    measurable = int(row.get("n_content") or 0) > 0 and _finite(row.get("content"))
+    if not measurable:
+        no_keys = (f"the intact model states the key in none of the {name} prompts, so only fluency is compared")
+        if beyond_chance(row["p"]) and row["form"] > 0:
+            return head + (f"silencing the Language units costs more fluency than silencing the {name} units, "
+                           f"beyond layer-matched random units ({p}); {no_keys}.")
+        return head + f"no difference in fluency beyond layer-matched random units ({p}); {no_keys}."
+    if beyond_chance(row["p"]) and row["form"] > 0 and row["content"] > 0:
+        return head + (f"a double dissociation: silencing the Language units costs more fluency, and silencing the "
+                       f"{name} units more of the {name} keys, each beside layer-matched random units ({p}; "
+                       f"{int(row['n_content'])} keyed prompts).")
+    return head + (f"no double dissociation beyond layer-matched random units ({p}; fluency term {row['form']:+.2f}, "
+                   f"key term {row['content']:+.2f}, on {int(row['n_content'])} keyed prompts).")

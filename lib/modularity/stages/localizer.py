@@ -22,7 +22,8 @@ Then, with the tasks that passed stage 1 and have stage-2 attribution tensors:
 * **agreement**: per domain and measure, whether the localizer and attribution (stage 3's sets;
   stage 5's ablation matrix when it is there) both favour their own domain.
 
-Writes ``localizer_sets.csv``, ``localizer_overlap.csv``, ``localizer_ablation_cells.csv``,
+Writes ``localizer_sets.csv``, ``localizer_units.csv`` (each set's neurons: domain, rank, layer,
+neuron, flat index, t; stage 9 silences them), ``localizer_overlap.csv``, ``localizer_ablation_cells.csv``,
 ``localizer_agreement.csv`` and ``localizer_summary.json``. Without two attributed tasks only the
 sets are computed and saved.
 """
@@ -41,7 +42,7 @@ from ..science import ablation, localizer, overlap, stats
 from ..base.progress import bar
 from ..science.sites import split_flat
 from ..science.stats import STUDY_SEED
-from ..records.store import read_cache, save_json, save_table, write_cache
+from ..records.store import json_records, read_cache, save_json, save_table, write_cache
 from ..science.tasks.localizer import CONTRASTS, LocalizerStimuli, localizer_suite
 from .cells import ablate_cells, cache_folder, drop_bars
 from .context import RunContext
@@ -329,8 +330,16 @@ def _attribution_ablation(ctx: RunContext, tasks: pd.DataFrame) -> tuple[pd.Data
 # --------------------------------------------------------------------------- saving
 
 
-def _records(frame: pd.DataFrame) -> list:
-    return json.loads(frame.to_json(orient="records")) if len(frame) else []
+
+def _units_table(result: LocalizerResult) -> pd.DataFrame:
+    """Every localized neuron: domain, rank (by t, 0 first), layer, neuron, flat index, t."""
+    rows = []
+    for domain, chosen in result.sets.items():
+        layers, neurons = split_flat(chosen, result.d_ff)
+        rows.append(pd.DataFrame({"domain": domain, "rank": np.arange(chosen.size), "layer": layers, "neuron": neurons,
+                                  "flat": np.asarray(chosen, dtype=np.int64), "t": result.t[domain][chosen]}))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["domain", "rank", "layer", "neuron", "flat", "t"])
 
 
 def _save(ctx: RunContext, result: LocalizerResult) -> LocalizerResult:
@@ -340,18 +349,19 @@ def _save(ctx: RunContext, result: LocalizerResult) -> LocalizerResult:
         "localizer_items": p["localizer_items"], "seed": p["seed"],
         "pooling": "mean over each text's own tokens (no special tokens) of the MLP down-projection input",
         "contrasts": {domain: {"localized": a, "control": b} for domain, (a, b) in CONTRASTS.items()},
-        "sets": _records(result.sets_table),
+        "sets": json_records(result.sets_table),
         "n_tasks": int(len(result.tasks)), "notes": result.notes,
     }
-    written = [save_table(result.sets_table, ctx.paths.table("localizer_sets.csv"))]
+    written = [save_table(result.sets_table, ctx.paths.table("localizer_sets.csv")),
+               save_table(_units_table(result), ctx.paths.table("localizer_units.csv"))]
     if result.enough:
-        summary["overlap"] = {"per_domain": _records(result.overlap_within), "overall": result.overlap_overall,
-                              "sweep": _records(result.overlap_sweep)}
+        summary["overlap"] = {"per_domain": json_records(result.overlap_within), "overall": result.overlap_overall,
+                              "sweep": json_records(result.overlap_sweep)}
         summary["ablation"] = {"mode": p["ablation_mode"], "items_per_target": p["ablation_items"],
                                "control_draws": CONTROL_DRAWS, "control_cells": control_scope(p),
-                               "per_domain": _records(result.ablation_within),
-                               "overall": result.ablation_overall, "controls": _records(result.control_within)}
-        summary["agreement"] = _records(result.agreement)
+                               "per_domain": json_records(result.ablation_within),
+                               "overall": result.ablation_overall, "controls": json_records(result.control_within)}
+        summary["agreement"] = json_records(result.agreement)
         cells = result.computed.get("ablation_cells") or 0
         summary["seconds_per_ablation_cell"] = result.seconds["ablation"] / cells if cells else None
         written += [save_table(result.overlap, ctx.paths.table("localizer_overlap.csv")),

@@ -56,8 +56,13 @@ STAGES: tuple[Stage, ...] = (
           writes=("beside_study.csv", "tau_vs_study.csv")),
     Stage("localizer", "07_localizer", "localizer",
           reads={"01_eval": "eval_summary.csv", "02_attribution": "the attribution scores"},
-          writes=("localizer_sets.csv", "localizer_overlap.csv", "localizer_ablation_cells.csv",
+          writes=("localizer_sets.csv", "localizer_units.csv", "localizer_overlap.csv", "localizer_ablation_cells.csv",
                   "localizer_agreement.csv", "localizer_summary.json")),
+    Stage("lesions", "09_lesions", "lesions",
+          reads={"01_eval": "eval_summary.csv and eval_items.csv", "02_attribution": "the attribution scores",
+                 "07_localizer": "localizer_units.csv"},
+          writes=("lesion_prompts.csv", "lesion_sets.csv", "lesion_outputs.csv", "lesion_language.csv",
+                  "lesion_measures.csv", "lesion_dissociation.csv", "lesion_examples.csv", "lesion_summary.json")),
 )
 
 #: The stage notebooks in pipeline order.
