@@ -66,6 +66,8 @@ ctx = RunContext.from_notebook(globals())
 ctx.settings("model", "profile", "main_pct", "ablation_items", "seed", "batch_size", "dtype", "device", "backend")
 
 # %%
+import warnings
+
 import numpy as np
 import pandas as pd
 import torch
@@ -153,6 +155,9 @@ if example_condition is not None and result.mean_values is not None:
     layers, columns = np.divmod(neurons, loaded.d_ff)
     mean = result.mean_values
     config = generation.greedy_config(loaded, lesions.NEW_TOKENS)
+    # nnsight warns that the open step loop ended with the generation: by design, the result is read
+    # in a block of its own.
+    warnings.filterwarnings("ignore", message=".*was never reached.*")
     with lm.generate(generation_config=config) as tracer:
         with tracer.invoke(torch.tensor([ids])):
             for _ in tracer.all():  # every forward of the decode loop
@@ -265,8 +270,9 @@ display(Markdown("\n".join(f"* {s}" for s in effect_sentences("attribution", les
 # key the intact model states). Each term is its mean over its root mean square; the statistic adds
 # them. Under the null which lesion wrote a prompt's pair of texts is arbitrary: the prompt's
 # differences change sign, independently across prompts ({glue:text}`n_perm` sign draws, one-sided
-# p). Where the intact model states none of D's keys, only fluency is compared, and the sentence
-# says so.
+# p, for the sum and for each term). A sentence claims a half of the dissociation only where its own
+# term is positive at p < 0.05, and a double dissociation only when both are. Where the intact model
+# states none of D's keys, only fluency is compared, and the sentence says so.
 
 # %%
 glue("n_perm", f"{N_PERM:,}", display=False)

@@ -33,7 +33,7 @@ from IPython.display import Markdown, display
 
 from modularity.base import files
 from modularity.science.tasks import DOMAIN_NAMES, DOMAINS
-from modularity.showing import charts, findings
+from modularity.showing import charts, findings, tables
 
 assert isinstance(runs, list) and runs, "runs: folders under book/results/, e.g. 'smollm2-135m-instruct/small'"
 numbers = {run: findings.run_numbers(files.results_root() / run) for run in runs}
@@ -64,8 +64,10 @@ measures.set_index("run").rename_axis(None)
 # %% [markdown]
 # ## 2. Each run in words
 #
-# The same numbers, with the within- and cross-domain means the ratios are made of, and what the
-# localizer (stage 7: units chosen by a contrast of stimuli instead of by attribution) adds.
+# The same numbers, with the within- and cross-domain means the ratios are made of, what the
+# localizer (stage 7: units chosen by a contrast of stimuli instead of by attribution) adds, and
+# whether silencing a domain's units while the model writes (stage 9) gives the study's double
+# dissociation, in the mode the lesion pages show (units held at their mean).
 
 # %%
 for run, n in numbers.items():  # each run's name links to its landing page, when the book has one
@@ -141,3 +143,36 @@ for what, table, directed in (("Overlap", "overlap_0.1.csv", False), ("The ablat
                                              n_permutations=SURFACE_PERMUTATIONS)
         swap_lines.append(findings.frame_swap_sentence(what, fit, cells, SURFACE_PERMUTATIONS))
 display(Markdown(" ".join(swap_lines) if swap_lines else "The frame-swap run has not been run in this build."))
+
+# %% [markdown]
+# ## 6. What a lesioned model writes
+#
+# Stage 9 silences each domain's attribution units (the union of its passing tasks' top sets) while
+# the model answers open prompts, beside a layer-matched random set of the same size. Per run and
+# silenced domain: the texts' fluency under the intact model (nats per token) and, of the prompts
+# whose key the intact model states, the share whose key survives, for the domain's units and their
+# random twin (units held at their mean). Each run's lesion page shows the texts.
+
+# %%
+lesion_rows = []
+for run in runs:
+    path = files.results_root() / run / "lesion_measures.csv"
+    if not path.exists():
+        continue
+    table = pd.read_csv(path)
+    table = table[(table["mode"] == "mean") & (table.selection == "attribution")]
+    for domain, part in table.groupby("domain", sort=False):
+        rows = part.set_index("kind")
+        if {"selected", "layer_matched"} <= set(rows.index):
+            lesion_rows.append({"run": numbers[run]["run"], "silenced": DOMAIN_NAMES.get(domain, domain),
+                                "units": int(rows.n_neurons["selected"]),
+                                "fluency": rows.fluency["selected"], "fluency, random twin": rows.fluency["layer_matched"],
+                                "key kept": rows.key_kept["selected"], "key kept, random twin": rows.key_kept["layer_matched"],
+                                "keyed prompts": int(rows.n_keyed["selected"])})
+if lesion_rows:
+    display(tables.for_reading(pd.DataFrame(lesion_rows), digits={"fluency": 2, "fluency, random twin": 2},
+                               percent_columns=["key kept", "key kept, random twin"], font_size=0.85,
+                               note="Fluency: mean log-probability per token of the texts under the intact model. "
+                                    "Key kept: of the prompts whose key the intact model states."))
+else:
+    display(Markdown("No run of this build has stage 9 yet."))

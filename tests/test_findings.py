@@ -246,3 +246,21 @@ def test_a_run_states_its_surface_result(tmp_path):
     sentences = findings.run_sentences(findings.run_numbers(run_dir))
     assert any(s.startswith("Against how its tasks are written: beside the surface terms the domain effect is no "
                             "longer distinguishable from chance") for s in sentences)
+
+
+def test_a_run_states_its_lesion_result_in_the_mode_its_page_shows(tmp_path):
+    labels = [f"{d}/{d}_{i}" for d in ("MD", "ToM", "Lan") for i in range(3)]
+    run_dir = planted_results(tmp_path / "m" / "small", {"MD": (3, 20), "ToM": (3, 9), "Lan": (3, 8)},
+                              {"overlap ratio": (6.2, 1e-4), "ablation ratio": (14.4, 1e-4), "ARI": (0.66, 1e-4)},
+                              labels)
+    assert findings.run_numbers(run_dir)["lesions"] is None  # before stage 9 ran
+    row = dict(selection="attribution", domain="ToM", form=0.9, content=0.5, statistic=1.4, p=0.01, p_form=0.01,
+               p_content=0.02, n_prompts=32, n_content=4)
+    pd.DataFrame([{**row, "mode": "mean"}, {**row, "mode": "zero", "p": 0.5}]).to_csv(
+        run_dir / "lesion_dissociation.csv", index=False)
+    (run_dir / "lesion_summary.json").write_text(json.dumps({"shown_mode": "mean"}))
+    numbers = findings.run_numbers(run_dir)
+    assert [r["mode"] for r in numbers["lesions"]] == ["mean"]
+    sentences = findings.run_sentences(numbers)
+    assert sentences[-1].startswith("Attribution sets, mean values, Language against Social reasoning: a double "
+                                    "dissociation")

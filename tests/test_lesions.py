@@ -60,16 +60,21 @@ ROW = dict(mode="mean", selection="attribution", domain="phys", form=0.8, conten
            p=0.002, p_form=0.01, p_content=0.1, n_prompts=32, n_content=3)
 
 
-def test_the_dissociation_sentence_follows_the_numbers():
-    assert "a double dissociation" in findings.dissociation_sentence(ROW, 10_000)
-    assert "no double dissociation" in findings.dissociation_sentence({**ROW, "p": 0.2}, 10_000)
-    assert "no double dissociation" in findings.dissociation_sentence({**ROW, "content": -0.2}, 10_000)
+def test_the_dissociation_sentence_claims_each_half_only_on_its_own_p():
+    both = findings.dissociation_sentence({**ROW, "p_content": 0.01}, 10_000)
+    assert "a double dissociation" in both and "(p = 0.01, 3 keyed prompts)" in both
+    fluency_half = findings.dissociation_sentence(ROW, 10_000)  # combined p small, the key term alone not
+    assert fluency_half.startswith("Attribution sets, mean values, Language against Physical reasoning: one half")
+    assert "does not lose more of the Physical reasoning keys beyond chance (p = 0.1, 3 keyed prompts)" in fluency_half
+    key_half = findings.dissociation_sentence({**ROW, "p_form": 0.3, "p_content": 0.01}, 10_000)
+    assert "one half" in key_half and "does not cost more fluency beyond chance (p = 0.3)" in key_half
+    wrong_way = findings.dissociation_sentence({**ROW, "form": -0.8, "p_content": 0.3}, 10_000)
+    assert "no double dissociation" in wrong_way and "one half" not in wrong_way
     fluency_only = findings.dissociation_sentence({**ROW, "content": float("nan"), "n_content": 0}, 10_000)
     assert "costs more fluency" in fluency_only and "only fluency is compared" in fluency_only
     assert "no difference in fluency" in findings.dissociation_sentence(
-        {**ROW, "content": float("nan"), "n_content": 0, "p": 0.4}, 10_000)
+        {**ROW, "content": float("nan"), "n_content": 0, "p_form": 0.4}, 10_000)
     assert "not tested" in findings.dissociation_sentence({**ROW, "statistic": float("nan")}, 10_000)
-    assert findings.dissociation_sentence(ROW).startswith("Attribution sets, mean values, Language against Physical")
 
 
 def test_the_lesion_sentence_compares_at_the_printed_precision():

@@ -449,24 +449,37 @@ def lesion_effect_sentence(domain: str, selected: Mapping, random: Mapping) -> s
 
 def dissociation_sentence(row: Mapping, n_permutations: int | None = None) -> str:
     """The double-dissociation test of stage 9 between the Language lesion and domain D's
-    (:func:`modularity.science.stats.dissociation_test`), in words chosen by its numbers: a double
-    dissociation only when the combined p is below :data:`ALPHA` and both terms point the predicted
-    way; fluency alone when D's keys cannot be measured."""
+    (:func:`modularity.science.stats.dissociation_test`), in words chosen by its numbers. Each half
+    is claimed only where its own term is positive at p < :data:`ALPHA`: the Language lesion costing
+    more fluency (``form``, ``p_form``), D's lesion costing more of D's keys (``content``,
+    ``p_content``); "a double dissociation" only when both are; fluency alone when D's keys cannot
+    be measured (the intact model states none of them). The combined p is in the stage's table."""
     name = DOMAIN_NAMES.get(row["domain"], row["domain"])
     head = f"{str(row['selection']).capitalize()} sets, {row['mode']} values, Language against {name}: "
-    p = format_p(row.get("p"), n_permutations)
     if not _finite(row.get("statistic")):
         return head + "not tested (no prompt measured both lesions)."
-    measurable = int(row.get("n_content") or 0) > 0 and _finite(row.get("content"))
-    if not measurable:
-        no_keys = (f"the intact model states the key in none of the {name} prompts, so only fluency is compared")
-        if beyond_chance(row["p"]) and row["form"] > 0:
-            return head + (f"silencing the Language units costs more fluency than silencing the {name} units, "
-                           f"beyond layer-matched random units ({p}); {no_keys}.")
-        return head + f"no difference in fluency beyond layer-matched random units ({p}); {no_keys}."
-    if beyond_chance(row["p"]) and row["form"] > 0 and row["content"] > 0:
-        return head + (f"a double dissociation: silencing the Language units costs more fluency, and silencing the "
-                       f"{name} units more of the {name} keys, each beside layer-matched random units ({p}; "
-                       f"{int(row['n_content'])} keyed prompts).")
-    return head + (f"no double dissociation beyond layer-matched random units ({p}; fluency term {row['form']:+.2f}, "
-                   f"key term {row['content']:+.2f}, on {int(row['n_content'])} keyed prompts).")
+    p_form, p_content = format_p(row.get("p_form"), n_permutations), format_p(row.get("p_content"), n_permutations)
+    fluency = beyond_chance(row.get("p_form")) and row["form"] > 0
+    fluency_words = (f"silencing the Language units costs more fluency than silencing the {name} units, beyond "
+                     f"layer-matched random units ({p_form})")
+    n_keyed = int(row.get("n_content") or 0)
+    if n_keyed == 0 or not _finite(row.get("content")):
+        no_keys = f"the intact model states the key in none of the {name} prompts, so only fluency is compared"
+        if fluency:
+            return head + f"{fluency_words}; {no_keys}."
+        return head + f"no difference in fluency beyond layer-matched random units ({p_form}); {no_keys}."
+    keys = beyond_chance(row.get("p_content")) and row["content"] > 0
+    keyed = f"{n_keyed} keyed prompt{'s' if n_keyed != 1 else ''}"
+    if fluency and keys:
+        return head + (f"a double dissociation: silencing the Language units costs more fluency ({p_form}), and "
+                       f"silencing the {name} units more of the {name} keys ({p_content}, {keyed}), each beside "
+                       "layer-matched random units.")
+    if fluency:
+        return head + (f"one half of a double dissociation: {fluency_words}, but the {name} lesion does not lose more "
+                       f"of the {name} keys beyond chance ({p_content}, {keyed}).")
+    if keys:
+        return head + (f"one half of a double dissociation: silencing the {name} units costs more of the {name} keys "
+                       f"than silencing the Language units ({p_content}, {keyed}), but the Language lesion does not "
+                       f"cost more fluency beyond chance ({p_form}).")
+    return head + (f"no double dissociation beyond layer-matched random units (fluency {p_form}; "
+                   f"{name} keys {p_content}, {keyed}).")
