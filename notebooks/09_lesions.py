@@ -332,7 +332,10 @@ sorted(path.name for path in result.written)
 #   key columns count only the prompts whose key the intact model states.
 # * Fluency is judged by the intact model itself: a text the intact model finds unlikely is not
 #   necessarily ungrammatical (a correct but unusual answer scores low too). The Language pairs are
-#   the grammatical check that does not depend on the generated text.
+#   the grammatical check that does not depend on the generated text. For the Language attribution
+#   set they are not independent of the selection: that set is the union of the Language tasks' own
+#   top sets, so its row measures those tasks' self-ablation (stage 5's diagonal, in mean values);
+#   the localizer's Language set was chosen without them.
 # * "Key stated" looks for the key as a whole word anywhere in the text; a text that repeats the
 #   story's own words can state a place without reasoning about it.
 # * The attribution set of a domain is the union of its passing tasks' sets, so domains with more
