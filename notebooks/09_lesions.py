@@ -86,6 +86,7 @@ glue("prompts_per_domain", lesions.PROMPTS_PER_DOMAIN, display=False)
 glue("new_tokens", lesions.NEW_TOKENS, display=False)
 glue("main_pct", ctx.params["main_pct"], display=False)
 glue("shown_mode", lesions.SHOWN_MODE, display=False)
+glue("examples_per_lesion", lesions.EXAMPLES_PER_LESION, display=False)
 
 # %% [markdown]
 # ## 1. The prompts
@@ -293,9 +294,10 @@ else:
 # ## 6. Side by side
 #
 # Which texts are shown is chosen by a rule, not by hand: for each domain's attribution set, among
-# the prompts of its own domain whose text the lesion changed, the one whose lesioned text loses the
-# most fluency against the intact model's text ({glue:text}`shown_mode` mode). Every text of every
-# condition is in `lesion_outputs.csv` beside this page.
+# the prompts of its own domain whose text the lesion changed, the {glue:text}`examples_per_lesion`
+# whose lesioned text loses the most fluency against the intact model's text
+# ({glue:text}`shown_mode` mode). Every other text follows in a folded table, and every text of every
+# condition and mode is in `lesion_outputs.csv` beside this page.
 
 # %%
 def side_by_side(row) -> pd.DataFrame:
@@ -310,6 +312,19 @@ for row in result.examples.itertuples():
     given = result.prompts.set_index("prompt").message[row.prompt]
     display(Markdown(f"**{DOMAIN_NAMES[row.lesion]} lesion**, prompt `{row.prompt}`: {given}"))
     display(tables.for_reading(side_by_side(row), digits={"fluency": 2}, font_size=0.9))
+
+# %%
+if len(result.outputs):
+    every = result.outputs[(result.outputs["mode"] == lesions.SHOWN_MODE)
+                           & (result.outputs.selection.isin(["attribution"]) | (result.outputs.kind == "intact"))]
+    every = every[every.kind != "layer_matched"].assign(
+        silenced=lambda t: np.where(t.kind == "intact", "nothing", t.lesion_domain.map(DOMAIN_NAMES).fillna("") + " units"),
+        key=lambda t: t.key_stated.map({1.0: "yes", 0.0: "no"}).fillna(""))
+    display(tables.folded(
+        tables.for_reading(every[["prompt", "silenced", "text", "fluency", "key"]], digits={"fluency": 2},
+                           rename={"key": "key stated"}, font_size=0.8,
+                           note="Attribution sets, held at their mean. Key stated: blank where the prompt has no key."),
+        "Every prompt's text, intact and under each domain's lesion"))
 
 # %% [markdown]
 # The zero mode, for comparison (the same measures, neurons held at 0):

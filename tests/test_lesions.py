@@ -106,9 +106,10 @@ def outputs_table() -> pd.DataFrame:
 
 
 def test_examples_are_chosen_by_the_rule():
-    chosen = lesions.choose_examples(outputs_table())
+    chosen = lesions.choose_examples(outputs_table(), per_lesion=1)
     # Among the Language prompts (not the Formal one, whose fall is larger), the larger fall.
     assert chosen.prompt.tolist() == ["Lan/b"] and chosen.lesioned.iloc[0] == "Lan/b lesioned"
+    assert lesions.choose_examples(outputs_table(), per_lesion=2).prompt.tolist() == ["Lan/b", "Lan/a"]
     assert chosen.random.iloc[0] == "Lan/b random"
     unchanged = outputs_table().assign(changed=False)
     assert lesions.choose_examples(unchanged).empty

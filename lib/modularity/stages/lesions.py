@@ -47,7 +47,7 @@ from .context import RunContext
 from .scores import top_set
 
 __all__ = ["LesionResult", "run", "PROMPTS_PER_DOMAIN", "NEW_TOKENS", "RANDOM_DRAWS", "MODES", "SELECTIONS",
-           "SHOWN_MODE", "INTACT", "condition_name"]
+           "SHOWN_MODE", "INTACT", "EXAMPLES_PER_LESION", "condition_name"]
 
 #: Open prompts per domain: the issue of a 2-core CPU; a GPU run can raise it in a params-free way
 #: by editing this line (every number on the page follows).
@@ -61,6 +61,8 @@ MODES = ("mean", "zero")
 #: The mode the page's texts and main table show (both are in every table).
 SHOWN_MODE = "mean"
 SELECTIONS = ("attribution", "localizer")
+#: Prompts shown side by side per lesion (:func:`choose_examples`).
+EXAMPLES_PER_LESION = 2
 INTACT = "intact"
 OUTPUT_COLUMNS = ["mode", "prompt", "prompt_domain", "condition", "selection", "lesion_domain", "kind", "n_neurons",
                   "text", "n_tokens", "ended", "fluency", "key_stated", "repetition", "changed", "intact_key_stated"]
@@ -384,10 +386,11 @@ def _effects(part: pd.DataFrame) -> dict:
     return out
 
 
-def choose_examples(outputs: pd.DataFrame, mode: str = SHOWN_MODE, selection: str = "attribution") -> pd.DataFrame:
+def choose_examples(outputs: pd.DataFrame, mode: str = SHOWN_MODE, selection: str = "attribution",
+                    per_lesion: int = EXAMPLES_PER_LESION) -> pd.DataFrame:
     """The texts shown side by side, by a rule: for each domain's lesion, among its own domain's
-    prompts whose lesioned text differs from the intact one, the prompt where the lesioned text's
-    fluency falls furthest below the intact text's (the first in prompt order on ties); none for a
+    prompts whose lesioned text differs from the intact one, the ``per_lesion`` prompts where the
+    lesioned text's fluency falls furthest below the intact text's (prompt order on ties); none for a
     domain whose lesion changed no text of its own domain. One row per shown prompt: the intact,
     lesioned and random texts and their fluency."""
     part = outputs[(outputs["mode"] == mode) & ((outputs.selection == selection) | (outputs.kind == INTACT))]
@@ -396,16 +399,15 @@ def choose_examples(outputs: pd.DataFrame, mode: str = SHOWN_MODE, selection: st
     for domain in DOMAINS:
         lesioned = part[(part.kind == "selected") & (part.lesion_domain == domain) & (part.prompt_domain == domain)
                         & part.changed]
-        if lesioned.empty:
-            continue
-        fall = intact.fluency.reindex(lesioned.prompt).to_numpy() - lesioned.fluency.to_numpy()
-        chosen = lesioned.iloc[int(np.nanargmax(np.where(np.isnan(fall), -np.inf, fall)))]
-        random = part[(part.kind == "layer_matched") & (part.lesion_domain == domain) & (part.prompt == chosen.prompt)]
-        rows.append({"lesion": domain, "prompt": chosen.prompt, "intact": intact.text[chosen.prompt],
-                     "lesioned": chosen.text, "random": random.text.iloc[0] if len(random) else "",
-                     "intact_fluency": intact.fluency[chosen.prompt], "lesioned_fluency": chosen.fluency,
-                     "random_fluency": random.fluency.iloc[0] if len(random) else np.nan,
-                     "key": chosen.key_stated, "intact_key": chosen.intact_key_stated})
+        fall = (intact.fluency.reindex(lesioned.prompt).to_numpy() - lesioned.fluency.to_numpy())
+        order = np.argsort(-np.nan_to_num(fall, nan=-np.inf), kind="stable")[:per_lesion]
+        for chosen in (lesioned.iloc[i] for i in order):
+            random = part[(part.kind == "layer_matched") & (part.lesion_domain == domain) & (part.prompt == chosen.prompt)]
+            rows.append({"lesion": domain, "prompt": chosen.prompt, "intact": intact.text[chosen.prompt],
+                         "lesioned": chosen.text, "random": random.text.iloc[0] if len(random) else "",
+                         "intact_fluency": intact.fluency[chosen.prompt], "lesioned_fluency": chosen.fluency,
+                         "random_fluency": random.fluency.iloc[0] if len(random) else np.nan,
+                         "key": chosen.key_stated, "intact_key": chosen.intact_key_stated})
     return pd.DataFrame(rows)
 
 
