@@ -171,10 +171,16 @@ if example_condition is not None and result.mean_values is not None:
         with tracer.invoke():
             by_hand = tracer.result.save()
     by_hand = by_hand[0, len(ids):].tolist()
+
+# %% [markdown]
+# The library's batched path on the same prompt and neurons, and one patched forward (no cache) over
+# the prompt and the by-hand text, which gives the logits of every step at once:
+
+# %%
+if example_condition is not None and result.mean_values is not None:
     library = generation.generate(loaded, ids, {example_condition: neurons}, held=mean,
                                   max_new_tokens=lesions.NEW_TOKENS).tokens[example_condition]
     kept, _ = generation.until_end(by_hand, generation.end_tokens(loaded))
-    # One patched forward over the prompt and the by-hand text (no cache) gives the logits of every step.
     plan = sites.plan_columns([neurons], L, loaded.d_ff)
     with torch.no_grad(), sites.replace_neurons(loaded.site_modules("neurons"), plan.membership,
                                                 generation.patch_values(plan, mean[None], loaded), columns=plan.columns):
@@ -206,8 +212,7 @@ if example_condition is not None and result.mean_values is not None:
 
 # %%
 MEASURE_NAMES = {"n_neurons": "neurons", "fluency": "fluency", "changed": "changed", "key_kept": "key kept",
-                 "n_keyed": "keyed prompts", "repetition": "repetition", "length": "length",
-                 "language_accuracy": "Language pairs"}
+                 "repetition": "repetition", "length": "length", "language_accuracy": "Language pairs"}
 
 
 def measures_table(mode: str):
@@ -222,8 +227,8 @@ def measures_table(mode: str):
     return tables.for_reading(table[columns], digits={"fluency": 2, "repetition": 2, "length": 1},
                               percent_columns=[c for c in ("changed", "key_kept", "language_accuracy") if c in table],
                               int_columns=["n_neurons"], rename=MEASURE_NAMES, font_size=0.85,
-                              note="Fluency in nats per token under the intact model. Key kept: of the keyed prompts "
-                                   "whose key the intact model states.")
+                              note=f"Fluency in nats per token under the intact model. Key kept: of the "
+                                   f"{int(table.n_keyed.iloc[0])} prompts whose key the intact model states.")
 
 
 if len(result.measures):
@@ -284,11 +289,14 @@ glue("n_perm", f"{N_PERM:,}", display=False)
 if len(result.dissociation):
     shown = result.dissociation.assign(domain=result.dissociation.domain.map(DOMAIN_NAMES))
     display(tables.for_reading(shown[["mode", "selection", "domain", "form", "content", "statistic", "p", "p_form",
-                                      "p_content", "n_prompts", "n_content"]],
+                                      "p_content", "n_content"]],
                                p_columns=["p", "p_form", "p_content"], n_permutations=N_PERM, digits=2,
-                               rename={"domain": "D", "form": "fluency term", "content": "key term",
-                                       "p_form": "p (fluency)", "p_content": "p (key)", "n_prompts": "prompts",
-                                       "n_content": "keyed prompts"}, font_size=0.85))
+                               rename={"domain": "D", "form": "fluency", "content": "key", "statistic": "sum",
+                                       "p_form": "p (fluency)", "p_content": "p (key)", "n_content": "keyed"},
+                               font_size=0.85,
+                               note=f"Terms as defined above, over all {int(shown.n_prompts.max())} prompts (fluency) "
+                                    "and over D's keyed prompts (key: those whose key the intact model states). "
+                                    "p (the sum) and each term's own p from the same sign draws."))
     display(Markdown("\n".join(f"* {findings.dissociation_sentence(row, N_PERM)}"
                                 for row in result.dissociation.to_dict("records"))))
 else:
@@ -326,7 +334,7 @@ if len(result.outputs):
         key=lambda t: t.key_stated.map({1.0: "yes", 0.0: "no"}).fillna(""))
     display(tables.folded(
         tables.for_reading(every[["prompt", "silenced", "text", "fluency", "key"]], digits={"fluency": 2},
-                           rename={"key": "key stated"}, font_size=0.8,
+                           rename={"key": "key stated"}, font_size=0.85,
                            note="Attribution sets, held at their mean. Key stated: blank where the prompt has no key."),
         "Every prompt's text, intact and under each domain's lesion"))
 
