@@ -320,8 +320,9 @@ def side_by_side(row) -> pd.DataFrame:
 
 if result.examples.empty:
     print("No lesion changed a text of its own domain's prompts.")
-for row in result.examples.itertuples():
-    given = result.prompts.set_index("prompt").message[row.prompt]
+read_raw = bool(len(result.prompts)) and "given" in result.prompts and (result.prompts.given == result.prompts.raw).all()
+for row in result.examples.itertuples():  # the prompt as the model read it: raw text, or the message in its template
+    given = result.prompts.set_index("prompt")["raw" if read_raw else "message"][row.prompt]
     display(Markdown(f"**{DOMAIN_NAMES[row.lesion]} lesion**, prompt `{row.prompt}`: {given}"))
     display(tables.for_reading(side_by_side(row), digits={"fluency": 2}, font_size=0.9))
 
