@@ -124,7 +124,10 @@ def generate(loaded: LoadedModel, prompt: list[int], sets: Mapping[str, np.ndarr
 
 
 def _generate_traced(loaded: LoadedModel, inputs: dict, config, plan: sites.ColumnPlan, values: dict) -> torch.Tensor:
-    """The same generation as one nnsight ``generate`` trace, the patch written at every step."""
+    """The same generation as one nnsight ``generate`` trace, the patch written at every step.
+
+    nnsight warns that the open step loop "was never reached" at its last step: the loop asks for
+    one step more than the decode loop makes, by design; the result is read in a block of its own."""
     patched = [(loaded.lm.get(loaded.site_path("neurons", layer)), plan.membership[layer], values[layer],
                 plan.columns[layer]) for layer in sorted(plan.membership)]
     with loaded.lm.generate(generation_config=config, remote=getattr(loaded, "remote", False)) as tracer:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -259,7 +260,9 @@ def _generate_one(ctx, loaded, prompt, text: str, sets: dict, modes: list[str], 
             if name != INTACT:
                 conditions[f"{mode}/{name}"] = neurons
                 held[f"{mode}/{name}"] = mean_values if mode == "mean" else zeros
-    out = generation.generate(loaded, ids, conditions, held=held, max_new_tokens=NEW_TOKENS)
+    with warnings.catch_warnings():  # nnsight's notice that its open step loop ended with the generation
+        warnings.filterwarnings("ignore", message=".*was never reached.*")
+        out = generation.generate(loaded, ids, conditions, held=held, max_new_tokens=NEW_TOKENS)
     ends = generation.end_tokens(loaded)
     kept = {key: generation.until_end(tokens, ends) for key, tokens in out.tokens.items()}
     fluency = dict(zip(kept, generation.intact_logprobs(loaded, ids, [k[0] for k in kept.values()],
