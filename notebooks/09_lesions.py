@@ -128,9 +128,11 @@ for note in result.notes:
     print("note:", note)
 if result.computed.get("generations"):
     print(f"{result.computed['generations']} prompts generated in {result.seconds['generation']:.0f} s")
-tables.for_reading(result.sets.assign(domain=result.sets.domain.map(DOMAIN_NAMES).fillna(""))[
-    ["condition", "selection", "domain", "kind", "n_neurons", "layers"]],
-    rename={"n_neurons": "neurons", "layers": "layers used"}, font_size=0.9)
+KIND_NAMES = {"intact": "nothing (intact model)", "selected": "the domain's units", "layer_matched": "their random twin"}
+tables.for_reading(result.sets.assign(domain=result.sets.domain.map(DOMAIN_NAMES).fillna(""),
+                                      kind=result.sets.kind.map(KIND_NAMES))[
+    ["selection", "domain", "kind", "n_neurons", "layers"]],
+    rename={"kind": "silenced", "n_neurons": "neurons", "layers": "layers used"}, font_size=0.9)
 
 # %% [markdown]
 # ## 3. One lesion by hand, with nnsight
@@ -252,8 +254,9 @@ if len(result.measures):
                         "silenced set.")
 
 # %% [markdown]
-# In words, for the attribution sets (the rule: fluency "lower" or "higher" only where the two
-# values differ at two decimals):
+# In words, for the attribution sets. A lesion's texts are called less fluent than its twin's only
+# where the per-prompt differences (twin − lesion) pass a one-sided sign-flip test at p < 0.05
+# ({glue:text}`n_perm` draws):
 
 # %%
 def effect_sentences(selection: str, mode: str) -> list[str]:
@@ -262,12 +265,36 @@ def effect_sentences(selection: str, mode: str) -> list[str]:
     for domain in DOMAINS:
         rows = table[table.domain == domain].set_index("kind")
         if {"selected", "layer_matched"} <= set(rows.index):
-            out.append(findings.lesion_effect_sentence(domain, rows.loc["selected"], rows.loc["layer_matched"]))
+            out.append(findings.lesion_effect_sentence(domain, rows.loc["selected"], rows.loc["layer_matched"], N_PERM))
     return out
 
 
 display(Markdown("\n".join(f"* {s}" for s in effect_sentences("attribution", lesions.SHOWN_MODE))
                  or "No attribution set was silenced in this run."))
+
+# %% [markdown]
+# The "key kept" column pools the prompts of every domain. By the prompts' own domain (the share of
+# each domain's keyed prompts whose key survives; "k of n", n the prompts whose key the intact model
+# states):
+
+# %%
+def kept_by_domain(mode: str, selection: str) -> pd.DataFrame:
+    part = result.outputs[(result.outputs["mode"] == mode) & (result.outputs.intact_key_stated == 1)
+                          & ((result.outputs.selection == selection) | (result.outputs.kind == "intact"))]
+    rows = []
+    for (kind, domain), group in part.groupby(["kind", "lesion_domain"], sort=False):
+        row = {"silenced": "nothing" if kind == "intact" else
+               f"{DOMAIN_NAMES.get(domain, domain)}" + (" units" if kind == "selected" else ", twin")}
+        for prompt_domain in DOMAINS:
+            keyed = group[group.prompt_domain == prompt_domain]
+            row[DOMAIN_NAMES[prompt_domain]] = f"{int(keyed.key_stated.sum())} of {len(keyed)}" if len(keyed) else "none"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+if len(result.outputs):
+    display(tables.for_reading(kept_by_domain(lesions.SHOWN_MODE, "attribution"), font_size=0.9,
+                               note="Attribution sets; columns: the prompts' domain."))
 
 # %% [markdown]
 # ## 5. Is there a double dissociation?
@@ -280,23 +307,25 @@ display(Markdown("\n".join(f"* {s}" for s in effect_sentences("attribution", les
 # key the intact model states). Each term is its mean over its root mean square; the statistic adds
 # them. Under the null which lesion wrote a prompt's pair of texts is arbitrary: the prompt's
 # differences change sign, independently across prompts ({glue:text}`n_perm` sign draws, one-sided
-# p, for the sum and for each term). A sentence claims a half of the dissociation only where its own
-# term is positive at p < 0.05, and a double dissociation only when both are. Where the intact model
-# states none of D's keys, only fluency is compared, and the sentence says so.
+# p, for the sum and for each term). A sentence claims a difference only where its own term is
+# positive at p < 0.05, and a double dissociation only when both are. With fewer than five keyed
+# prompts no sign-flip p can fall below 0.05 (2⁻⁴ > 0.05): the key comparison is then called
+# untestable, not absent.
 
 # %%
 glue("n_perm", f"{N_PERM:,}", display=False)
 if len(result.dissociation):
     shown = result.dissociation.assign(domain=result.dissociation.domain.map(DOMAIN_NAMES))
-    display(tables.for_reading(shown[["mode", "selection", "domain", "form", "content", "statistic", "p", "p_form",
-                                      "p_content", "n_content"]],
-                               p_columns=["p", "p_form", "p_content"], n_permutations=N_PERM, digits=2,
-                               rename={"domain": "D", "form": "fluency", "content": "key", "statistic": "sum",
+    display(tables.for_reading(shown[["mode", "selection", "domain", "form", "p_form", "content", "p_content",
+                                      "n_content"]],
+                               p_columns=["p_form", "p_content"], n_permutations=N_PERM, digits=2,
+                               rename={"domain": "D", "form": "fluency term", "content": "key term",
                                        "p_form": "p (fluency)", "p_content": "p (key)", "n_content": "keyed"},
                                font_size=0.85,
                                note=f"Terms as defined above, over all {int(shown.n_prompts.max())} prompts (fluency) "
-                                    "and over D's keyed prompts (key: those whose key the intact model states). "
-                                    "p (the sum) and each term's own p from the same sign draws."))
+                                    "and over D's keyed prompts (key: those whose key the intact model states); each "
+                                    "term's one-sided p from sign draws. The combined statistic is in "
+                                    "lesion_dissociation.csv."))
     display(Markdown("\n".join(f"* {findings.dissociation_sentence(row, N_PERM)}"
                                 for row in result.dissociation.to_dict("records"))))
 else:
@@ -369,5 +398,12 @@ sorted(path.name for path in result.written)
 # * The attribution set of a domain is the union of its passing tasks' sets, so domains with more
 #   passing tasks silence more neurons; each set's random twin has the same size and layers, and the
 #   test compares each lesion with its own twin.
-# * One random twin per set, {glue:text}`prompts_per_domain` prompts per domain and greedy decoding
-#   keep the cost down on a CPU; the p-values are correspondingly coarse.
+# * One random twin per set (one draw): "beyond the twin" means beyond that draw, and the p-values
+#   count the variation across prompts, not across random sets. {glue:text}`prompts_per_domain`
+#   prompts per domain and greedy decoding keep the cost down on a CPU; the p-values are coarse.
+# * Many tests are shown (per selection, mode and domain), none corrected for multiplicity; the
+#   zero mode can disagree with the mean mode, and the findings chapter reports the mean mode.
+# * A text that falls into a loop can score as fluent under the intact model (each repeat is easy
+#   to predict): read fluency beside repetition.
+# * A Language key ("is", "are") can be stated by a text that breaks agreement elsewhere, and a
+#   false-belief story's own places can be repeated: "key stated" overcounts.

@@ -168,7 +168,7 @@ for run in runs:
                                 "units": int(rows.n_neurons["selected"]),
                                 "fluency": rows.fluency["selected"], "fluency, random twin": rows.fluency["layer_matched"],
                                 "key kept": rows.key_kept["selected"], "key kept, random twin": rows.key_kept["layer_matched"],
-                                "keyed prompts": int(rows.n_keyed["selected"])})
+                                "keyed prompts, all domains": int(rows.n_keyed["selected"])})
 if lesion_rows:
     display(tables.for_reading(pd.DataFrame(lesion_rows), digits={"fluency": 2, "fluency, random twin": 2},
                                percent_columns=["key kept", "key kept, random twin"], font_size=0.85,

@@ -255,7 +255,7 @@ def test_a_run_states_its_lesion_result_in_the_mode_its_page_shows(tmp_path):
                               labels)
     assert findings.run_numbers(run_dir)["lesions"] is None  # before stage 9 ran
     row = dict(selection="attribution", domain="ToM", form=0.9, content=0.5, statistic=1.4, p=0.01, p_form=0.01,
-               p_content=0.02, n_prompts=32, n_content=4)
+               p_content=0.02, n_prompts=32, n_content=6)
     pd.DataFrame([{**row, "mode": "mean"}, {**row, "mode": "zero", "p": 0.5}]).to_csv(
         run_dir / "lesion_dissociation.csv", index=False)
     (run_dir / "lesion_summary.json").write_text(json.dumps({"shown_mode": "mean"}))

@@ -60,31 +60,35 @@ ROW = dict(mode="mean", selection="attribution", domain="phys", form=0.8, conten
            p=0.002, p_form=0.01, p_content=0.1, n_prompts=32, n_content=3)
 
 
-def test_the_dissociation_sentence_claims_each_half_only_on_its_own_p():
-    both = findings.dissociation_sentence({**ROW, "p_content": 0.01}, 10_000)
-    assert "a double dissociation" in both and "(p = 0.01, 3 keyed prompts)" in both
-    fluency_half = findings.dissociation_sentence(ROW, 10_000)  # combined p small, the key term alone not
-    assert fluency_half.startswith("Attribution sets, mean values, Language against Physical reasoning: one half")
-    assert "does not lose more of the Physical reasoning keys beyond chance (p = 0.1, 3 keyed prompts)" in fluency_half
-    key_half = findings.dissociation_sentence({**ROW, "p_form": 0.3, "p_content": 0.01}, 10_000)
-    assert "one half" in key_half and "does not cost more fluency beyond chance (p = 0.3)" in key_half
-    wrong_way = findings.dissociation_sentence({**ROW, "form": -0.8, "p_content": 0.3}, 10_000)
-    assert "no double dissociation" in wrong_way and "one half" not in wrong_way
-    fluency_only = findings.dissociation_sentence({**ROW, "content": float("nan"), "n_content": 0}, 10_000)
-    assert "costs more fluency" in fluency_only and "only fluency is compared" in fluency_only
-    assert "no difference in fluency" in findings.dissociation_sentence(
-        {**ROW, "content": float("nan"), "n_content": 0, "p_form": 0.4}, 10_000)
+def test_the_dissociation_sentence_claims_each_difference_only_on_its_own_p():
+    keyed = {**ROW, "n_content": 6}
+    both = findings.dissociation_sentence({**keyed, "p_content": 0.01}, 10_000)
+    assert both.startswith("Attribution sets, mean values, Language against Physical reasoning: a double dissociation")
+    assert "(p = 0.01, 6 keyed prompts)" in both
+    fluency_only = findings.dissociation_sentence(keyed, 10_000)  # the key term alone not beyond chance
+    assert "double" not in fluency_only
+    assert "costs more fluency than silencing the Physical reasoning units (p = 0.01)" in fluency_only
+    assert "does not lose more of the Physical reasoning keys beyond chance (p = 0.1" in fluency_only
+    reversed_keys = findings.dissociation_sentence({**keyed, "content": -0.3, "p_content": 0.9}, 10_000)
+    assert "go the other way" in reversed_keys and "double" not in reversed_keys
+    reversed_fluency = findings.dissociation_sentence({**keyed, "form": -0.8, "p_form": 0.99}, 10_000)
+    assert "the fluency difference goes the other way" in reversed_fluency
+    few = findings.dissociation_sentence(ROW, 10_000)  # 3 keyed prompts: no p below 0.05 is possible
+    assert "cannot be compared" in few and "no p from 3 prompts can fall below 0.05" in few
+    none = findings.dissociation_sentence({**ROW, "content": float("nan"), "n_content": 0}, 10_000)
+    assert "states the key in none of the Physical reasoning prompts." in none
+    assert "no fluency difference" in findings.dissociation_sentence({**ROW, "p_form": 0.4}, 10_000)
     assert "not tested" in findings.dissociation_sentence({**ROW, "statistic": float("nan")}, 10_000)
 
 
-def test_the_lesion_sentence_compares_at_the_printed_precision():
-    selected = dict(n_neurons=1234, changed=1.0, fluency=-1.333, key_kept=0.4, n_keyed=5)
+def test_the_lesion_sentence_calls_a_fluency_cost_only_on_its_p():
+    selected = dict(n_neurons=1234, changed=1.0, fluency=-1.333, key_kept=0.4, n_keyed=5, fluency_p=0.001)
     random = dict(n_neurons=1234, changed=0.8, fluency=-0.641, key_kept=0.8, n_keyed=5)
-    text = findings.lesion_effect_sentence("Lan", selected, random)
-    assert "1,234 Language units" in text and "lower than the -0.64" in text and "2 of" not in text
-    assert "of the 5 prompts whose key the intact model states, 40% keep it (random units: 80%)" in text
-    same = findings.lesion_effect_sentence("Lan", {**selected, "fluency": -0.6412}, random)
-    assert "the same as" in same
+    text = findings.lesion_effect_sentence("Lan", selected, random, 10_000)
+    assert "1,234 Language units" in text and "less fluent than the twin's (-1.33 against -0.64" in text
+    assert "of the 5 prompts, of every domain, whose key the intact model states, 40% keep it (twin: 80%)" in text
+    same = findings.lesion_effect_sentence("Lan", {**selected, "fluency_p": 0.3}, random, 10_000)
+    assert "not distinguishable in fluency from" in same
     assert "keep it" not in findings.lesion_effect_sentence("Lan", {**selected, "n_keyed": 0, "key_kept": np.nan}, random)
 
 
@@ -194,3 +198,9 @@ def test_remote_execution_is_refused_before_anything_loads(localizer_run):  # no
     params = {**localizer_run.params, "backend": "nnsight", "remote": True}
     with pytest.raises(ValueError, match="generates on this machine only"):
         lesions.run(RunContext.of(params, localizer_run.paths.results.parents[3]))
+
+
+def test_sign_flip_p():
+    assert stats.sign_flip_p(np.full(8, 0.5), 2000, 0) < 0.01
+    assert stats.sign_flip_p(np.array([0.5, np.nan]), 2000, 0) > 0.3  # one value: p about 1/2
+    assert np.isnan(stats.sign_flip_p(np.array([np.nan]), 100, 0))

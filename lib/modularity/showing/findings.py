@@ -32,7 +32,7 @@ from ..science.stats import untestable_reason
 from ..science.surface import domain_effect
 from ..science.tasks.schema import DOMAIN_NAMES, DOMAINS
 
-__all__ = ["lesion_effect_sentence", "dissociation_sentence", "ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
+__all__ = ["lesion_effect_sentence", "dissociation_sentence", "MIN_KEYED", "ALPHA", "NEAR_ZERO", "families_sentences", "format_p", "beyond_chance", "ratio_sentence", "ari_sentence", "run_numbers",
            "run_sentences", "passing_by_domain", "MEASURES", "join", "across_runs", "untested_reason",
            "currency_sentence", "STATE_ANSWERS"]
 
@@ -425,61 +425,62 @@ def study_surface_sentence(effects: Mapping[str, Mapping], what: str = "overlap"
 # --------------------------------------------------------------------------- lesions (stage 9)
 
 
-def _compare(a: float, b: float, digits: int = 2) -> str:
-    """"lower than", "higher than" or "the same as", ``a`` against ``b`` as printed to ``digits``."""
-    a, b = round(float(a), digits), round(float(b), digits)
-    return "the same as" if a == b else ("lower than" if a < b else "higher than")
+#: Fewer keyed prompts than this cannot give a sign-flip p below :data:`ALPHA` (2⁻⁴ > 0.05).
+MIN_KEYED = 5
 
 
-def lesion_effect_sentence(domain: str, selected: Mapping, random: Mapping) -> str:
-    """What silencing one domain's units did to the texts, beside random units of the same layers.
+def lesion_effect_sentence(domain: str, selected: Mapping, random: Mapping, n_permutations: int | None = None) -> str:
+    """What silencing one domain's units did to the texts, beside its random twin (units of the same
+    layers). "Less fluent" only where ``fluency_p`` (one-sided, over prompts) is below :data:`ALPHA`.
 
     ``selected`` / ``random``: rows of stage 9's measures (``n_neurons``, ``changed``, ``fluency``,
-    ``key_kept``, ``n_keyed``)."""
+    ``key_kept``, ``n_keyed``; ``fluency_p`` on the selected row)."""
     name = DOMAIN_NAMES.get(domain, domain)
+    p = selected.get("fluency_p")
+    verdict = ("less fluent than" if beyond_chance(p) else "not distinguishable in fluency from")
     sentence = (f"Silencing the {int(selected['n_neurons']):,} {name} units changes {selected['changed']:.0%} of the "
-                f"texts (random units of the same layers: {random['changed']:.0%}); under the intact model their "
-                f"fluency is {selected['fluency']:.2f} nats per token, {_compare(selected['fluency'], random['fluency'])} "
-                f"the {random['fluency']:.2f} of the random units' texts")
+                f"texts (its random twin: {random['changed']:.0%}); their texts are {verdict} the twin's "
+                f"({selected['fluency']:.2f} against {random['fluency']:.2f} nats per token under the intact model, "
+                f"{format_p(p, n_permutations)})")
     if _finite(selected.get("key_kept")) and selected.get("n_keyed", 0):
-        sentence += (f"; of the {int(selected['n_keyed'])} prompts whose key the intact model states, "
-                     f"{selected['key_kept']:.0%} keep it (random units: {random['key_kept']:.0%})")
+        sentence += (f"; of the {int(selected['n_keyed'])} prompts, of every domain, whose key the intact model "
+                     f"states, {selected['key_kept']:.0%} keep it (twin: {random['key_kept']:.0%})")
     return sentence + "."
 
 
 def dissociation_sentence(row: Mapping, n_permutations: int | None = None) -> str:
     """The double-dissociation test of stage 9 between the Language lesion and domain D's
-    (:func:`modularity.science.stats.dissociation_test`), in words chosen by its numbers. Each half
+    (:func:`modularity.science.stats.dissociation_test`), in words chosen by its numbers. A difference
     is claimed only where its own term is positive at p < :data:`ALPHA`: the Language lesion costing
-    more fluency (``form``, ``p_form``), D's lesion costing more of D's keys (``content``,
-    ``p_content``); "a double dissociation" only when both are; fluency alone when D's keys cannot
-    be measured (the intact model states none of them). The combined p is in the stage's table."""
+    more fluency than D's (``form``, ``p_form``), D's lesion costing more of D's keys (``content``,
+    ``p_content``); "a double dissociation" only when both are. The key comparison is untestable with
+    fewer than :data:`MIN_KEYED` keyed prompts (no p could fall below α), and a negative term is said
+    to go the other way. Each lesion is compared with its own random twin (one draw)."""
     name = DOMAIN_NAMES.get(row["domain"], row["domain"])
     head = f"{str(row['selection']).capitalize()} sets, {row['mode']} values, Language against {name}: "
     if not _finite(row.get("statistic")):
         return head + "not tested (no prompt measured both lesions)."
     p_form, p_content = format_p(row.get("p_form"), n_permutations), format_p(row.get("p_content"), n_permutations)
-    fluency = beyond_chance(row.get("p_form")) and row["form"] > 0
-    fluency_words = (f"silencing the Language units costs more fluency than silencing the {name} units, beyond "
-                     f"layer-matched random units ({p_form})")
+    if beyond_chance(row.get("p_form")) and row["form"] > 0:
+        fluency = f"silencing the Language units costs more fluency than silencing the {name} units ({p_form})"
+    elif row["form"] < 0:
+        fluency = f"the fluency difference goes the other way (the {name} lesion costs more; {p_form})"
+    else:
+        fluency = f"no fluency difference between the two lesions beyond their twins ({p_form})"
     n_keyed = int(row.get("n_content") or 0)
-    if n_keyed == 0 or not _finite(row.get("content")):
-        no_keys = f"the intact model states the key in none of the {name} prompts, so only fluency is compared"
-        if fluency:
-            return head + f"{fluency_words}; {no_keys}."
-        return head + f"no difference in fluency beyond layer-matched random units ({p_form}); {no_keys}."
-    keys = beyond_chance(row.get("p_content")) and row["content"] > 0
-    keyed = f"{n_keyed} keyed prompt{'s' if n_keyed != 1 else ''}"
-    if fluency and keys:
-        return head + (f"a double dissociation: silencing the Language units costs more fluency ({p_form}), and "
-                       f"silencing the {name} units more of the {name} keys ({p_content}, {keyed}), each beside "
-                       "layer-matched random units.")
-    if fluency:
-        return head + (f"one half of a double dissociation: {fluency_words}, but the {name} lesion does not lose more "
-                       f"of the {name} keys beyond chance ({p_content}, {keyed}).")
-    if keys:
-        return head + (f"one half of a double dissociation: silencing the {name} units costs more of the {name} keys "
-                       f"than silencing the Language units ({p_content}, {keyed}), but the Language lesion does not "
-                       f"cost more fluency beyond chance ({p_form}).")
-    return head + (f"no double dissociation beyond layer-matched random units (fluency {p_form}; "
-                   f"{name} keys {p_content}, {keyed}).")
+    if n_keyed < MIN_KEYED or not _finite(row.get("content")):
+        keys = (f"the {name} answers cannot be compared: the intact model states the key in "
+                f"{n_keyed if n_keyed else 'none'} of the {name} prompts" + (
+                    f", and no p from {n_keyed} prompt{'s' if n_keyed != 1 else ''} can fall below {ALPHA}"
+                    if n_keyed else ""))
+        return head + f"{fluency}; {keys}."
+    keyed = f"{n_keyed} keyed prompts"
+    if beyond_chance(row.get("p_content")) and row["content"] > 0:
+        keys = f"silencing the {name} units loses more of the {name} keys than silencing the Language units ({p_content}, {keyed})"
+    elif row["content"] < 0:
+        keys = f"the {name} keys go the other way (the Language lesion loses more of them; {p_content}, {keyed})"
+    else:
+        keys = f"the {name} lesion does not lose more of the {name} keys beyond chance ({p_content}, {keyed})"
+    both = (beyond_chance(row.get("p_form")) and row["form"] > 0 and beyond_chance(row.get("p_content"))
+            and row["content"] > 0)
+    return head + ("a double dissociation: " if both else "") + f"{fluency}; {keys}."

@@ -129,7 +129,7 @@ def run(ctx: RunContext) -> LesionResult:
     language, lang_computed, lang_seconds = _language(ctx, tasks, sets, mean_values)
     if language.empty:
         notes.append("no Language task passed stage 1 with attribution scores: no minimal-pair accuracy under the lesions")
-    measures = _measures(outputs, language, set_table)
+    measures = _measures(outputs, language, set_table, ctx.params["n_permutations"])
     dissociation = _dissociation(outputs, ctx.params["n_permutations"])
     examples = choose_examples(outputs)
     result = LesionResult(prompt_table, set_table, outputs, language, measures, dissociation, examples,
@@ -334,9 +334,11 @@ def _language(ctx: RunContext, tasks: pd.DataFrame, sets: dict, mean_values) -> 
 # --------------------------------------------------------------------------- measures and tests
 
 
-def _measures(outputs: pd.DataFrame, language: pd.DataFrame, set_table: pd.DataFrame) -> pd.DataFrame:
+def _measures(outputs: pd.DataFrame, language: pd.DataFrame, set_table: pd.DataFrame,
+              n_permutations: int) -> pd.DataFrame:
     """Per (mode, condition): prompts, mean fluency, share of texts changed, key stated where the
-    intact model states it (and how many such prompts), repetition, length, Language pairs."""
+    intact model states it (and how many such prompts), repetition, length, Language pairs, and for a
+    selected set ``fluency_p``, whether its texts are less fluent than its random twin's."""
     rows = []
     for (mode, condition), part in outputs.groupby(["mode", "condition"], sort=False):
         keyed = part[part.intact_key_stated == 1]
@@ -351,7 +353,22 @@ def _measures(outputs: pd.DataFrame, language: pd.DataFrame, set_table: pd.DataF
         rows.append(row)
     table = pd.DataFrame(rows).merge(set_table[["condition", "selection", "domain", "kind", "n_neurons"]],
                                      on="condition", how="left")
+    table["fluency_p"] = [_fluency_cost_p(outputs, mode, condition, n_permutations)
+                          for mode, condition in zip(table["mode"], table.condition)]
     return table
+
+
+def _fluency_cost_p(outputs: pd.DataFrame, mode: str, condition: str, n_permutations: int) -> float:
+    """For a selected set: one-sided sign-flip p that its texts are less fluent than its random
+    twins' on the same prompts (:func:`modularity.science.stats.sign_flip_p`); NaN for other rows."""
+    part = outputs[outputs["mode"] == mode]
+    rows = part[part.condition == condition]
+    if rows.empty or rows.kind.iloc[0] != "selected":
+        return float("nan")
+    twins = part[(part.kind == "layer_matched") & (part.selection == rows.selection.iloc[0])
+                 & (part.lesion_domain == rows.lesion_domain.iloc[0])].groupby("prompt").fluency.mean()
+    cost = twins.reindex(rows.prompt).to_numpy() - rows.fluency.to_numpy()
+    return stats.sign_flip_p(cost, n_permutations, STUDY_SEED)
 
 
 def _dissociation(outputs: pd.DataFrame, n_permutations: int) -> pd.DataFrame:
