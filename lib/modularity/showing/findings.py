@@ -461,7 +461,8 @@ def dissociation_sentence(row: Mapping, n_permutations: int | None = None) -> st
     if not _finite(row.get("statistic")):
         return head + "not tested (no prompt measured both lesions)."
     p_form, p_content = format_p(row.get("p_form"), n_permutations), format_p(row.get("p_content"), n_permutations)
-    if beyond_chance(row.get("p_form")) and row["form"] > 0:
+    fluency_shown = beyond_chance(row.get("p_form")) and row["form"] > 0
+    if fluency_shown:
         fluency = f"silencing the Language units costs more fluency than silencing the {name} units ({p_form})"
     elif row["form"] < 0:
         fluency = f"the fluency difference goes the other way (the {name} lesion costs more; {p_form})"
@@ -475,12 +476,11 @@ def dissociation_sentence(row: Mapping, n_permutations: int | None = None) -> st
                     if n_keyed else ""))
         return head + f"{fluency}; {keys}."
     keyed = f"{n_keyed} keyed prompts"
-    if beyond_chance(row.get("p_content")) and row["content"] > 0:
+    keys_shown = beyond_chance(row.get("p_content")) and row["content"] > 0
+    if keys_shown:
         keys = f"silencing the {name} units loses more of the {name} keys than silencing the Language units ({p_content}, {keyed})"
     elif row["content"] < 0:
         keys = f"the {name} keys go the other way (the Language lesion loses more of them; {p_content}, {keyed})"
     else:
         keys = f"the {name} lesion does not lose more of the {name} keys beyond chance ({p_content}, {keyed})"
-    both = (beyond_chance(row.get("p_form")) and row["form"] > 0 and beyond_chance(row.get("p_content"))
-            and row["content"] > 0)
-    return head + ("a double dissociation: " if both else "") + f"{fluency}; {keys}."
+    return head + ("a double dissociation: " if fluency_shown and keys_shown else "") + f"{fluency}; {keys}."

@@ -45,7 +45,7 @@ from ..science.tasks.open_prompts import key_stated, open_prompts
 from ..science.tasks.schema import DOMAINS, format_prompt
 from .cells import target_items
 from .context import RunContext
-from .scores import top_set
+from .scores import load_scores, top_set
 
 __all__ = ["LesionResult", "run", "PROMPTS_PER_DOMAIN", "NEW_TOKENS", "RANDOM_DRAWS", "MODES", "SELECTIONS",
            "SHOWN_MODE", "INTACT", "EXAMPLES_PER_LESION", "condition_name"]
@@ -179,8 +179,6 @@ def _lesion_sets(ctx: RunContext, tasks: pd.DataFrame) -> tuple[dict, pd.DataFra
 
 def _geometry(ctx: RunContext, tasks: pd.DataFrame) -> tuple[int, int]:
     if len(tasks):
-        from .scores import load_scores
-
         n_layers, d_ff = load_scores(ctx, tasks.task.iloc[0], tasks).shape
         return int(n_layers), int(d_ff)
     return ctx.model.n_layers, ctx.model.d_ff
@@ -218,6 +216,11 @@ def _prompt_text(tokenizer, prompt) -> str:
     return prompt.raw
 
 
+def _digest_of(mean_values) -> str | None:
+    """What the caches record of the mean values (None without them)."""
+    return None if mean_values is None else content_digest(mean_values.numpy().round(8).tolist())
+
+
 def _modes(mean_values) -> list[str]:
     """The modes that can run: the mean mode needs mean values (attributed tasks)."""
     return [m for m in MODES if m != "mean" or mean_values is not None]
@@ -229,7 +232,7 @@ def _generations(ctx: RunContext, prompts, given: dict, sets: dict, mean_values)
     loaded, parts, computed, seconds = None, [], 0, 0.0
     modes = _modes(mean_values)
     folder = ctx.paths.cache / "lesions" / f"generations_{NEW_TOKENS}tokens"
-    mean_digest = None if mean_values is None else content_digest(mean_values.numpy().round(8).tolist())
+    mean_digest = _digest_of(mean_values)
     with bar(total=len(prompts), desc="generating", unit="prompts") as progress:
         for prompt in prompts:
             made_from = {"prompt": prompt.name, "text": given[prompt.name], "sets": content_digest(sets), "modes": modes,
@@ -305,7 +308,7 @@ def _language(ctx: RunContext, tasks: pd.DataFrame, sets: dict, mean_values) -> 
     lesions = {name: s for name, s in sets.items() if name != INTACT}
     parts, computed, seconds = [], 0, 0.0
     modes = _modes(mean_values)
-    mean_digest = None if mean_values is None else content_digest(mean_values.numpy().round(8).tolist())
+    mean_digest = _digest_of(mean_values)
     with bar(total=len(language) * len(modes), desc="Language pairs under the lesions", unit="cells") as progress:
         for row in language.itertuples():
             items = target_items(ctx, row.task)
